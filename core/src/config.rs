@@ -1,0 +1,91 @@
+//! Limits, timers and behaviour switches, with defaults safe for a server on
+//! the open internet.
+
+use std::time::Duration;
+
+use crate::deflate::DeflateConfig;
+
+/// Connection configuration.
+///
+/// | field | default | why |
+/// |---|---|---|
+/// | `max_frame_size` | 16 MiB | one frame's payload, checked from the header before any byte is buffered |
+/// | `max_message_size` | 64 MiB | a whole message after decompression, checked while inflating |
+/// | `max_fragments` | 131 072 | frames per message; bounds per-message work |
+/// | `max_handshake_size` | 16 KiB | bytes of the HTTP head |
+/// | `max_headers` | 64 | header lines in the HTTP head |
+/// | `reassemble` | `true` | deliver whole messages; `false` streams fragments as [`crate::Event::Fragment`] |
+/// | `auto_pong` | `true` | answer every Ping with a Pong |
+/// | `ping_interval` | 30 s | keepalive Ping period (`None`: no keepalive) |
+/// | `pong_timeout` | 30 s | fail the connection when a keepalive Ping is not answered |
+/// | `opening_handshake_timeout` | 10 s | fail a handshake that does not complete |
+/// | `close_timeout` | 5 s | bound on waiting for the peer's Close, and for a client, on waiting for the server to close TCP |
+/// | `write_buffer_high_water` | 1 MiB | adapters wait before queueing more when unsent output is above it |
+/// | `deflate` | `None` | permessage-deflate offer (client) or policy (server) |
+///
+/// ```
+/// use wsmachine::Config;
+/// let cfg = Config { max_message_size: 1 << 20, ..Config::default() };
+/// assert_eq!(cfg.max_frame_size, 16 << 20);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest accepted frame payload, in bytes.
+    pub max_frame_size: usize,
+    /// Largest accepted message, in bytes, after decompression.
+    pub max_message_size: usize,
+    /// Largest number of frames in one message.
+    pub max_fragments: usize,
+    /// Largest HTTP head of the opening handshake, in bytes.
+    pub max_handshake_size: usize,
+    /// Largest number of header lines in the opening handshake.
+    pub max_headers: usize,
+    /// Reassemble fragmented messages (`true`) or deliver fragments as they come.
+    pub reassemble: bool,
+    /// Answer Pings automatically.
+    pub auto_pong: bool,
+    /// Send a keepalive Ping this long after the last one was answered.
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection when a keepalive Ping is unanswered this long.
+    pub pong_timeout: Duration,
+    /// Fail the opening handshake when it takes longer than this.
+    pub opening_handshake_timeout: Duration,
+    /// Bound on the closing handshake.
+    pub close_timeout: Duration,
+    /// Unsent output above which adapters make senders wait.
+    pub write_buffer_high_water: usize,
+    /// permessage-deflate offer (client) or acceptance policy (server).
+    pub deflate: Option<DeflateConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 131_072,
+            max_handshake_size: 16 << 10,
+            max_headers: 64,
+            reassemble: true,
+            auto_pong: true,
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            opening_handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            write_buffer_high_water: 1 << 20,
+            deflate: None,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration with permessage-deflate offered (client) or
+    /// accepted (server) with [`DeflateConfig::default`].
+    pub fn with_deflate() -> Self {
+        Config {
+            deflate: Some(DeflateConfig::default()),
+            ..Config::default()
+        }
+    }
+}

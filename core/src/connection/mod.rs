@@ -1,0 +1,448 @@
+//! The connection state machine: the opening handshake, then a
+//! [`ReceiveHalf`] and a [`SendHalf`] that can be split apart.
+
+mod link;
+mod recv;
+mod send;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use recv::{ReceiveHalf, State};
+pub use send::SendHalf;
+
+use link::Link;
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::deflate::{Compressor, Decompressor};
+use crate::error::{ConnectionError, HandshakeError, SendError, Timeout};
+use crate::handshake::{
+    accept_response, error_response, reject_response, Accept, ClientHandshake, ClientRequest,
+    Negotiated, Request, Response, ServerHandshake,
+};
+use crate::mask::MaskSource;
+use crate::message::{Fragment, Message, MessageKind, Utf8Bytes};
+use crate::Role;
+
+/// What the connection reports to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Server: a valid opening request arrived. Answer it with
+    /// [`Connection::accept`] or [`Connection::reject`].
+    Request(Box<Request>),
+    /// Client: the server accepted; [`Connection::negotiated`] tells what was agreed.
+    Connected(Box<Response>),
+    /// A whole text message (or, in streaming mode, see [`Event::Fragment`]).
+    Text(Utf8Bytes),
+    /// A whole binary message.
+    Binary(Bytes),
+    /// A frame of a message, when `Config::reassemble` is off.
+    Fragment(Fragment),
+    /// A Ping arrived (already answered when `Config::auto_pong` is on).
+    Ping(Bytes),
+    /// A Pong arrived.
+    Pong(Bytes),
+    /// The peer's Close frame (already echoed when the peer started the close).
+    Close(CloseFrame),
+    /// The connection failed. Reported once; no event follows it.
+    Error(ConnectionError),
+}
+
+enum Phase {
+    Client(ClientHandshake),
+    Server(ServerHandshake),
+    AwaitingAccept(Box<Request>),
+    Open,
+    Done,
+}
+
+/// A WebSocket connection, from the opening handshake to the closing one,
+/// with no I/O: bytes and time go in, events and bytes come out.
+///
+/// Four kinds of method, as in any sans-IO engine:
+/// - getters: [`state`](Connection::state), [`role`](Connection::role),
+///   [`negotiated`](Connection::negotiated), [`should_close_transport`](Connection::should_close_transport);
+/// - input: [`receive`](Connection::receive), [`receive_eof`](Connection::receive_eof),
+///   [`handle_timeout`](Connection::handle_timeout);
+/// - commands: [`send`](Connection::send), [`send_text`](Connection::send_text),
+///   [`send_binary`](Connection::send_binary), [`ping`](Connection::ping),
+///   [`close`](Connection::close), [`accept`](Connection::accept), [`reject`](Connection::reject);
+/// - output, to call in this order after every input or command:
+///   [`poll_transmit`](Connection::poll_transmit) until `None` (write each
+///   chunk), [`poll_event`](Connection::poll_event) until `None`, then
+///   [`poll_timeout`](Connection::poll_timeout) to arm the timer; close the
+///   transport when [`should_close_transport`](Connection::should_close_transport) says so.
+///
+/// ```
+/// use std::time::Instant;
+/// use wsmachine::{ClientRequest, Config, Connection, Event, SeededMask, Accept};
+///
+/// let now = Instant::now();
+/// let mut client = Connection::client(Config::default(), ClientRequest::new("h", "/"), [1; 16], SeededMask::new([2; 32]), now);
+/// let mut server = Connection::server(Config::default(), now);
+/// while let Some(b) = client.poll_transmit() { server.receive(now, &b); }
+/// let Some(Event::Request(_)) = server.poll_event() else { panic!() };
+/// server.accept(now, Accept::new()).unwrap();
+/// server.send_text("hi").unwrap();
+/// while let Some(b) = server.poll_transmit() { client.receive(now, &b); }
+/// assert!(matches!(client.poll_event(), Some(Event::Connected(_))));
+/// assert!(matches!(client.poll_event(), Some(Event::Text(t)) if t == "hi"));
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Config,
+    phase: Phase,
+    rx: ReceiveHalf,
+    tx: SendHalf,
+    handshake_deadline: Option<Instant>,
+    negotiated: Negotiated,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("negotiated", &self.negotiated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn new(
+        role: Role,
+        config: Config,
+        phase: Phase,
+        mask: Option<Box<dyn MaskSource>>,
+        now: Instant,
+    ) -> Self {
+        let link = Arc::new(Link::default());
+        Connection {
+            role,
+            rx: ReceiveHalf::new(role, &config, link.clone(), now),
+            tx: SendHalf::new(role, mask, link),
+            handshake_deadline: Some(now + config.opening_handshake_timeout),
+            config,
+            phase,
+            negotiated: Negotiated::default(),
+        }
+    }
+
+    /// A client connection: queues the opening request at once.
+    ///
+    /// `key` is the 16-byte `Sec-WebSocket-Key` nonce and `mask` the source
+    /// of masking keys; take both from the OS random generator (RFC 6455
+    /// §4.1, §5.3), or from fixed seeds in tests.
+    pub fn client(
+        config: Config,
+        request: ClientRequest,
+        key: [u8; 16],
+        mask: impl MaskSource + 'static,
+        now: Instant,
+    ) -> Self {
+        let (hs, bytes) = ClientHandshake::new(request, key, &config);
+        let mut c = Connection::new(
+            Role::Client,
+            config,
+            Phase::Client(hs),
+            Some(Box::new(mask)),
+            now,
+        );
+        c.tx.queue_raw(bytes);
+        c
+    }
+
+    /// A server connection waiting for the client's request.
+    pub fn server(config: Config, now: Instant) -> Self {
+        let hs = ServerHandshake::new(&config);
+        Connection::new(Role::Server, config, Phase::Server(hs), None, now)
+    }
+
+    /// A connection whose handshake was done elsewhere (for example a stream
+    /// upgraded by an HTTP server): open at once with `negotiated`.
+    /// `mask` is needed for [`Role::Client`] only.
+    pub fn upgraded(
+        role: Role,
+        config: Config,
+        negotiated: Negotiated,
+        mask: Option<Box<dyn MaskSource>>,
+        now: Instant,
+    ) -> Self {
+        let mut c = Connection::new(role, config, Phase::Done, mask, now);
+        c.open(negotiated, now);
+        c
+    }
+
+    fn open(&mut self, negotiated: Negotiated, now: Instant) {
+        let (comp, decomp) = match (&negotiated.deflate, &self.config.deflate) {
+            (Some(params), cfg) => {
+                let default = crate::deflate::DeflateConfig::default();
+                let cfg = cfg.as_ref().unwrap_or(&default);
+                (
+                    Some(Compressor::new(params, cfg, self.role)),
+                    Some(Decompressor::new(params, self.role)),
+                )
+            }
+            (None, _) => (None, None),
+        };
+        self.tx.set_open(comp);
+        self.rx.set_open(decomp, now);
+        self.negotiated = negotiated;
+        self.phase = Phase::Open;
+        self.handshake_deadline = None;
+    }
+
+    fn fail_handshake(&mut self, err: HandshakeError) {
+        if self.role == Role::Server {
+            self.tx.queue_raw(error_response(&err));
+        }
+        self.rx.finish();
+        self.rx
+            .push_event(Event::Error(ConnectionError::Handshake(err)));
+        self.phase = Phase::Done;
+        self.handshake_deadline = None;
+    }
+
+    /// Which side this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Client(_) | Phase::Server(_) | Phase::AwaitingAccept(_) => State::Connecting,
+            Phase::Open | Phase::Done => self.rx.state(),
+        }
+    }
+
+    /// What the opening handshake agreed on (empty until it completes).
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether the transport should be closed now: the connection is over and
+    /// everything queued has been handed out by `poll_transmit`.
+    pub fn should_close_transport(&self) -> bool {
+        self.rx.should_close_transport()
+            && self.tx.pending_output() == 0
+            && !self.tx.has_pending_replies()
+    }
+
+    /// Feeds bytes read from the transport.
+    ///
+    /// After calling this, call `poll_transmit`, `poll_event` and
+    /// `poll_timeout` (see the type's documentation).
+    pub fn receive(&mut self, now: Instant, data: &[u8]) {
+        match &mut self.phase {
+            Phase::Open => self.rx.receive(now, data),
+            Phase::Client(hs) => match hs.receive(data) {
+                Ok(None) => {}
+                Ok(Some((negotiated, response, rest))) => {
+                    self.open(negotiated, now);
+                    self.rx.push_event(Event::Connected(Box::new(response)));
+                    self.rx.receive(now, &rest);
+                }
+                Err(e) => self.fail_handshake(e),
+            },
+            Phase::Server(hs) => match hs.receive(data) {
+                Ok(None) => {}
+                Ok(Some(req)) => {
+                    let rest = hs.take_rest();
+                    self.rx.stash(&rest);
+                    let req = Box::new(req);
+                    self.phase = Phase::AwaitingAccept(req.clone());
+                    self.rx.push_event(Event::Request(req));
+                }
+                Err(e) => self.fail_handshake(e),
+            },
+            Phase::AwaitingAccept(_) => {
+                // A client may not send frames before the 101 (RFC 6455 §4.1);
+                // bound what an impatient one makes us hold.
+                if self.rx.stashed() + data.len() > self.config.max_handshake_size {
+                    self.fail_handshake(HandshakeError::HeadTooLarge {
+                        limit: self.config.max_handshake_size,
+                    });
+                } else {
+                    self.rx.stash(data);
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// The transport reached end of stream.
+    pub fn receive_eof(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Open | Phase::Done => self.rx.receive_eof(now),
+            Phase::Client(hs) => {
+                let e = hs.receive_eof();
+                self.fail_handshake(e);
+            }
+            Phase::Server(_) | Phase::AwaitingAccept(_) => {
+                self.fail_handshake(HandshakeError::Http(
+                    "connection closed during the handshake".into(),
+                ));
+            }
+        }
+    }
+
+    /// Server: accepts the pending request, queueing the 101 response.
+    pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), SendError> {
+        let Phase::AwaitingAccept(req) = &self.phase else {
+            return Err(if self.role == Role::Client {
+                SendError::WrongRole
+            } else {
+                SendError::NoPendingRequest
+            });
+        };
+        let (bytes, negotiated) = accept_response(req, &accept, self.config.deflate.as_ref())?;
+        self.tx.queue_raw(bytes);
+        self.open(negotiated, now);
+        self.rx.process(now);
+        Ok(())
+    }
+
+    /// Server: rejects the pending request with an HTTP status, headers and body.
+    pub fn reject(
+        &mut self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), SendError> {
+        if !matches!(self.phase, Phase::AwaitingAccept(_)) {
+            return Err(SendError::NoPendingRequest);
+        }
+        let bytes = reject_response(status, headers, body)?;
+        self.tx.queue_raw(bytes);
+        self.rx.finish();
+        self.phase = Phase::Done;
+        self.handshake_deadline = None;
+        Ok(())
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.tx.send_text(text)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.tx.send_binary(data)
+    }
+
+    /// Sends a message (large server payloads go out without a copy).
+    pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
+        self.tx.send(msg)
+    }
+
+    /// Sends a message uncompressed even when compression was negotiated.
+    pub fn send_uncompressed(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
+        self.tx.send_uncompressed(msg)
+    }
+
+    /// Sends one fragment of a streamed message (see [`SendHalf::send_fragment`]).
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), SendError> {
+        self.tx.send_fragment(kind, data, last)
+    }
+
+    /// Sends a Ping.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.tx.ping(payload)
+    }
+
+    /// Sends an unsolicited Pong.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.tx.pong(payload)
+    }
+
+    /// Starts the closing handshake.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.tx.close(now, code, reason)
+    }
+
+    /// The next bytes to write, in order.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.tx.poll_transmit()
+    }
+
+    /// Bytes queued for writing and not yet handed out.
+    pub fn pending_output(&self) -> usize {
+        self.tx.pending_output()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.rx.poll_event()
+    }
+
+    /// When `handle_timeout` should be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Open => self.rx.poll_timeout(),
+            Phase::Done => None,
+            _ => self.handshake_deadline,
+        }
+    }
+
+    /// Runs due timers. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Open => self.rx.handle_timeout(now),
+            Phase::Done => {}
+            _ => {
+                if self.handshake_deadline.is_some_and(|d| now >= d) {
+                    self.rx.finish();
+                    self.rx.push_event(Event::Error(ConnectionError::TimedOut(
+                        Timeout::OpeningHandshake,
+                    )));
+                    self.phase = Phase::Done;
+                    self.handshake_deadline = None;
+                }
+            }
+        }
+    }
+
+    /// Splits an open connection into halves that can live on separate tasks;
+    /// compression keeps working on both. Returns the connection unchanged if
+    /// the opening handshake has not completed.
+    #[allow(clippy::result_large_err)]
+    pub fn split(self) -> Result<(ReceiveHalf, SendHalf), Connection> {
+        match self.phase {
+            Phase::Open => Ok((self.rx, self.tx)),
+            _ => Err(self),
+        }
+    }
+
+    /// The halves, borrowed (to drive them separately without splitting).
+    pub fn halves(&mut self) -> (&mut ReceiveHalf, &mut SendHalf) {
+        (&mut self.rx, &mut self.tx)
+    }
+}
+
+impl CloseFrame {
+    /// Whether this frame's code means a normal closure.
+    pub fn is_normal(&self) -> bool {
+        self.code == CloseCode::NORMAL
+    }
+}

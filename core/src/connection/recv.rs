@@ -1,0 +1,531 @@
+//! The receiving half: parses frames, reassembles messages, runs the timers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::link::{Link, Reply};
+use super::Event;
+use crate::close::{CloseCode, CloseFrame};
+use crate::config::Config;
+use crate::deflate::Decompressor;
+use crate::error::{ConnectionError, ProtocolError, Timeout};
+use crate::frame::{FrameHeader, OpCode, RSV1};
+use crate::mask::apply_mask;
+use crate::message::{Fragment, MessageKind, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+use crate::Role;
+
+/// Input buffers larger than this are released once empty, so an idle
+/// connection does not keep the memory of its largest message.
+const KEEP_INPUT_CAPACITY: usize = 8 << 10;
+
+/// A message being received in several frames.
+#[derive(Debug)]
+struct Partial {
+    kind: MessageKind,
+    compressed: bool,
+    frames: usize,
+    /// Payload bytes received so far (compressed size for compressed messages).
+    size: u64,
+    /// Reassembled payload so far (reassemble mode only).
+    data: BytesMut,
+}
+
+/// The connection state as seen by the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// The opening handshake is in progress.
+    Connecting,
+    /// Messages flow both ways.
+    Open,
+    /// A Close frame was sent or received; the handshake is not complete.
+    Closing,
+    /// The closing handshake completed, or the connection failed.
+    Closed,
+}
+
+/// The receiving half of a connection: bytes from the transport go in,
+/// [`Event`]s come out, and it runs the keepalive and closing timers.
+///
+/// Obtained from [`crate::Connection::split`]. Control replies it produces
+/// (Pongs, the Close echo, keepalive Pings) are queued for the [`crate::SendHalf`],
+/// which encodes them on its next call; check [`ReceiveHalf::has_pending_replies`]
+/// after `receive`/`handle_timeout` to know that the sending side has work.
+pub struct ReceiveHalf {
+    role: Role,
+    max_frame_size: usize,
+    max_message_size: usize,
+    max_fragments: usize,
+    reassemble: bool,
+    auto_pong: bool,
+    ping_interval: Option<Duration>,
+    pong_timeout: Duration,
+    close_timeout: Duration,
+
+    buf: BytesMut,
+    header: Option<FrameHeader>,
+    /// Payload bytes of the current frame already unmasked (and UTF-8 checked).
+    processed: usize,
+    partial: Option<Partial>,
+    utf8: Utf8Validator,
+    decompressor: Option<Decompressor>,
+    events: VecDeque<Event>,
+    link: Arc<Link>,
+
+    open: bool,
+    close_received_at: Option<Instant>,
+    failed: bool,
+    eof: bool,
+    /// The transport should be closed once pending output is written.
+    transport_done: bool,
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+    ping_count: u32,
+}
+
+impl std::fmt::Debug for ReceiveHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiveHalf")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceiveHalf {
+    pub(crate) fn new(role: Role, cfg: &Config, link: Arc<Link>, now: Instant) -> Self {
+        ReceiveHalf {
+            role,
+            max_frame_size: cfg.max_frame_size,
+            max_message_size: cfg.max_message_size,
+            max_fragments: cfg.max_fragments,
+            reassemble: cfg.reassemble,
+            auto_pong: cfg.auto_pong,
+            ping_interval: cfg.ping_interval,
+            pong_timeout: cfg.pong_timeout,
+            close_timeout: cfg.close_timeout,
+            buf: BytesMut::new(),
+            header: None,
+            processed: 0,
+            partial: None,
+            utf8: Utf8Validator::new(),
+            decompressor: None,
+            events: VecDeque::new(),
+            link,
+            open: false,
+            close_received_at: None,
+            failed: false,
+            eof: false,
+            transport_done: false,
+            last_rx: now,
+            ping_sent: None,
+            ping_count: 0,
+        }
+    }
+
+    pub(crate) fn set_open(&mut self, decompressor: Option<Decompressor>, now: Instant) {
+        self.decompressor = decompressor;
+        self.open = true;
+        self.last_rx = now;
+    }
+
+    pub(crate) fn push_event(&mut self, ev: Event) {
+        self.events.push_back(ev);
+    }
+
+    /// Buffers bytes that arrived before the connection opened.
+    pub(crate) fn stash(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    pub(crate) fn stashed(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Marks the connection finished (a failed or rejected handshake).
+    pub(crate) fn finish(&mut self) {
+        self.failed = true;
+        self.transport_done = true;
+        self.buf = BytesMut::new();
+    }
+
+    /// Feeds bytes read from the transport.
+    ///
+    /// After calling this: drain [`ReceiveHalf::poll_event`], and have the
+    /// sending half transmit (there may be replies), then re-arm the timer
+    /// from [`ReceiveHalf::poll_timeout`].
+    pub fn receive(&mut self, now: Instant, data: &[u8]) {
+        if self.failed || self.close_received_at.is_some() || data.is_empty() {
+            // RFC 6455 §5.5.1: nothing is processed after a Close frame.
+            return;
+        }
+        self.last_rx = now;
+        self.buf.extend_from_slice(data);
+        self.process(now);
+    }
+
+    /// The transport reached end of stream.
+    pub fn receive_eof(&mut self, _now: Instant) {
+        if self.eof {
+            return;
+        }
+        self.eof = true;
+        self.transport_done = true;
+        if !self.failed && self.close_received_at.is_none() {
+            self.failed = true;
+            self.events.push_back(Event::Error(ConnectionError::Eof));
+        }
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether the sending half has control replies to encode and transmit.
+    pub fn has_pending_replies(&self) -> bool {
+        self.link.has_replies()
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        if !self.open && !self.failed {
+            return State::Connecting;
+        }
+        let sent = self.link.close_sent_at().is_some();
+        let received = self.close_received_at.is_some();
+        if self.failed || self.eof || self.transport_done || (sent && received) {
+            State::Closed
+        } else if sent || received {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether the transport should be shut down once pending output is
+    /// written: at once for a server after the closing handshake, for a
+    /// client when the server has not closed TCP within `close_timeout`,
+    /// and for either after a failure.
+    pub fn should_close_transport(&self) -> bool {
+        if self.transport_done {
+            return true;
+        }
+        self.role == Role::Server
+            && self.close_received_at.is_some()
+            && self.link.close_sent_at().is_some()
+    }
+
+    /// When [`ReceiveHalf::handle_timeout`] should be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.open || self.transport_done {
+            return None;
+        }
+        let sent = self.link.close_sent_at();
+        match (sent, self.close_received_at) {
+            (Some(s), None) => Some(s + self.close_timeout),
+            (Some(s), Some(r)) => Some(s.max(r) + self.close_timeout),
+            (None, Some(_)) => None,
+            (None, None) => {
+                let iv = self.ping_interval?;
+                Some(match self.ping_sent {
+                    None => self.last_rx + iv,
+                    Some(p) => p.max(self.last_rx) + self.pong_timeout,
+                })
+            }
+        }
+    }
+
+    /// Runs the timers that are due at `now`. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.open || self.transport_done {
+            return;
+        }
+        match (self.link.close_sent_at(), self.close_received_at) {
+            (Some(s), None) if now >= s + self.close_timeout => {
+                if !self.failed {
+                    self.events
+                        .push_back(Event::Error(ConnectionError::TimedOut(
+                            Timeout::ClosingHandshake,
+                        )));
+                }
+                self.failed = true;
+                self.transport_done = true;
+            }
+            (Some(s), Some(r)) if now >= s.max(r) + self.close_timeout => {
+                // The client waited for the server to close TCP (RFC 6455 §7.1.1).
+                self.transport_done = true;
+            }
+            (None, None) if !self.failed => {
+                let Some(iv) = self.ping_interval else { return };
+                match self.ping_sent {
+                    None if now >= self.last_rx + iv => {
+                        self.ping_count = self.ping_count.wrapping_add(1);
+                        let payload = Bytes::copy_from_slice(&self.ping_count.to_be_bytes());
+                        self.link.push(Reply::Ping(payload));
+                        self.ping_sent = Some(now);
+                    }
+                    Some(p) if now >= p.max(self.last_rx) + self.pong_timeout => {
+                        self.events
+                            .push_back(Event::Error(ConnectionError::TimedOut(Timeout::Pong)));
+                        self.link.push(Reply::Close(
+                            CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout"),
+                            now,
+                        ));
+                        self.failed = true;
+                        self.transport_done = true;
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn process(&mut self, now: Instant) {
+        if let Err(e) = self.parse(now) {
+            self.fail(e, now);
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_INPUT_CAPACITY {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    fn fail(&mut self, err: ProtocolError, now: Instant) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        self.transport_done = true;
+        self.buf = BytesMut::new();
+        self.header = None;
+        self.partial = None;
+        let mut reason = err.to_string();
+        truncate_at_char(&mut reason, 123);
+        self.link
+            .push(Reply::Close(CloseFrame::new(err.close_code(), reason), now));
+        self.events
+            .push_back(Event::Error(ConnectionError::Protocol(err)));
+    }
+
+    fn parse(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        while !self.failed && self.close_received_at.is_none() {
+            let header = match self.header {
+                Some(h) => h,
+                None => match FrameHeader::decode(&self.buf)? {
+                    None => return Ok(()),
+                    Some((h, n)) => {
+                        self.check_header(&h)?;
+                        self.buf.advance(n);
+                        self.header = Some(h);
+                        self.processed = 0;
+                        h
+                    }
+                },
+            };
+            // Unmask and validate what has arrived, so invalid UTF-8 fails
+            // before the frame is complete (fail fast, RFC 6455 §8.1).
+            let len = header.payload_len as usize;
+            let avail = self.buf.len().min(len);
+            if avail > self.processed {
+                let fresh = &mut self.buf[self.processed..avail];
+                if let Some(m) = header.mask {
+                    apply_mask(fresh, m, self.processed);
+                }
+                if !header.opcode.is_control() {
+                    if let Some(p) = &self.partial {
+                        if p.kind == MessageKind::Text && !p.compressed {
+                            self.utf8
+                                .feed(fresh)
+                                .map_err(|_| ProtocolError::InvalidUtf8)?;
+                        }
+                    }
+                }
+                self.processed = avail;
+            }
+            if self.buf.len() < len {
+                // Room for the rest of the frame, in steps, so a header that
+                // declares a huge frame does not reserve it all up front.
+                self.buf.reserve((len - self.buf.len()).min(1 << 20));
+                return Ok(());
+            }
+            let payload = self.buf.split_to(len).freeze();
+            self.header = None;
+            self.handle_frame(header, payload, now)?;
+        }
+        Ok(())
+    }
+
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let compressed = h.rsv & RSV1 != 0;
+        if h.rsv & !RSV1 != 0 || (compressed && self.decompressor.is_none()) {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        if compressed && !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::InvalidCompressedFrame);
+        }
+        if h.opcode.is_control() {
+            return Ok(());
+        }
+        if h.payload_len > self.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                size: h.payload_len,
+                limit: self.max_frame_size,
+            });
+        }
+        match (h.opcode, &mut self.partial) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(_)) => {}
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (op, None) => {
+                let kind = if op == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                self.utf8.reset();
+                self.partial = Some(Partial {
+                    kind,
+                    compressed,
+                    frames: 0,
+                    size: 0,
+                    data: BytesMut::new(),
+                });
+            }
+        }
+        let p = self.partial.as_mut().expect("set above");
+        p.frames += 1;
+        if p.frames > self.max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                limit: self.max_fragments,
+            });
+        }
+        p.size += h.payload_len;
+        // Uncompressed sizes are known from headers: refuse before buffering.
+        // Compressed ones are also bounded by their wire size here, and by
+        // the decompressor on output.
+        if p.size > self.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig {
+                size: p.size,
+                limit: self.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn handle_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        match h.opcode {
+            OpCode::Ping => {
+                if self.auto_pong && self.link.close_sent_at().is_none() {
+                    self.link.push(Reply::Pong(payload.clone()));
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => {
+                if self.ping_sent.is_some() && payload[..] == self.ping_count.to_be_bytes() {
+                    self.ping_sent = None;
+                }
+                self.events.push_back(Event::Pong(payload));
+            }
+            OpCode::Close => {
+                let frame = CloseFrame::parse(&payload)?;
+                self.close_received_at = Some(now);
+                self.buf = BytesMut::new();
+                if self.link.close_sent_at().is_none() {
+                    // Echo the code, as RFC 6455 §5.5.1 suggests; no reason.
+                    self.link
+                        .push(Reply::Close(CloseFrame::new(frame.code, ""), now));
+                }
+                self.events.push_back(Event::Close(frame));
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.handle_data(h, payload)?,
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
+        let mut p = self.partial.take().expect("checked in check_header");
+        let text = p.kind == MessageKind::Text;
+        let data = if p.compressed {
+            let d = self
+                .decompressor
+                .as_mut()
+                .expect("compressed implies a decompressor");
+            let mut fresh = BytesMut::new();
+            let out = if self.reassemble {
+                &mut p.data
+            } else {
+                &mut fresh
+            };
+            let before = out.len();
+            d.decompress(&payload, h.fin, out, self.max_message_size)?;
+            if text {
+                self.utf8
+                    .feed(&out[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            if self.reassemble {
+                None
+            } else {
+                Some(fresh.freeze())
+            }
+        } else if self.reassemble {
+            if h.fin && p.frames == 1 {
+                // One frame: hand out the input buffer's bytes, no copy.
+                Some(payload)
+            } else {
+                p.data.extend_from_slice(&payload);
+                None
+            }
+        } else {
+            Some(payload)
+        };
+        if h.fin && text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !self.reassemble {
+            self.events.push_back(Event::Fragment(Fragment {
+                kind: p.kind,
+                data: data.unwrap_or_default(),
+                first: p.frames == 1,
+                last: h.fin,
+            }));
+        } else if h.fin {
+            let bytes = data.unwrap_or_else(|| std::mem::take(&mut p.data).freeze());
+            self.events.push_back(match p.kind {
+                MessageKind::Text => Event::Text(Utf8Bytes::from_validated(bytes)),
+                MessageKind::Binary => Event::Binary(bytes),
+            });
+        }
+        if !h.fin {
+            self.partial = Some(p);
+        }
+        Ok(())
+    }
+}
+
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}

@@ -1,0 +1,332 @@
+//! The sending half: encodes frames into the output queue.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::link::{Link, Reply};
+use crate::close::{CloseCode, CloseFrame};
+use crate::deflate::Compressor;
+use crate::error::SendError;
+use crate::frame::{FrameHeader, OpCode, RSV1};
+use crate::mask::{apply_mask, MaskSource};
+use crate::message::{Message, MessageKind};
+use crate::Role;
+
+/// Payloads at least this long are queued as their own chunk instead of being
+/// copied into the output buffer (server side, uncompressed).
+const ZERO_COPY_MIN: usize = 4096;
+
+/// The sending half of a connection: data and control frames go in, bytes to
+/// write come out of [`SendHalf::poll_transmit`].
+///
+/// Obtained from [`crate::Connection::split`]; the unsplit [`crate::Connection`]
+/// forwards to it. Control replies produced by the receiving half (Pongs, the
+/// Close echo, keepalive Pings) are picked up by every call here.
+pub struct SendHalf {
+    role: Role,
+    out: BytesMut,
+    chunks: VecDeque<Bytes>,
+    queued: usize,
+    mask: Option<Box<dyn MaskSource>>,
+    compressor: Option<Compressor>,
+    scratch: BytesMut,
+    close_sent: bool,
+    /// A message being sent in fragments: its kind and whether it is compressed.
+    streaming: Option<(MessageKind, bool)>,
+    link: Arc<Link>,
+    open: bool,
+}
+
+impl std::fmt::Debug for SendHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendHalf")
+            .field("role", &self.role)
+            .field("queued", &self.queued)
+            .field("close_sent", &self.close_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SendHalf {
+    pub(crate) fn new(role: Role, mask: Option<Box<dyn MaskSource>>, link: Arc<Link>) -> Self {
+        SendHalf {
+            role,
+            out: BytesMut::new(),
+            chunks: VecDeque::new(),
+            queued: 0,
+            mask,
+            compressor: None,
+            scratch: BytesMut::new(),
+            close_sent: false,
+            streaming: None,
+            link,
+            open: false,
+        }
+    }
+
+    pub(crate) fn set_open(&mut self, compressor: Option<Compressor>) {
+        self.compressor = compressor;
+        self.open = true;
+    }
+
+    /// Queues raw bytes (handshake request or response).
+    pub(crate) fn queue_raw(&mut self, bytes: Bytes) {
+        self.queued += bytes.len();
+        self.push_chunk(bytes);
+    }
+
+    /// Sends a text message.
+    ///
+    /// After calling this, call [`SendHalf::poll_transmit`] and write what it returns.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_payload(MessageKind::Text, text.as_bytes(), None, true)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_payload(MessageKind::Binary, data, None, true)
+    }
+
+    /// Sends a message; a server sends large uncompressed payloads without copying them.
+    pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
+        let (kind, bytes) = msg.into().into_parts();
+        self.send_payload(kind, &bytes.clone(), Some(bytes), true)
+    }
+
+    /// Sends a message uncompressed even when compression was negotiated
+    /// (e.g. data that is already compressed).
+    pub fn send_uncompressed(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
+        let (kind, bytes) = msg.into().into_parts();
+        self.send_payload(kind, &bytes.clone(), Some(bytes), false)
+    }
+
+    /// Sends one fragment of a message streamed in pieces: the first call
+    /// starts a message of `kind`, later calls continue it (with the same
+    /// `kind`), and `last` ends it. Control frames may be sent in between.
+    /// Text fragments may split a character; the whole must be UTF-8 (the
+    /// peer fails the connection otherwise).
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), SendError> {
+        self.check_data()?;
+        let (opcode, compressed, first) = match self.streaming {
+            None => {
+                let compressed = self.compressor.is_some();
+                (data_opcode(kind), compressed, true)
+            }
+            Some((k, c)) if k == kind => (OpCode::Continuation, c, false),
+            Some(_) => return Err(SendError::MessageInProgress),
+        };
+        self.streaming = if last { None } else { Some((kind, compressed)) };
+        if compressed {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            self.compressor
+                .as_mut()
+                .expect("compressed implies a compressor")
+                .compress(data, last, &mut scratch);
+            let rsv = if first { RSV1 } else { 0 };
+            self.write_frame(opcode, rsv, last, &scratch, None);
+            self.scratch = scratch;
+        } else {
+            self.write_frame(opcode, 0, last, data, None);
+        }
+        Ok(())
+    }
+
+    /// Sends a Ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_control(payload)?;
+        self.write_frame(OpCode::Ping, 0, true, payload, None);
+        Ok(())
+    }
+
+    /// Sends an unsolicited Pong (payload at most 125 bytes).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_control(payload)?;
+        self.write_frame(OpCode::Pong, 0, true, payload, None);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a Close frame. No data may be
+    /// sent after it. `code` must be sendable (1000–1003, 1007–1014,
+    /// 3000–4999) and `reason` at most 123 bytes.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.take_replies();
+        if !self.open {
+            return Err(SendError::NotOpen);
+        }
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        if !code.is_sendable() {
+            return Err(SendError::InvalidCloseCode(code.into()));
+        }
+        if reason.len() > 123 {
+            return Err(SendError::ControlTooLong(reason.len() + 2));
+        }
+        self.write_close(now, &CloseFrame::new(code, reason));
+        Ok(())
+    }
+
+    /// The next bytes to write to the transport, in order. Call until it
+    /// returns `None` after every input or command.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.take_replies();
+        let b = match self.chunks.pop_front() {
+            Some(b) => b,
+            None if !self.out.is_empty() => self.out.split().freeze(),
+            None => return None,
+        };
+        self.queued -= b.len();
+        Some(b)
+    }
+
+    /// Bytes queued and not yet handed out by `poll_transmit`.
+    pub fn pending_output(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether a Close frame has been queued.
+    pub fn is_close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether the receiving half has control replies waiting to be encoded
+    /// (call `poll_transmit` to get them).
+    pub fn has_pending_replies(&self) -> bool {
+        self.link.has_replies()
+    }
+
+    pub(crate) fn take_replies(&mut self) {
+        if !self.link.has_replies() {
+            return;
+        }
+        for reply in self.link.take_replies() {
+            if self.close_sent {
+                // Nothing may follow our Close frame (RFC 6455 §5.5.1).
+                break;
+            }
+            match reply {
+                Reply::Pong(p) => self.write_frame(OpCode::Pong, 0, true, &p, None),
+                Reply::Ping(p) => self.write_frame(OpCode::Ping, 0, true, &p, None),
+                Reply::Close(f, at) => self.write_close(at, &f),
+            }
+        }
+    }
+
+    fn write_close(&mut self, now: Instant, frame: &CloseFrame) {
+        let payload = frame.encode();
+        self.write_frame(OpCode::Close, 0, true, &payload, None);
+        self.close_sent = true;
+        let _ = self.link.close_sent_at.set(now);
+    }
+
+    fn check_data(&mut self) -> Result<(), SendError> {
+        // A Close echo waiting in the link must go out before (and stop) any data.
+        self.take_replies();
+        if !self.open {
+            return Err(SendError::NotOpen);
+        }
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_control(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_data()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        Ok(())
+    }
+
+    fn send_payload(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        owned: Option<Bytes>,
+        allow_compress: bool,
+    ) -> Result<(), SendError> {
+        self.check_data()?;
+        if self.streaming.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        let opcode = data_opcode(kind);
+        match &mut self.compressor {
+            Some(c) if allow_compress && c.should_compress(data.len()) => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                scratch.clear();
+                c.compress(data, true, &mut scratch);
+                self.write_frame(opcode, RSV1, true, &scratch, None);
+                self.scratch = scratch;
+            }
+            _ => self.write_frame(opcode, 0, true, data, owned),
+        }
+        Ok(())
+    }
+
+    /// Encodes one frame. `owned` is the same payload as `data` when the
+    /// caller has it as `Bytes`, so a large unmasked payload can be queued
+    /// without a copy.
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        rsv: u8,
+        fin: bool,
+        data: &[u8],
+        owned: Option<Bytes>,
+    ) {
+        let mask = match self.role {
+            Role::Client => Some(self.mask.as_mut().map(|m| m.next_mask()).unwrap_or([0; 4])),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            payload_len: data.len() as u64,
+        };
+        let hlen = header.encoded_len();
+        self.queued += hlen + data.len();
+        match (mask, owned) {
+            (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
+                self.out.reserve(hlen);
+                header.encode(&mut self.out);
+                self.push_chunk(bytes);
+            }
+            _ => {
+                self.out.reserve(hlen + data.len());
+                header.encode(&mut self.out);
+                let start = self.out.len();
+                self.out.extend_from_slice(data);
+                if let Some(m) = mask {
+                    apply_mask(&mut self.out[start..], m, 0);
+                }
+            }
+        }
+    }
+
+    fn push_chunk(&mut self, bytes: Bytes) {
+        if !self.out.is_empty() {
+            self.chunks.push_back(self.out.split().freeze());
+        }
+        self.chunks.push_back(bytes);
+    }
+}
+
+fn data_opcode(kind: MessageKind) -> OpCode {
+    match kind {
+        MessageKind::Text => OpCode::Text,
+        MessageKind::Binary => OpCode::Binary,
+    }
+}

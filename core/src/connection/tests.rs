@@ -1,0 +1,822 @@
+//! Scenario tests: a client core against a server core in memory, and
+//! crafted bytes against one core. Named after the RFC sections they check.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::frame::{FrameHeader, OpCode};
+use crate::mask::{apply_mask, SeededMask};
+use crate::{ProtocolError, Role};
+
+/// Moves bytes between a client and a server, `chunk` bytes at a time.
+pub(crate) struct Pair {
+    pub(crate) client: Connection,
+    pub(crate) server: Connection,
+    pub(crate) now: Instant,
+    pub(crate) chunk: usize,
+    pub(crate) client_events: Vec<Event>,
+    pub(crate) server_events: Vec<Event>,
+}
+
+impl Pair {
+    pub(crate) fn new(client_cfg: Config, server_cfg: Config, chunk: usize) -> Pair {
+        let now = Instant::now();
+        let client = Connection::client(
+            client_cfg,
+            ClientRequest::new("example.com", "/chat?x=1"),
+            *b"0123456789abcdef",
+            SeededMask::new([9; 32]),
+            now,
+        );
+        let server = Connection::server(server_cfg, now);
+        let mut p = Pair {
+            client,
+            server,
+            now,
+            chunk,
+            client_events: vec![],
+            server_events: vec![],
+        };
+        p.drive();
+        let req = p
+            .server_events
+            .drain(..)
+            .find_map(|e| match e {
+                Event::Request(r) => Some(r),
+                _ => None,
+            })
+            .expect("request event");
+        assert_eq!(req.uri(), "/chat?x=1");
+        p.server.accept(p.now, Accept::new()).unwrap();
+        p.drive();
+        assert!(matches!(p.client_events.remove(0), Event::Connected(_)));
+        assert_eq!(p.client.state(), State::Open);
+        assert_eq!(p.server.state(), State::Open);
+        p
+    }
+
+    pub(crate) fn default(chunk: usize) -> Pair {
+        Pair::new(Config::default(), Config::default(), chunk)
+    }
+
+    /// Exchanges bytes until neither side has anything to send.
+    pub(crate) fn drive(&mut self) {
+        loop {
+            let a = Self::pump(&mut self.client, &mut self.server, self.now, self.chunk);
+            let b = Self::pump(&mut self.server, &mut self.client, self.now, self.chunk);
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            if !a && !b {
+                break;
+            }
+        }
+    }
+
+    fn pump(from: &mut Connection, to: &mut Connection, now: Instant, chunk: usize) -> bool {
+        let mut moved = false;
+        while let Some(bytes) = from.poll_transmit() {
+            moved = true;
+            for piece in bytes.chunks(chunk.max(1)) {
+                to.receive(now, piece);
+            }
+        }
+        moved
+    }
+
+    /// Jumps the clock to the earlier deadline and fires it.
+    pub(crate) fn advance_to_next_timeout(&mut self) -> Option<Instant> {
+        let t = [self.client.poll_timeout(), self.server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()?;
+        self.now = self.now.max(t);
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        self.drive();
+        Some(t)
+    }
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + 7) as u8).collect()
+}
+
+fn text(len: usize) -> String {
+    "aé€𝄞"
+        .chars()
+        .cycle()
+        .scan(0, |n, c| {
+            *n += c.len_utf8();
+            (*n <= len).then_some(c)
+        })
+        .collect()
+}
+
+const SIZES: [usize; 8] = [0, 1, 125, 126, 65535, 65536, 3 << 20, 5 << 20];
+
+#[test]
+fn rfc6455_5_messages_of_every_size_both_directions_in_several_splits() {
+    for chunk in [usize::MAX, 1, 7, 1000] {
+        let mut p = Pair::default(chunk);
+        for &size in &SIZES {
+            if chunk == 1 && size > 70_000 {
+                continue; // byte-at-a-time on multi-MiB payloads adds nothing but time
+            }
+            let bin = payload(size);
+            let txt = text(size);
+            p.client.send_binary(&bin).unwrap();
+            p.client.send_text(&txt).unwrap();
+            p.server.send_binary(&bin).unwrap();
+            p.server.send(Message::Text(txt.clone().into())).unwrap();
+            p.drive();
+            for events in [&mut p.server_events, &mut p.client_events] {
+                assert_eq!(events.len(), 2, "size {size} chunk {chunk}");
+                assert_eq!(events[0], Event::Binary(Bytes::from(bin.clone())));
+                assert_eq!(events[1], Event::Text(txt.clone().into()));
+                events.clear();
+            }
+        }
+    }
+}
+
+#[test]
+fn rfc6455_5_4_fragmented_messages_with_pings_interleaved() {
+    for chunk in [usize::MAX, 1, 5] {
+        let mut p = Pair::default(chunk);
+        let txt = "κόσμε fragmented message";
+        let bytes = txt.as_bytes();
+        // Split inside a multi-byte character on purpose.
+        p.client
+            .send_fragment(MessageKind::Text, &bytes[..3], false)
+            .unwrap();
+        p.client.ping(b"in between").unwrap();
+        p.client
+            .send_fragment(MessageKind::Text, &bytes[3..10], false)
+            .unwrap();
+        p.client
+            .send_fragment(MessageKind::Text, &[], false)
+            .unwrap();
+        p.client
+            .send_fragment(MessageKind::Text, &bytes[10..], true)
+            .unwrap();
+        p.drive();
+        assert_eq!(
+            p.server_events,
+            vec![
+                Event::Ping(Bytes::from_static(b"in between")),
+                Event::Text(txt.into())
+            ]
+        );
+        // The automatic Pong reached the client.
+        assert_eq!(
+            p.client_events,
+            vec![Event::Pong(Bytes::from_static(b"in between"))]
+        );
+        // Server to client, binary, a megabyte in 64 KiB fragments.
+        let big = payload(1 << 20);
+        let parts: Vec<&[u8]> = big.chunks(65536).collect();
+        for (i, part) in parts.iter().enumerate() {
+            p.server
+                .send_fragment(MessageKind::Binary, part, i + 1 == parts.len())
+                .unwrap();
+        }
+        p.drive();
+        assert_eq!(p.client_events[1], Event::Binary(Bytes::from(big)));
+    }
+}
+
+#[test]
+fn send_fragment_misuse_is_refused() {
+    let mut p = Pair::default(usize::MAX);
+    p.client
+        .send_fragment(MessageKind::Text, b"a", false)
+        .unwrap();
+    assert_eq!(p.client.send_text("x"), Err(SendError::MessageInProgress));
+    assert_eq!(
+        p.client.send_fragment(MessageKind::Binary, b"b", true),
+        Err(SendError::MessageInProgress)
+    );
+    p.client
+        .send_fragment(MessageKind::Text, b"b", true)
+        .unwrap();
+    p.client.send_text("c").unwrap();
+    p.drive();
+    assert_eq!(
+        p.server_events,
+        vec![Event::Text("ab".into()), Event::Text("c".into())]
+    );
+    assert_eq!(
+        p.client.ping(&[0; 126]),
+        Err(SendError::ControlTooLong(126))
+    );
+}
+
+#[test]
+fn streaming_mode_delivers_fragments_as_they_come() {
+    let server_cfg = Config {
+        reassemble: false,
+        ..Config::default()
+    };
+    let mut p = Pair::new(Config::default(), server_cfg, usize::MAX);
+    p.client
+        .send_fragment(MessageKind::Text, "hé".as_bytes(), false)
+        .unwrap();
+    p.client
+        .send_fragment(MessageKind::Text, b"llo", true)
+        .unwrap();
+    p.client.send_binary(b"one").unwrap();
+    p.drive();
+    let frag = |kind, data: &'static [u8], first, last| {
+        Event::Fragment(Fragment {
+            kind,
+            data: Bytes::from_static(data),
+            first,
+            last,
+        })
+    };
+    assert_eq!(
+        p.server_events,
+        vec![
+            frag(MessageKind::Text, "hé".as_bytes(), true, false),
+            frag(MessageKind::Text, b"llo", false, true),
+            frag(MessageKind::Binary, b"one", true, true),
+        ]
+    );
+}
+
+#[test]
+fn rfc6455_7_closing_handshake_started_by_either_side() {
+    for initiator in [Role::Client, Role::Server] {
+        let mut p = Pair::default(3);
+        let (a, b) = match initiator {
+            Role::Client => (&mut p.client, &mut p.server),
+            Role::Server => (&mut p.server, &mut p.client),
+        };
+        a.send_text("last words").unwrap();
+        a.close(p.now, CloseCode::GOING_AWAY, "bye").unwrap();
+        assert_eq!(a.state(), State::Closing);
+        assert_eq!(a.send_text("more"), Err(SendError::Closed));
+        let _ = b;
+        p.drive();
+        let (ev_a, ev_b) = match initiator {
+            Role::Client => (&p.client_events, &p.server_events),
+            Role::Server => (&p.server_events, &p.client_events),
+        };
+        assert_eq!(
+            ev_b,
+            &vec![
+                Event::Text("last words".into()),
+                Event::Close(CloseFrame::new(CloseCode::GOING_AWAY, "bye"))
+            ]
+        );
+        // The echo carries the code back.
+        assert_eq!(
+            ev_a,
+            &vec![Event::Close(CloseFrame::new(CloseCode::GOING_AWAY, ""))]
+        );
+        assert_eq!(p.client.state(), State::Closed);
+        assert_eq!(p.server.state(), State::Closed);
+        // The server closes TCP first; the client waits (RFC 6455 §7.1.1).
+        assert!(p.server.should_close_transport());
+        assert!(!p.client.should_close_transport());
+        p.client.receive_eof(p.now);
+        assert!(p.client.should_close_transport());
+        assert_eq!(
+            p.client.poll_event(),
+            None,
+            "clean EOF after close is no error"
+        );
+    }
+}
+
+#[test]
+fn client_closes_transport_itself_when_server_lingers() {
+    let mut p = Pair::default(usize::MAX);
+    p.client.close(p.now, CloseCode::NORMAL, "").unwrap();
+    p.drive();
+    assert!(!p.client.should_close_transport());
+    let deadline = p.client.poll_timeout().expect("close timer");
+    assert_eq!(deadline, p.now + Config::default().close_timeout);
+    p.client.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(!p.client.should_close_transport(), "early call is a no-op");
+    p.client.handle_timeout(deadline);
+    assert!(p.client.should_close_transport());
+    assert_eq!(p.client.poll_event(), None);
+}
+
+#[test]
+fn close_timeout_against_a_silent_peer() {
+    let mut p = Pair::default(usize::MAX);
+    p.server.close(p.now, CloseCode::NORMAL, "").unwrap();
+    while p.server.poll_transmit().is_some() {} // the client never sees it
+    let t = p.server.poll_timeout().unwrap();
+    assert_eq!(t, p.now + Config::default().close_timeout);
+    p.server.handle_timeout(t);
+    assert_eq!(
+        p.server.poll_event(),
+        Some(Event::Error(ConnectionError::TimedOut(
+            Timeout::ClosingHandshake
+        )))
+    );
+    assert!(p.server.should_close_transport());
+    assert_eq!(p.server.state(), State::Closed);
+}
+
+#[test]
+fn keepalive_pings_and_pong_timeout() {
+    let cfg = Config {
+        ping_interval: Some(Duration::from_secs(10)),
+        pong_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut p = Pair::new(
+        Config {
+            ping_interval: None,
+            ..cfg.clone()
+        },
+        cfg,
+        usize::MAX,
+    );
+    let start = p.now;
+    assert_eq!(p.client.poll_timeout(), None);
+    // An answered keepalive: the server pings after 10 s of silence.
+    assert_eq!(
+        p.advance_to_next_timeout(),
+        Some(start + Duration::from_secs(10))
+    );
+    assert!(matches!(p.client_events.as_slice(), [Event::Ping(_)]));
+    assert!(matches!(p.server_events.as_slice(), [Event::Pong(_)]));
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(start + Duration::from_secs(20))
+    );
+    // Traffic postpones the next ping.
+    p.now += Duration::from_secs(7);
+    p.client.send_text("alive").unwrap();
+    p.drive();
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(p.now + Duration::from_secs(10))
+    );
+    // A silent peer: the ping goes unanswered.
+    let t = p.server.poll_timeout().unwrap();
+    p.server.handle_timeout(t);
+    let ping = p.server.poll_transmit().expect("keepalive ping queued");
+    assert_eq!(ping[0], 0x89);
+    assert_eq!(p.server.poll_timeout(), Some(t + Duration::from_secs(5)));
+    p.server.handle_timeout(t + Duration::from_secs(5));
+    let events: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
+    assert_eq!(
+        events.last(),
+        Some(&Event::Error(ConnectionError::TimedOut(Timeout::Pong)))
+    );
+    let close = p.server.poll_transmit().expect("close frame");
+    assert_eq!(&close[..4], b"\x88\x18\x03\xf3"); // 1011 with a reason
+    assert!(p.server.should_close_transport());
+}
+
+#[test]
+fn opening_handshake_timeout() {
+    let now = Instant::now();
+    let mut s = Connection::server(Config::default(), now);
+    s.receive(now, b"GET / HTTP/1.1\r\n");
+    let t = s.poll_timeout().unwrap();
+    assert_eq!(t, now + Duration::from_secs(10));
+    s.handle_timeout(t);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Error(ConnectionError::TimedOut(
+            Timeout::OpeningHandshake
+        )))
+    );
+    assert!(s.should_close_transport());
+}
+
+#[test]
+fn server_answers_bad_requests_with_http_errors() {
+    let now = Instant::now();
+    let mut s = Connection::server(Config::default(), now);
+    s.receive(
+        now,
+        b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    );
+    let resp = s.poll_transmit().unwrap();
+    let text = std::str::from_utf8(&resp).unwrap();
+    assert!(text.starts_with("HTTP/1.1 426 "), "{text}");
+    assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Error(ConnectionError::Handshake(
+            HandshakeError::UnsupportedVersion(_)
+        )))
+    ));
+    assert!(s.should_close_transport());
+}
+
+#[test]
+fn reject_sends_the_response_and_ends() {
+    let now = Instant::now();
+    let mut c = Connection::client(
+        Config::default(),
+        ClientRequest::new("h", "/"),
+        [3; 16],
+        SeededMask::new([1; 32]),
+        now,
+    );
+    let mut s = Connection::server(Config::default(), now);
+    while let Some(b) = c.poll_transmit() {
+        s.receive(now, &b);
+    }
+    assert!(matches!(s.poll_event(), Some(Event::Request(_))));
+    s.reject(403, &[("X-Why".into(), "banned".into())], b"go away")
+        .unwrap();
+    assert_eq!(
+        s.accept(now, Accept::new()),
+        Err(SendError::NoPendingRequest)
+    );
+    while let Some(b) = s.poll_transmit() {
+        c.receive(now, &b);
+    }
+    assert!(s.should_close_transport());
+    match c.poll_event() {
+        Some(Event::Error(ConnectionError::Handshake(HandshakeError::Status(r)))) => {
+            assert_eq!(r.status, 403);
+            assert_eq!(r.headers.get("x-why"), Some("banned"));
+            assert_eq!(&r.body[..], b"go away");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A server core opened directly, and a helper to build client frames.
+fn open_server(cfg: Config) -> (Connection, Instant) {
+    let now = Instant::now();
+    (
+        Connection::upgraded(Role::Server, cfg, Negotiated::default(), None, now),
+        now,
+    )
+}
+
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let h = FrameHeader {
+        fin: first & 0x80 != 0,
+        rsv: (first >> 4) & 7,
+        opcode: OpCode::from_u8(first & 0xF).unwrap_or(OpCode::Binary),
+        mask: Some([0x11, 0x22, 0x33, 0x44]),
+        payload_len: payload.len() as u64,
+    };
+    h.encode(&mut out);
+    if first & 0xF != h.opcode.as_u8() {
+        out[0] = first; // reserved opcodes cannot be built through OpCode
+    }
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], [0x11, 0x22, 0x33, 0x44], 0);
+    out.to_vec()
+}
+
+/// Decodes the server's output as one unmasked frame: (opcode, payload).
+fn sent_frame(bytes: &[u8]) -> (OpCode, Vec<u8>) {
+    let (h, n) = FrameHeader::decode(bytes).unwrap().unwrap();
+    assert!(h.mask.is_none());
+    (h.opcode, bytes[n..n + h.payload_len as usize].to_vec())
+}
+
+fn expect_failure(input: &[u8], cfg: Config, err: ProtocolError) {
+    for chunk in [input.len().max(1), 1] {
+        let (mut s, now) = open_server(cfg.clone());
+        for piece in input.chunks(chunk) {
+            s.receive(now, piece);
+        }
+        let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert_eq!(
+            events.last(),
+            Some(&Event::Error(ConnectionError::Protocol(err.clone()))),
+            "{err:?}"
+        );
+        let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+        let (op, body) = sent_frame(&out);
+        assert_eq!(op, OpCode::Close);
+        let code = u16::from_be_bytes([body[0], body[1]]);
+        assert_eq!(CloseCode::from(code), err.close_code(), "{err:?}");
+        assert!(s.should_close_transport());
+        assert_eq!(s.state(), State::Closed);
+        // Sticky: later input is ignored, no second error.
+        s.receive(now, &client_frame(0x81, b"ignored"));
+        assert_eq!(s.poll_event(), None);
+        assert_eq!(s.send_text("x"), Err(SendError::Closed));
+    }
+}
+
+#[test]
+fn rfc6455_5_1_to_5_5_every_rejection_with_its_close_code() {
+    let d = Config::default;
+    expect_failure(b"\x81\x02hi", d(), ProtocolError::UnmaskedFrame);
+    expect_failure(
+        &client_frame(0x83, b""),
+        d(),
+        ProtocolError::ReservedOpcode(3),
+    );
+    expect_failure(
+        &client_frame(0x8B, b""),
+        d(),
+        ProtocolError::ReservedOpcode(0xB),
+    );
+    expect_failure(
+        &client_frame(0xC1, b"x"),
+        d(),
+        ProtocolError::ReservedBits(4),
+    );
+    expect_failure(
+        &client_frame(0xA1, b"x"),
+        d(),
+        ProtocolError::ReservedBits(2),
+    );
+    expect_failure(
+        &client_frame(0x09, b""),
+        d(),
+        ProtocolError::FragmentedControl,
+    );
+    expect_failure(
+        &client_frame(0x89, &[0; 126]),
+        d(),
+        ProtocolError::ControlTooLong(126),
+    );
+    expect_failure(
+        &client_frame(0x80, b"x"),
+        d(),
+        ProtocolError::UnexpectedContinuation,
+    );
+    let mut two_starts = client_frame(0x01, b"a");
+    two_starts.extend(client_frame(0x81, b"b"));
+    expect_failure(&two_starts, d(), ProtocolError::ExpectedContinuation);
+    expect_failure(
+        &client_frame(0x81, &[0xff]),
+        d(),
+        ProtocolError::InvalidUtf8,
+    );
+    expect_failure(
+        &client_frame(0x88, b"\x03"),
+        d(),
+        ProtocolError::InvalidClosePayload,
+    );
+    expect_failure(
+        &client_frame(0x88, b"\x03\xed"),
+        d(),
+        ProtocolError::InvalidCloseCode(1005),
+    );
+    expect_failure(
+        &client_frame(0x88, b"\x03\xe8\xc0"),
+        d(),
+        ProtocolError::InvalidUtf8,
+    );
+    expect_failure(
+        b"\x82\xff\x80\x00\x00\x00\x00\x00\x00\x00abcd",
+        d(),
+        ProtocolError::LengthMsbSet,
+    );
+    expect_failure(
+        b"\x82\xfe\x00\x05abcd",
+        d(),
+        ProtocolError::NonMinimalLength,
+    );
+}
+
+#[test]
+fn limits_fail_with_1009_before_buffering() {
+    let small = Config {
+        max_frame_size: 100,
+        max_message_size: 150,
+        max_fragments: 3,
+        ..Config::default()
+    };
+    // The header alone is enough: no payload follows.
+    expect_failure(
+        b"\x82\xff\x00\x00\x00\x01\x00\x00\x00\x00abcd",
+        small.clone(),
+        ProtocolError::FrameTooBig {
+            size: 1 << 32,
+            limit: 100,
+        },
+    );
+    let mut msg = client_frame(0x02, &[0; 100]);
+    msg.extend(client_frame(0x00, &[0; 51]));
+    expect_failure(
+        &msg,
+        small.clone(),
+        ProtocolError::MessageTooBig {
+            size: 151,
+            limit: 150,
+        },
+    );
+    let mut many = Vec::new();
+    for _ in 0..3 {
+        many.extend(client_frame(
+            0x00 | if many.is_empty() { 2 } else { 0 },
+            b"x",
+        ));
+    }
+    many.extend(client_frame(0x80, b"x"));
+    expect_failure(&many, small, ProtocolError::TooManyFragments { limit: 3 });
+}
+
+#[test]
+fn rfc6455_8_1_invalid_utf8_fails_fast_mid_frame() {
+    let (mut s, now) = open_server(Config::default());
+    let mut frame = client_frame(
+        0x81,
+        &[
+            b"valid so far \xce\xba".as_slice(),
+            b"\xf4\x90",
+            &[b'x'; 200],
+        ]
+        .concat(),
+    );
+    // Deliver only the header and the first bytes with the impossible sequence.
+    let cut = 8 + 16 + 2;
+    s.receive(now, &frame[..cut]);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Error(ConnectionError::Protocol(
+            ProtocolError::InvalidUtf8
+        )))
+    );
+    frame.clear();
+    // A valid prefix of a still-incomplete frame produces nothing yet.
+    let (mut s, now) = open_server(Config::default());
+    let ok = client_frame(0x81, "ünïcödé".as_bytes());
+    s.receive(now, &ok[..ok.len() - 1]);
+    assert_eq!(s.poll_event(), None);
+    s.receive(now, &ok[ok.len() - 1..]);
+    assert_eq!(s.poll_event(), Some(Event::Text("ünïcödé".into())));
+}
+
+#[test]
+fn client_rejects_masked_server_frames() {
+    let now = Instant::now();
+    let mut c = Connection::upgraded(
+        Role::Client,
+        Config::default(),
+        Negotiated::default(),
+        Some(Box::new(SeededMask::new([1; 32]))),
+        now,
+    );
+    c.receive(now, &client_frame(0x81, b"hi"));
+    assert_eq!(
+        c.poll_event(),
+        Some(Event::Error(ConnectionError::Protocol(
+            ProtocolError::MaskedFrame
+        )))
+    );
+    let out: Vec<u8> = std::iter::from_fn(|| c.poll_transmit()).flatten().collect();
+    let (h, n) = FrameHeader::decode(&out).unwrap().unwrap();
+    assert_eq!(h.opcode, OpCode::Close);
+    let mut body = out[n..].to_vec();
+    apply_mask(&mut body, h.mask.expect("client frames are masked"), 0);
+    assert_eq!(&body[..2], &1002u16.to_be_bytes());
+}
+
+#[test]
+fn eof_without_close_is_abnormal() {
+    let mut p = Pair::default(usize::MAX);
+    p.server.receive_eof(p.now);
+    assert_eq!(
+        p.server.poll_event(),
+        Some(Event::Error(ConnectionError::Eof))
+    );
+    assert_eq!(p.server.state(), State::Closed);
+    assert!(p.server.should_close_transport());
+    assert_eq!(ConnectionError::Eof.close_code(), CloseCode::ABNORMAL);
+}
+
+#[test]
+fn ping_flood_replies_are_bounded() {
+    let (mut s, now) = open_server(Config::default());
+    let mut flood = Vec::new();
+    for i in 0..10_000u32 {
+        flood.extend(client_frame(0x89, &i.to_be_bytes()));
+    }
+    s.receive(now, &flood);
+    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+    // 16 pongs of 6 bytes at most, the last one answering the last ping.
+    assert_eq!(out.len(), 16 * 6);
+    assert_eq!(&out[out.len() - 4..], &9999u32.to_be_bytes());
+}
+
+#[test]
+fn split_halves_work_apart_and_replies_cross_over() {
+    let mut p = Pair::default(usize::MAX);
+    let (mut rx, mut tx) = p.server.split().expect("open");
+    let now = p.now;
+    p.client.ping(b"are you there").unwrap();
+    p.client.send_text("to the receiving half").unwrap();
+    while let Some(b) = p.client.poll_transmit() {
+        rx.receive(now, &b);
+    }
+    assert_eq!(
+        rx.poll_event(),
+        Some(Event::Ping(Bytes::from_static(b"are you there")))
+    );
+    assert_eq!(
+        rx.poll_event(),
+        Some(Event::Text("to the receiving half".into()))
+    );
+    assert!(rx.has_pending_replies());
+    // The sending half, on its own task, sends data; the Pong goes out with it.
+    tx.send_text("from the sending half").unwrap();
+    while let Some(b) = tx.poll_transmit() {
+        p.client.receive(now, &b);
+    }
+    let events: Vec<_> = std::iter::from_fn(|| p.client.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![
+            Event::Pong(Bytes::from_static(b"are you there")),
+            Event::Text("from the sending half".into())
+        ]
+    );
+    // Closing: the receiving half sees the peer's Close; the echo leaves via the sending half.
+    p.client.close(now, CloseCode::NORMAL, "done").unwrap();
+    while let Some(b) = p.client.poll_transmit() {
+        rx.receive(now, &b);
+    }
+    assert_eq!(
+        rx.poll_event(),
+        Some(Event::Close(CloseFrame::new(CloseCode::NORMAL, "done")))
+    );
+    assert_eq!(tx.send_text("late"), Err(SendError::Closed));
+    let echo = tx.poll_transmit().unwrap();
+    assert_eq!(&echo[..], b"\x88\x02\x03\xe8");
+    assert_eq!(rx.state(), State::Closed);
+    assert!(rx.should_close_transport());
+}
+
+#[test]
+fn split_is_refused_before_the_handshake() {
+    let c = Connection::server(Config::default(), Instant::now());
+    assert!(c.split().is_err());
+}
+
+#[test]
+fn large_server_payload_is_queued_without_copy() {
+    let mut p = Pair::default(usize::MAX);
+    let big = Bytes::from(payload(1 << 20));
+    p.server.send(big.clone()).unwrap();
+    let header = p.server.poll_transmit().unwrap();
+    assert_eq!(&header[..], b"\x82\x7f\x00\x00\x00\x00\x00\x10\x00\x00");
+    let body = p.server.poll_transmit().unwrap();
+    assert_eq!(
+        body.as_ptr(),
+        big.as_ptr(),
+        "the payload is the caller's buffer"
+    );
+    assert_eq!(p.server.poll_transmit(), None);
+}
+
+#[test]
+fn client_masks_with_a_fresh_key_per_frame() {
+    let mut p = Pair::default(usize::MAX);
+    p.client.send_text("a").unwrap();
+    p.client.send_text("a").unwrap();
+    let out = p.client.poll_transmit().unwrap();
+    let (h1, n1) = FrameHeader::decode(&out).unwrap().unwrap();
+    let (h2, _) = FrameHeader::decode(&out[n1 + 1..]).unwrap().unwrap();
+    assert!(h1.mask.is_some() && h2.mask.is_some());
+    assert_ne!(h1.mask, h2.mask);
+}
+
+#[test]
+fn frames_glued_to_the_handshake_are_processed() {
+    let now = Instant::now();
+    let mut c = Connection::client(
+        Config::default(),
+        ClientRequest::new("h", "/"),
+        [5; 16],
+        SeededMask::new([5; 32]),
+        now,
+    );
+    let mut s = Connection::server(Config::default(), now);
+    let mut req = BytesMut::new();
+    while let Some(b) = c.poll_transmit() {
+        req.extend_from_slice(&b);
+    }
+    // The client's request and a first frame in one read, before accept.
+    c.halves().1.set_open(None);
+    c.send_text("early").unwrap();
+    while let Some(b) = c.poll_transmit() {
+        req.extend_from_slice(&b);
+    }
+    s.receive(now, &req);
+    assert!(matches!(s.poll_event(), Some(Event::Request(_))));
+    assert_eq!(s.poll_event(), None);
+    s.accept(now, Accept::new()).unwrap();
+    assert_eq!(s.poll_event(), Some(Event::Text("early".into())));
+}

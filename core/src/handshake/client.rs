@@ -1,0 +1,565 @@
+//! Client side of the opening handshake (RFC 6455 §4.1).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{accept_key, encode_key, map_httparse, HeadBuffer, Headers, Negotiated, Response};
+use crate::config::Config;
+use crate::deflate::DeflateConfig;
+use crate::error::{ExtensionError, HandshakeError};
+use crate::extensions::parse_extensions;
+
+/// A parsed `ws://` or `wss://` URL.
+///
+/// ```
+/// let u = wsmachine::WsUrl::parse("wss://example.com/chat?room=1").unwrap();
+/// assert_eq!((u.secure, u.host.as_str(), u.port, u.path.as_str()), (true, "example.com", 443, "/chat?room=1"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsUrl {
+    /// `wss://`
+    pub secure: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Port, defaulting to 80 or 443.
+    pub port: u16,
+    /// Resource name: path and query, at least `/`.
+    pub path: String,
+}
+
+impl WsUrl {
+    /// Parses a `ws://` or `wss://` URL (`http://`/`https://` are accepted as
+    /// aliases). Fragments are not allowed (RFC 6455 §3).
+    pub fn parse(url: &str) -> Result<WsUrl, String> {
+        let (secure, rest) = if let Some(r) = strip_prefix_ci(url, "ws://") {
+            (false, r)
+        } else if let Some(r) = strip_prefix_ci(url, "wss://") {
+            (true, r)
+        } else if let Some(r) = strip_prefix_ci(url, "http://") {
+            (false, r)
+        } else if let Some(r) = strip_prefix_ci(url, "https://") {
+            (true, r)
+        } else {
+            return Err(format!("{url:?} is not a ws:// or wss:// URL"));
+        };
+        if rest.contains('#') {
+            return Err("a WebSocket URL may not have a fragment".into());
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.contains('@') {
+            return Err("user information in the URL is not supported".into());
+        }
+        let path = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        let default_port = if secure { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let end = v6.find(']').ok_or("unclosed IPv6 literal")?;
+            let host = &v6[..end];
+            let after = &v6[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                None if after.is_empty() => default_port,
+                None => return Err("garbage after IPv6 literal".into()),
+            };
+            (host.to_owned(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_owned(),
+                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                ),
+                None => (authority.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err("the URL has no host".into());
+        }
+        Ok(WsUrl {
+            secure,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// The `Host` header value: the host, bracketed if IPv6, with the port
+    /// unless it is the scheme's default.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default_port = if self.secure { 443 } else { 80 };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        Some(&s[prefix.len()..])
+    } else {
+        None
+    }
+}
+
+/// The client's opening request: a builder.
+///
+/// ```
+/// use wsmachine::ClientRequest;
+/// let req = ClientRequest::new("example.com", "/chat?room=1")
+///     .origin("https://example.com")
+///     .subprotocol("chat.v2")
+///     .header("Authorization", "Bearer t0ken");
+/// assert_eq!(req.path(), "/chat?room=1");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequest {
+    host: String,
+    path: String,
+    origin: Option<String>,
+    subprotocols: Vec<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl ClientRequest {
+    /// A request for `path` (resource name with query) on `host` (the `Host` header value).
+    pub fn new(host: impl Into<String>, path: impl Into<String>) -> Self {
+        ClientRequest {
+            host: host.into(),
+            path: path.into(),
+            origin: None,
+            subprotocols: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A request for a parsed URL.
+    pub fn from_url(url: &WsUrl) -> Self {
+        ClientRequest::new(url.host_header(), url.path.clone())
+    }
+
+    /// Sets the `Origin` header.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Offers a subprotocol (in order of preference).
+    pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocols.push(protocol.into());
+        self
+    }
+
+    /// Adds a header (e.g. `Authorization`, `Cookie`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The resource name.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The `Host` header value.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The offered subprotocols.
+    pub fn subprotocols(&self) -> &[String] {
+        &self.subprotocols
+    }
+
+    fn write(&self, key: &str, deflate: Option<&DeflateConfig>, out: &mut BytesMut) {
+        let mut put = |s: &str| out.put_slice(s.as_bytes());
+        put("GET ");
+        put(&self.path);
+        put(" HTTP/1.1\r\nHost: ");
+        put(&self.host);
+        put("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+        put(key);
+        put("\r\nSec-WebSocket-Version: 13\r\n");
+        if let Some(o) = &self.origin {
+            put("Origin: ");
+            put(o);
+            put("\r\n");
+        }
+        if !self.subprotocols.is_empty() {
+            put("Sec-WebSocket-Protocol: ");
+            put(&self.subprotocols.join(", "));
+            put("\r\n");
+        }
+        if let Some(d) = deflate {
+            put("Sec-WebSocket-Extensions: ");
+            put(&d.offer_header());
+            put("\r\n");
+        }
+        for (n, v) in &self.headers {
+            put(n);
+            put(": ");
+            put(v);
+            put("\r\n");
+        }
+        put("\r\n");
+    }
+}
+
+/// Client handshake: writes the request and validates the response.
+///
+/// ```
+/// use wsmachine::{ClientHandshake, ClientRequest, Config};
+/// let (mut hs, request) = ClientHandshake::new(ClientRequest::new("h", "/"), [0; 16], &Config::default());
+/// assert!(request.starts_with(b"GET / HTTP/1.1\r\n"));
+/// let reply = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+///               Sec-WebSocket-Accept: ICX+Yqv66kxgM0FcWaLWlFLwTAI=\r\n\r\n\x81\x02hi";
+/// let (negotiated, response, rest) = hs.receive(reply).unwrap().unwrap();
+/// assert_eq!(response.status, 101);
+/// assert_eq!(negotiated.subprotocol, None);
+/// assert_eq!(&rest[..], b"\x81\x02hi");
+/// ```
+#[derive(Debug)]
+pub struct ClientHandshake {
+    expected_accept: String,
+    subprotocols: Vec<String>,
+    deflate: Option<DeflateConfig>,
+    head: HeadBuffer,
+    max_headers: usize,
+    /// A non-101 answer whose body is still arriving: (response, bytes wanted).
+    pending: Option<(Response, usize)>,
+}
+
+/// What [`ClientHandshake::receive`] returns once the response is complete:
+/// the negotiation, the response itself and the bytes after it.
+pub type ClientOutcome = (Negotiated, Response, Bytes);
+
+impl ClientHandshake {
+    /// Starts a handshake with a 16-byte nonce; returns it and the request bytes to send.
+    pub fn new(request: ClientRequest, key: [u8; 16], config: &Config) -> (Self, Bytes) {
+        let key = encode_key(&key);
+        let mut out = BytesMut::with_capacity(256);
+        request.write(&key, config.deflate.as_ref(), &mut out);
+        (
+            ClientHandshake {
+                expected_accept: accept_key(&key),
+                subprotocols: request.subprotocols,
+                deflate: config.deflate.clone(),
+                head: HeadBuffer::new(config.max_handshake_size),
+                max_headers: config.max_headers,
+                pending: None,
+            },
+            out.freeze(),
+        )
+    }
+
+    /// Feeds response bytes. `Ok(None)` means more are needed. On success,
+    /// returns the negotiation, the response, and the bytes that followed the
+    /// head (the server's first frames).
+    pub fn receive(&mut self, data: &[u8]) -> Result<Option<ClientOutcome>, HandshakeError> {
+        if let Some((_, want)) = &self.pending {
+            let want = *want;
+            let (mut resp, _) = self.pending.take().expect("pending");
+            let mut body = BytesMut::from(&resp.body[..]);
+            let take = (want - body.len()).min(data.len());
+            body.extend_from_slice(&data[..take]);
+            resp.body = body.freeze();
+            if resp.body.len() >= want {
+                return Err(HandshakeError::Status(Box::new(resp)));
+            }
+            self.pending = Some((resp, want));
+            return Ok(None);
+        }
+        let Some(end) = self.head.push(data)? else {
+            return Ok(None);
+        };
+        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let buf = &self.head.buf;
+        match parsed.parse(&buf[..end]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(HandshakeError::Http("incomplete response head".into()))
+            }
+            Err(e) => return Err(map_httparse(e, self.max_headers)),
+        }
+        let status = parsed.code.unwrap_or(0);
+        let response = Response {
+            status,
+            reason: parsed.reason.unwrap_or("").to_owned(),
+            headers: Headers::from_httparse(parsed.headers),
+            body: Bytes::new(),
+        };
+        let rest = Bytes::copy_from_slice(&buf[end..]);
+        if status != 101 {
+            return self.non_101(response, rest);
+        }
+        if parsed.version != Some(1) {
+            return Err(HandshakeError::HttpVersion);
+        }
+        let negotiated = self.validate(&response)?;
+        Ok(Some((negotiated, response, rest)))
+    }
+
+    /// Called when the transport ended during the handshake: a non-101 answer
+    /// whose body was still arriving is reported with what came.
+    pub fn receive_eof(&mut self) -> HandshakeError {
+        match self.pending.take() {
+            Some((resp, _)) => HandshakeError::Status(Box::new(resp)),
+            None => HandshakeError::Http("connection closed during the handshake".into()),
+        }
+    }
+
+    fn non_101(
+        &mut self,
+        mut response: Response,
+        rest: Bytes,
+    ) -> Result<Option<ClientOutcome>, HandshakeError> {
+        let cap = self.head.max_size;
+        let want = response
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map(|n| n.min(cap))
+            .unwrap_or(0);
+        let take = rest.len().min(want.max(rest.len().min(cap)));
+        response.body = rest.slice(..take);
+        if response.body.len() >= want {
+            return Err(HandshakeError::Status(Box::new(response)));
+        }
+        self.pending = Some((response, want));
+        Ok(None)
+    }
+
+    fn validate(&self, r: &Response) -> Result<Negotiated, HandshakeError> {
+        if !r.headers.has_token("upgrade", "websocket") {
+            return Err(HandshakeError::Upgrade);
+        }
+        if !r.headers.has_token("connection", "upgrade") {
+            return Err(HandshakeError::Connection);
+        }
+        let mut accepts = r.headers.get_all("sec-websocket-accept");
+        match (accepts.next(), accepts.next()) {
+            (Some(a), None) if a.trim() == self.expected_accept => {}
+            _ => return Err(HandshakeError::Accept),
+        }
+        let protocols = r.headers.list("sec-websocket-protocol");
+        let subprotocol = match protocols.as_slice() {
+            [] => None,
+            [p] if self.subprotocols.iter().any(|o| o == p) => Some(p.clone()),
+            [p] => return Err(HandshakeError::Subprotocol(p.clone())),
+            _ => return Err(HandshakeError::Subprotocol(protocols.join(", "))),
+        };
+        let mut deflate = None;
+        for value in r.headers.get_all("sec-websocket-extensions") {
+            for ext in parse_extensions(value)? {
+                match (
+                    &self.deflate,
+                    ext.name.eq_ignore_ascii_case("permessage-deflate"),
+                ) {
+                    (Some(cfg), true) => {
+                        if deflate.is_some() {
+                            return Err(ExtensionError::DuplicateExtension(ext.name).into());
+                        }
+                        deflate = Some(cfg.check_response(&ext)?);
+                    }
+                    _ => return Err(ExtensionError::UnofferedExtension(ext.name).into()),
+                }
+            }
+        }
+        Ok(Negotiated {
+            subprotocol,
+            deflate,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 16] = *b"the sample nonce";
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    fn hs(req: ClientRequest) -> (ClientHandshake, Bytes) {
+        ClientHandshake::new(req, KEY, &Config::default())
+    }
+
+    fn ok_response(extra: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, UPGRADE\r\n\
+             Sec-WebSocket-Accept: {ACCEPT}\r\n{extra}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn request_bytes_rfc6455_4_1() {
+        let (_, req) = hs(ClientRequest::new("server.example.com", "/chat?x=1")
+            .origin("http://example.com")
+            .subprotocol("chat")
+            .subprotocol("superchat")
+            .header("Authorization", "Bearer abc"));
+        let text = std::str::from_utf8(&req).unwrap();
+        assert_eq!(
+            text,
+            "GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nOrigin: http://example.com\r\n\
+             Sec-WebSocket-Protocol: chat, superchat\r\nAuthorization: Bearer abc\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_accepted_in_every_split_with_trailing_frames() {
+        let mut wire = ok_response("");
+        wire.extend_from_slice(b"\x81\x02hi");
+        for cut in 0..wire.len() {
+            let (mut h, _) = hs(ClientRequest::new("h", "/"));
+            let first = h.receive(&wire[..cut]).unwrap();
+            let (_, resp, rest) = match first {
+                Some(done) => {
+                    let mut rest = BytesMut::from(&done.2[..]);
+                    rest.extend_from_slice(&wire[cut..]);
+                    (done.0, done.1, rest.freeze())
+                }
+                None => h.receive(&wire[cut..]).unwrap().expect("complete"),
+            };
+            assert_eq!(resp.status, 101);
+            assert_eq!(&rest[..], b"\x81\x02hi", "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn validation_failures() {
+        let cases: Vec<(String, HandshakeError)> = vec![
+            (
+                format!("HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"),
+                HandshakeError::Upgrade,
+            ),
+            (
+                format!("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"),
+                HandshakeError::Connection,
+            ),
+            (
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n".into(),
+                HandshakeError::Accept,
+            ),
+            (
+                "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".into(),
+                HandshakeError::Accept,
+            ),
+            (
+                String::from_utf8(ok_response("Sec-WebSocket-Protocol: other\r\n")).unwrap(),
+                HandshakeError::Subprotocol("other".into()),
+            ),
+            (
+                String::from_utf8(ok_response("Sec-WebSocket-Extensions: permessage-deflate\r\n")).unwrap(),
+                HandshakeError::Extension(ExtensionError::UnofferedExtension("permessage-deflate".into())),
+            ),
+            (
+                format!("HTTP/1.0 101 OK\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"),
+                HandshakeError::HttpVersion,
+            ),
+        ];
+        for (resp, err) in cases {
+            let (mut h, _) = hs(ClientRequest::new("h", "/"));
+            assert_eq!(h.receive(resp.as_bytes()), Err(err), "{resp}");
+        }
+        let (mut h, _) = hs(ClientRequest::new("h", "/"));
+        assert!(matches!(
+            h.receive(b"garbage\r\n\r\n"),
+            Err(HandshakeError::Http(_))
+        ));
+    }
+
+    #[test]
+    fn offered_subprotocol_is_returned() {
+        let (mut h, _) = hs(ClientRequest::new("h", "/")
+            .subprotocol("a")
+            .subprotocol("b"));
+        let (n, _, _) = h
+            .receive(&ok_response("Sec-WebSocket-Protocol: b\r\n"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.subprotocol.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn non_101_reports_status_headers_and_bounded_body() {
+        let wire = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nX-Why: token\r\n\r\nforbidden";
+        for cut in 0..wire.len() {
+            let (mut h, _) = hs(ClientRequest::new("h", "/"));
+            let r = match h.receive(&wire[..cut]) {
+                Err(e) => Err(e),
+                Ok(Some(_)) => panic!("not a 101"),
+                Ok(None) => h.receive(&wire[cut..]).map(|_| ()),
+            };
+            match r {
+                Err(HandshakeError::Status(resp)) => {
+                    assert_eq!(resp.status, 403);
+                    assert_eq!(resp.headers.get("x-why"), Some("token"));
+                    assert_eq!(&resp.body[..], b"forbidden", "cut {cut}");
+                }
+                other => panic!("cut {cut}: {other:?}"),
+            }
+        }
+        // A huge declared body is capped at the handshake size limit.
+        let cfg = Config {
+            max_handshake_size: 64,
+            ..Config::default()
+        };
+        let (mut h, _) = ClientHandshake::new(ClientRequest::new("h", "/"), KEY, &cfg);
+        let mut wire = b"HTTP/1.1 500 X\r\nContent-Length: 99999999\r\n\r\n".to_vec();
+        wire.extend(std::iter::repeat(b'z').take(1000));
+        match h.receive(&wire) {
+            Err(HandshakeError::Status(resp)) => assert_eq!(resp.body.len(), 64),
+            other => panic!("{other:?}"),
+        }
+        // A body cut short by EOF is reported with what arrived.
+        let (mut h, _) = hs(ClientRequest::new("h", "/"));
+        assert_eq!(
+            h.receive(b"HTTP/1.1 404 Not Found\r\nContent-Length: 100\r\n\r\nnope"),
+            Ok(None)
+        );
+        match h.receive_eof() {
+            HandshakeError::Status(resp) => assert_eq!(&resp.body[..], b"nope"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn url_parsing() {
+        let u = WsUrl::parse("ws://127.0.0.1:9001").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 9001, "/")
+        );
+        assert_eq!(u.host_header(), "127.0.0.1:9001");
+        let u = WsUrl::parse("ws://[::1]:80/a?b").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 80, "/a?b")
+        );
+        assert_eq!(u.host_header(), "[::1]");
+        let u = WsUrl::parse("WSS://h?q=1").unwrap();
+        assert_eq!((u.secure, u.port, u.path.as_str()), (true, 443, "/?q=1"));
+        for bad in [
+            "ftp://x",
+            "ws://",
+            "ws://h:99999/",
+            "ws://h/#frag",
+            "ws://u@h/",
+            "ws://[::1/",
+        ] {
+            assert!(WsUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

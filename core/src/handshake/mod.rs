@@ -1,0 +1,256 @@
+//! The opening handshake (RFC 6455 §4), usable apart from the connection:
+//! [`ClientHandshake`] writes the request and validates the response,
+//! [`ServerHandshake`] parses and validates the request and writes the
+//! response. Both are incremental: the head may arrive in any number of
+//! pieces, and bytes after it (the first frames) are handed back.
+
+mod client;
+mod server;
+
+pub use client::{ClientHandshake, ClientOutcome, ClientRequest, WsUrl};
+pub use server::{
+    accept_response, error_response, reject_response, Accept, Request, ServerHandshake,
+};
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use sha1::{Digest, Sha1};
+
+use crate::deflate::DeflateParams;
+use crate::error::HandshakeError;
+
+const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+///
+/// ```
+/// assert_eq!(wsmachine::accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn accept_key(key: &str) -> String {
+    let mut h = Sha1::new();
+    h.update(key.trim().as_bytes());
+    h.update(WS_GUID);
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// What the opening handshake agreed on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The subprotocol the server chose, if any.
+    pub subprotocol: Option<String>,
+    /// permessage-deflate parameters, if compression was negotiated.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// HTTP header fields in order, names as sent. Values that are not UTF-8 are
+/// kept with invalid bytes replaced (U+FFFD).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    /// An empty list.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name` (case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, name: &str, value: &[u8]) {
+        self.0
+            .push((name.to_owned(), String::from_utf8_lossy(value).into_owned()));
+    }
+
+    fn from_httparse(headers: &[httparse::Header<'_>]) -> Self {
+        let mut h = Headers(Vec::with_capacity(headers.len()));
+        for f in headers {
+            h.push(f.name, f.value);
+        }
+        h
+    }
+
+    /// Whether any comma-separated token of any `name` field equals `token`
+    /// (ASCII case-insensitive), as `Connection: keep-alive, Upgrade` needs.
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// Comma-separated values of every `name` field, trimmed, empty ones dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The server's answer to a client's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Header fields.
+    pub headers: Headers,
+    /// Body of a non-101 response, truncated to `max_handshake_size` bytes.
+    pub body: Bytes,
+}
+
+/// Accumulates an HTTP head that may arrive in pieces, with size limits.
+#[derive(Debug)]
+struct HeadBuffer {
+    buf: BytesMut,
+    /// Where to resume looking for the blank line.
+    scanned: usize,
+    max_size: usize,
+}
+
+impl HeadBuffer {
+    fn new(max_size: usize) -> Self {
+        HeadBuffer {
+            buf: BytesMut::new(),
+            scanned: 0,
+            max_size,
+        }
+    }
+
+    /// Appends `data`; returns the head length (including the blank line) once complete.
+    fn push(&mut self, data: &[u8]) -> Result<Option<usize>, HandshakeError> {
+        // Never buffer more than the limit plus what completes a head at it.
+        let room = self.max_size.saturating_sub(self.buf.len());
+        let take = data.len().min(room + 4);
+        self.buf.extend_from_slice(&data[..take]);
+        let start = self.scanned.saturating_sub(3);
+        if let Some(i) = find_subslice(&self.buf[start..], b"\r\n\r\n") {
+            let end = start + i + 4;
+            if end > self.max_size {
+                return Err(HandshakeError::HeadTooLarge {
+                    limit: self.max_size,
+                });
+            }
+            // Keep anything after the head: it is the peer's first frames.
+            self.buf.extend_from_slice(&data[take..]);
+            return Ok(Some(end));
+        }
+        self.scanned = self.buf.len();
+        if self.buf.len() >= self.max_size {
+            return Err(HandshakeError::HeadTooLarge {
+                limit: self.max_size,
+            });
+        }
+        Ok(None)
+    }
+}
+
+fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn map_httparse(e: httparse::Error, max_headers: usize) -> HandshakeError {
+    match e {
+        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders { limit: max_headers },
+        other => HandshakeError::Http(other.to_string()),
+    }
+}
+
+/// A 16-byte nonce as a `Sec-WebSocket-Key` value.
+fn encode_key(key: &[u8; 16]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6455_accept_key_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn head_buffer_finds_blank_line_across_pieces() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
+        for cut in 0..head.len() {
+            let mut hb = HeadBuffer::new(1024);
+            let first = hb.push(&head[..cut]).unwrap();
+            let end = match first {
+                Some(e) => {
+                    hb.push(&head[cut..]).ok();
+                    e
+                }
+                None => hb.push(&head[cut..]).unwrap().expect("complete"),
+            };
+            assert_eq!(end, head.len() - 4, "cut {cut}");
+            assert_eq!(&hb.buf[end..], b"rest", "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn head_buffer_limit() {
+        let mut hb = HeadBuffer::new(20);
+        assert!(hb.push(b"GET / HTTP/1.1\r\n").unwrap().is_none());
+        assert_eq!(
+            hb.push(b"Host: abcdefgh\r\n\r\n"),
+            Err(HandshakeError::HeadTooLarge { limit: 20 })
+        );
+        // Buffered bytes stay bounded even when fed a huge chunk.
+        let mut hb = HeadBuffer::new(16);
+        let big = vec![b'a'; 1 << 20];
+        assert!(hb.push(&big).is_err());
+        assert!(hb.buf.len() <= 16 + 4);
+    }
+
+    #[test]
+    fn header_tokens() {
+        let mut h = Headers::new();
+        h.push("Connection", b"keep-alive, Upgrade");
+        h.push("X", b"a,b");
+        h.push("x", b" c ");
+        assert!(h.has_token("connection", "upgrade"));
+        assert!(!h.has_token("connection", "close"));
+        assert_eq!(h.list("X"), vec!["a", "b", "c"]);
+        assert_eq!(h.get("x"), Some("a,b"));
+    }
+}

@@ -1,0 +1,503 @@
+//! Server side of the opening handshake (RFC 6455 §4.2).
+
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{accept_key, is_token, map_httparse, HeadBuffer, Headers, Negotiated};
+use crate::config::Config;
+use crate::deflate::DeflateConfig;
+use crate::error::{HandshakeError, SendError};
+use crate::extensions::{parse_extensions, ExtensionOffer};
+
+/// A validated opening request, for the application to inspect before it
+/// accepts or rejects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    target: String,
+    headers: Headers,
+    key: String,
+    subprotocols: Vec<String>,
+    extensions: Vec<ExtensionOffer>,
+}
+
+impl Request {
+    /// The request target as sent: path and query.
+    pub fn uri(&self) -> &str {
+        &self.target
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The query (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// All header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+
+    /// The `Host` header.
+    pub fn host(&self) -> &str {
+        self.headers.get("host").unwrap_or("")
+    }
+
+    /// The `Origin` header, if any (browsers always send it).
+    pub fn origin(&self) -> Option<&str> {
+        self.headers.get("origin")
+    }
+
+    /// The subprotocols offered, in the client's order of preference.
+    pub fn subprotocols(&self) -> &[String] {
+        &self.subprotocols
+    }
+
+    /// The extensions offered, in order. Malformed offers are left out: the
+    /// server declines what it cannot parse (RFC 6455 §9.1).
+    pub fn extensions(&self) -> &[ExtensionOffer] {
+        &self.extensions
+    }
+
+    /// The `Sec-WebSocket-Key`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// How the application accepts a request.
+///
+/// ```
+/// use wsmachine::Accept;
+/// let a = Accept::new().subprotocol("chat").header("Set-Cookie", "s=1").compression(false);
+/// # let _ = a;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accept {
+    subprotocol: Option<String>,
+    headers: Vec<(String, String)>,
+    compression: bool,
+}
+
+impl Default for Accept {
+    fn default() -> Self {
+        Accept {
+            subprotocol: None,
+            headers: Vec::new(),
+            compression: true,
+        }
+    }
+}
+
+impl Accept {
+    /// Accepts with no subprotocol, no extra headers, and compression if the
+    /// client offered it and the server's [`Config::deflate`] allows it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chooses one of the offered subprotocols.
+    pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocol = Some(protocol.into());
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Whether to accept permessage-deflate when offered (default `true`).
+    pub fn compression(mut self, enabled: bool) -> Self {
+        self.compression = enabled;
+        self
+    }
+}
+
+/// Server handshake: parses and validates the client's request.
+///
+/// ```
+/// use wsmachine::{accept_response, Accept, Config, ServerHandshake};
+/// let mut hs = ServerHandshake::new(&Config::default());
+/// let req = hs.receive(b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap().unwrap();
+/// assert_eq!(req.path(), "/chat");
+/// let (response, negotiated) = accept_response(&req, &Accept::new(), None).unwrap();
+/// assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+/// assert_eq!(negotiated.deflate, None);
+/// ```
+#[derive(Debug)]
+pub struct ServerHandshake {
+    head: HeadBuffer,
+    max_headers: usize,
+}
+
+impl ServerHandshake {
+    /// A handshake with the limits of `config`.
+    pub fn new(config: &Config) -> Self {
+        ServerHandshake {
+            head: HeadBuffer::new(config.max_handshake_size),
+            max_headers: config.max_headers,
+        }
+    }
+
+    /// Feeds request bytes. `Ok(None)` means more are needed.
+    ///
+    /// After a [`Request`] is returned, [`ServerHandshake::take_rest`] gives
+    /// the bytes that followed it. On error, [`error_response`] gives the HTTP
+    /// answer to send (400, 426 with `Sec-WebSocket-Version: 13`, 431, …).
+    pub fn receive(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        let Some(end) = self.head.push(data)? else {
+            return Ok(None);
+        };
+        let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&self.head.buf[..end]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(HandshakeError::Http("incomplete request head".into()))
+            }
+            Err(e) => return Err(map_httparse(e, self.max_headers)),
+        }
+        let method = parsed.method.unwrap_or("");
+        if method != "GET" {
+            return Err(HandshakeError::Method(method.to_owned()));
+        }
+        if parsed.version != Some(1) {
+            return Err(HandshakeError::HttpVersion);
+        }
+        let target = parsed.path.unwrap_or("").to_owned();
+        let headers = Headers::from_httparse(parsed.headers);
+        let _ = self.head.buf.split_to(end);
+        validate_request(target, headers).map(Some)
+    }
+
+    /// The bytes that followed the request head: the client's first frames.
+    pub fn take_rest(&mut self) -> Bytes {
+        self.head.buf.split().freeze()
+    }
+}
+
+fn validate_request(target: String, headers: Headers) -> Result<Request, HandshakeError> {
+    if headers.get_all("host").count() != 1
+        || headers.get("host").is_some_and(|h| h.trim().is_empty())
+    {
+        return Err(HandshakeError::MissingHost);
+    }
+    if !headers.has_token("upgrade", "websocket") {
+        return Err(HandshakeError::Upgrade);
+    }
+    if !headers.has_token("connection", "upgrade") {
+        return Err(HandshakeError::Connection);
+    }
+    let version = headers.get("sec-websocket-version").unwrap_or("");
+    if version.trim() != "13" || headers.get_all("sec-websocket-version").count() != 1 {
+        return Err(HandshakeError::UnsupportedVersion(version.to_owned()));
+    }
+    if headers.get_all("sec-websocket-key").count() != 1 {
+        return Err(HandshakeError::Key);
+    }
+    let key = headers
+        .get("sec-websocket-key")
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    match base64::engine::general_purpose::STANDARD.decode(&key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => return Err(HandshakeError::Key),
+    }
+    let subprotocols = headers.list("sec-websocket-protocol");
+    // RFC 6455 §9.1: an offer the server cannot parse is declined, not fatal.
+    let extensions = headers
+        .get_all("sec-websocket-extensions")
+        .filter_map(|v| parse_extensions(v).ok())
+        .flatten()
+        .collect();
+    Ok(Request {
+        target,
+        headers,
+        key,
+        subprotocols,
+        extensions,
+    })
+}
+
+/// The `101 Switching Protocols` response for `request`, and what it negotiated.
+///
+/// `deflate` is the server's compression policy (`None`: never compress).
+/// Fails when the chosen subprotocol was not offered or a header is not valid.
+pub fn accept_response(
+    request: &Request,
+    accept: &Accept,
+    deflate: Option<&DeflateConfig>,
+) -> Result<(Bytes, Negotiated), SendError> {
+    if let Some(p) = &accept.subprotocol {
+        if !request.subprotocols.iter().any(|o| o == p) {
+            return Err(SendError::InvalidAccept(format!(
+                "subprotocol {p:?} was not offered"
+            )));
+        }
+    }
+    let mut out = BytesMut::with_capacity(192);
+    out.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.put_slice(accept_key(&request.key).as_bytes());
+    out.put_slice(b"\r\n");
+    if let Some(p) = &accept.subprotocol {
+        put_header(&mut out, "Sec-WebSocket-Protocol", p)?;
+    }
+    let mut negotiated = Negotiated {
+        subprotocol: accept.subprotocol.clone(),
+        deflate: None,
+    };
+    if let (true, Some(cfg)) = (accept.compression, deflate) {
+        if let Some((params, header)) = cfg.negotiate(&request.extensions) {
+            put_header(&mut out, "Sec-WebSocket-Extensions", &header)?;
+            negotiated.deflate = Some(params);
+        }
+    }
+    for (n, v) in &accept.headers {
+        put_header(&mut out, n, v)?;
+    }
+    out.put_slice(b"\r\n");
+    Ok((out.freeze(), negotiated))
+}
+
+/// A response that rejects the request: status, extra headers and a body
+/// (with `Content-Length` and `Connection: close`).
+pub fn reject_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Bytes, SendError> {
+    if !(200..=599).contains(&status) || status == 101 {
+        return Err(SendError::InvalidAccept(format!(
+            "status {status} cannot reject a handshake"
+        )));
+    }
+    let mut out = BytesMut::with_capacity(128 + body.len());
+    out.put_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    for (n, v) in headers {
+        put_header(&mut out, n, v)?;
+    }
+    out.put_slice(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.put_slice(body);
+    Ok(out.freeze())
+}
+
+/// The HTTP answer to a request that failed validation.
+pub fn error_response(err: &HandshakeError) -> Bytes {
+    let (status, extra): (u16, &[(String, String)]) = match err {
+        HandshakeError::UnsupportedVersion(_) => (426, &[]),
+        HandshakeError::HeadTooLarge { .. } | HandshakeError::TooManyHeaders { .. } => (431, &[]),
+        HandshakeError::Method(_) => (405, &[]),
+        _ => (400, &[]),
+    };
+    let mut headers = extra.to_vec();
+    match status {
+        426 => headers.push(("Sec-WebSocket-Version".into(), "13".into())),
+        405 => headers.push(("Allow".into(), "GET".into())),
+        _ => {}
+    }
+    let body = format!("{err}\n");
+    reject_response(status, &headers, body.as_bytes()).expect("static statuses are valid")
+}
+
+fn put_header(out: &mut BytesMut, name: &str, value: &str) -> Result<(), SendError> {
+    if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(SendError::InvalidAccept(format!("invalid header {name:?}")));
+    }
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
+    Ok(())
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str =
+        "GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    fn parse(req: &str) -> Result<Option<Request>, HandshakeError> {
+        ServerHandshake::new(&Config::default()).receive(req.as_bytes())
+    }
+
+    #[test]
+    fn rfc6455_1_3_request_and_response() {
+        let req = parse(GOOD).unwrap().unwrap();
+        assert_eq!(req.path(), "/chat");
+        assert_eq!(req.query(), Some("room=1"));
+        assert_eq!(req.origin(), Some("http://example.com"));
+        assert_eq!(req.subprotocols(), ["chat", "superchat"]);
+        assert_eq!(req.host(), "server.example.com");
+        let (resp, n) = accept_response(&req, &Accept::new().subprotocol("chat"), None).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&resp).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+        assert_eq!(n.subprotocol.as_deref(), Some("chat"));
+    }
+
+    #[test]
+    fn request_in_every_split_keeps_trailing_bytes() {
+        let mut wire = GOOD.as_bytes().to_vec();
+        wire.extend_from_slice(b"\x81\x80abcd");
+        for cut in 0..wire.len() {
+            let mut hs = ServerHandshake::new(&Config::default());
+            let req = match hs.receive(&wire[..cut]).unwrap() {
+                Some(r) => {
+                    // Bytes after a complete head are kept, even in the same call.
+                    let mut rest = BytesMut::from(&hs.take_rest()[..]);
+                    rest.extend_from_slice(&wire[cut..]);
+                    assert_eq!(&rest[..], b"\x81\x80abcd", "cut {cut}");
+                    r
+                }
+                None => {
+                    let r = hs.receive(&wire[cut..]).unwrap().expect("complete");
+                    assert_eq!(&hs.take_rest()[..], b"\x81\x80abcd", "cut {cut}");
+                    r
+                }
+            };
+            assert_eq!(req.uri(), "/chat?room=1");
+        }
+    }
+
+    #[test]
+    fn each_rejection() {
+        let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+        let cases = [
+            (swap("GET", "POST"), HandshakeError::Method("POST".into())),
+            (swap("HTTP/1.1", "HTTP/1.0"), HandshakeError::HttpVersion),
+            (
+                swap("Host: server.example.com\r\n", ""),
+                HandshakeError::MissingHost,
+            ),
+            (
+                swap("Upgrade: websocket", "Upgrade: h2c"),
+                HandshakeError::Upgrade,
+            ),
+            (
+                swap("Connection: Upgrade", "Connection: close"),
+                HandshakeError::Connection,
+            ),
+            (
+                swap("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+                HandshakeError::Key,
+            ),
+            (
+                swap("dGhlIHNhbXBsZSBub25jZQ==", "!!notbase64!!"),
+                HandshakeError::Key,
+            ),
+            (
+                swap("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                HandshakeError::Key,
+            ),
+            (
+                swap("Version: 13", "Version: 8"),
+                HandshakeError::UnsupportedVersion("8".into()),
+            ),
+            (
+                swap("Sec-WebSocket-Version: 13\r\n", ""),
+                HandshakeError::UnsupportedVersion("".into()),
+            ),
+        ];
+        for (req, err) in cases {
+            assert_eq!(parse(&req), Err(err), "{req}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive_and_listed() {
+        let req = GOOD
+            .replacen("Upgrade: websocket", "upgrade: WebSocket", 1)
+            .replacen("Connection: Upgrade", "connection: keep-alive, upgrade", 1);
+        assert!(parse(&req).unwrap().is_some());
+    }
+
+    #[test]
+    fn header_count_and_size_limits() {
+        let many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
+        let req = GOOD.replacen("\r\n\r\n", &format!("\r\n{many}\r\n"), 1);
+        assert_eq!(
+            parse(&req),
+            Err(HandshakeError::TooManyHeaders { limit: 64 })
+        );
+        let cfg = Config {
+            max_handshake_size: 100,
+            ..Config::default()
+        };
+        assert_eq!(
+            ServerHandshake::new(&cfg).receive(GOOD.as_bytes()),
+            Err(HandshakeError::HeadTooLarge { limit: 100 })
+        );
+    }
+
+    #[test]
+    fn error_responses() {
+        let r = error_response(&HandshakeError::UnsupportedVersion("8".into()));
+        let text = std::str::from_utf8(&r).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{text}");
+        let r = error_response(&HandshakeError::Key);
+        assert!(r.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+        let r = error_response(&HandshakeError::HeadTooLarge { limit: 1 });
+        assert!(r.starts_with(b"HTTP/1.1 431 "));
+    }
+
+    #[test]
+    fn accept_and_reject_validation() {
+        let req = parse(GOOD).unwrap().unwrap();
+        assert!(accept_response(&req, &Accept::new().subprotocol("nope"), None).is_err());
+        assert!(accept_response(&req, &Accept::new().header("Bad Name", "v"), None).is_err());
+        assert!(
+            accept_response(&req, &Accept::new().header("X", "a\r\nInjected: 1"), None).is_err()
+        );
+        let r = reject_response(403, &[("X-Reason".into(), "banned".into())], b"no").unwrap();
+        assert_eq!(
+            &r[..],
+            b"HTTP/1.1 403 Forbidden\r\nX-Reason: banned\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"
+        );
+        assert!(reject_response(101, &[], b"").is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! # wsmachine: a sans-IO WebSocket engine
+//!
+//! RFC 6455 and RFC 7692 (permessage-deflate) as a pure state machine. The
+//! core does no I/O: it never touches a socket, never reads the clock
+//! (time comes in as an [`std::time::Instant`] argument), never reads the OS
+//! random generator (masking keys come from an injected [`MaskSource`]), and
+//! spawns no thread. Bytes and instants go in; events, bytes to send and
+//! deadlines come out. Runtime adapters (`wsmachine-tokio`,
+//! `wsmachine-smol`, `wsmachine-async-std`) drive it over sockets; you can
+//! drive it from any event loop.
+//!
+//! The driver loop, whatever the runtime:
+//! 1. read bytes from the transport → [`Connection::receive`] (end of stream → [`Connection::receive_eof`]);
+//! 2. write every chunk of [`Connection::poll_transmit`];
+//! 3. handle every [`Event`] of [`Connection::poll_event`];
+//! 4. wake at [`Connection::poll_timeout`] → [`Connection::handle_timeout`];
+//! 5. close the transport when [`Connection::should_close_transport`].
+//!
+//! Every limit is a [`Config`] field with a safe default; every protocol
+//! violation is a [`ProtocolError`] that knows its close code, queues the
+//! Close frame and is reported once as [`Event::Error`].
+#![warn(missing_docs)]
+
+mod close;
+mod config;
+mod connection;
+mod deflate;
+mod error;
+mod extensions;
+mod frame;
+mod handshake;
+mod mask;
+mod message;
+mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use config::Config;
+pub use connection::{Connection, Event, ReceiveHalf, SendHalf, State};
+pub use deflate::{Compressor, Decompressor, DeflateConfig, DeflateParams};
+pub use error::{
+    ConnectionError, ExtensionError, HandshakeError, ProtocolError, SendError, Timeout,
+};
+pub use extensions::{parse_extensions, ExtensionOffer};
+pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
+pub use handshake::{
+    accept_key, accept_response, error_response, reject_response, Accept, ClientHandshake,
+    ClientOutcome, ClientRequest, Headers, Negotiated, Request, Response, ServerHandshake, WsUrl,
+};
+pub use mask::{apply_mask, MaskSource, SeededMask};
+pub use message::{Fragment, Message, MessageKind, Utf8Bytes};
+
+/// Which end of the connection this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Opens the connection; masks its frames.
+    Client,
+    /// Accepts the connection; never masks.
+    Server,
+}
