@@ -31,6 +31,7 @@ mod frame;
 mod handshake;
 mod mask;
 mod message;
+mod proxy;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
@@ -46,8 +47,9 @@ pub use handshake::{
     accept_key, accept_response, error_response, reject_response, Accept, ClientHandshake,
     ClientOutcome, ClientRequest, Headers, Negotiated, Request, Response, ServerHandshake, WsUrl,
 };
-pub use mask::{apply_mask, MaskSource, SeededMask};
+pub use mask::{apply_mask, EntropyMask, MaskSource, SeededMask};
 pub use message::{Fragment, Message, MessageKind, Utf8Bytes};
+pub use proxy::{Proxy, ProxyError, ProxyHandshake, ProxyKind, ProxyStep};
 
 /// Which end of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -79,6 +79,57 @@ impl MaskSource for SeededMask {
     }
 }
 
+/// Masking keys drawn from an entropy function (typically the OS random
+/// generator, supplied by an adapter), fetched 1 KiB at a time so a frame
+/// costs no system call.
+///
+/// ```
+/// use wsmachine::{EntropyMask, MaskSource};
+/// // An adapter passes e.g. `|buf| getrandom::fill(buf).expect("OS RNG")`.
+/// let mut m = EntropyMask::new(|buf: &mut [u8]| buf.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8));
+/// assert_eq!(m.next_mask(), [0, 1, 2, 3]);
+/// assert_eq!(m.next_mask(), [4, 5, 6, 7]);
+/// ```
+pub struct EntropyMask<F> {
+    fill: F,
+    buf: Box<[u8; 1024]>,
+    pos: usize,
+}
+
+impl<F: FnMut(&mut [u8])> EntropyMask<F> {
+    /// Wraps an entropy function that fills a buffer with random bytes.
+    pub fn new(fill: F) -> Self {
+        EntropyMask {
+            fill,
+            buf: Box::new([0; 1024]),
+            pos: 1024,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for EntropyMask<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntropyMask").finish_non_exhaustive()
+    }
+}
+
+impl<F: FnMut(&mut [u8]) + Send> MaskSource for EntropyMask<F> {
+    fn next_mask(&mut self) -> [u8; 4] {
+        if self.pos + 4 > self.buf.len() {
+            (self.fill)(&mut self.buf[..]);
+            self.pos = 0;
+        }
+        let m = [
+            self.buf[self.pos],
+            self.buf[self.pos + 1],
+            self.buf[self.pos + 2],
+            self.buf[self.pos + 3],
+        ];
+        self.pos += 4;
+        m
+    }
+}
+
 /// XORs `buf` with `mask`, starting at byte `offset` of the mask (so a payload
 /// can be unmasked in pieces).
 ///
@@ -161,6 +212,24 @@ mod tests {
         apply_mask(&mut parts[13..50], mask, 13);
         apply_mask(&mut parts[50..], mask, 50);
         assert_eq!(whole, parts);
+    }
+
+    #[test]
+    fn entropy_mask_refills_once_per_256_keys() {
+        let mut calls = 0;
+        let mut counter = 0u8;
+        let mut m = EntropyMask::new(|buf: &mut [u8]| {
+            calls += 1;
+            for b in buf.iter_mut() {
+                counter = counter.wrapping_add(1);
+                *b = counter;
+            }
+        });
+        let keys: Vec<_> = (0..257).map(|_| m.next_mask()).collect();
+        drop(m);
+        assert_eq!(calls, 2);
+        assert_eq!(keys[0], [1, 2, 3, 4]);
+        assert_eq!(keys[256], [1, 2, 3, 4], "second 1 KiB refill starts over at counter 1025 = 1 mod 256");
     }
 
     #[test]

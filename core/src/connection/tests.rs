@@ -820,3 +820,122 @@ fn frames_glued_to_the_handshake_are_processed() {
     s.accept(now, Accept::new()).unwrap();
     assert_eq!(s.poll_event(), Some(Event::Text("early".into())));
 }
+
+#[test]
+fn rfc7692_compressed_messages_round_trip_through_the_connection() {
+    use crate::deflate::DeflateConfig;
+    let variants = [
+        DeflateConfig::default(),
+        DeflateConfig {
+            client_no_context_takeover: true,
+            server_no_context_takeover: true,
+            ..DeflateConfig::default()
+        },
+        DeflateConfig {
+            client_max_window_bits: 9,
+            server_max_window_bits: 8,
+            ..DeflateConfig::default()
+        },
+    ];
+    for deflate in variants {
+        for chunk in [usize::MAX, 3] {
+            let cfg = Config {
+                deflate: Some(deflate.clone()),
+                ..Config::default()
+            };
+            let mut p = Pair::new(cfg.clone(), cfg, chunk);
+            assert!(p.client.negotiated().deflate.is_some(), "{deflate:?}");
+            let big = text(200_000);
+            for _ in 0..3 {
+                p.client.send_text(&big).unwrap();
+                p.server.send_text(&big).unwrap();
+                p.client.send_binary(b"").unwrap();
+                p.server.send_fragment(MessageKind::Binary, &payload(3000), false).unwrap();
+                p.server.ping(b"mid").unwrap();
+                p.server.send_fragment(MessageKind::Binary, &payload(5), true).unwrap();
+            }
+            p.drive();
+            let expect_server = [Event::Text(big.clone().into()), Event::Binary(Bytes::new())];
+            // The server's Pings come back as Pongs; the data is what matters here.
+            let pongs = p.server_events.iter().filter(|e| matches!(e, Event::Pong(_))).count();
+            assert_eq!(pongs, 3);
+            p.server_events.retain(|e| !matches!(e, Event::Pong(_)));
+            assert_eq!(p.server_events.len(), 6);
+            for (i, e) in p.server_events.iter().enumerate() {
+                assert_eq!(e, &expect_server[i % 2], "{deflate:?} chunk {chunk}");
+            }
+            let joined: Vec<u8> = [payload(3000), payload(5)].concat();
+            let client_data: Vec<_> = p
+                .client_events
+                .iter()
+                .filter(|e| !matches!(e, Event::Ping(_)))
+                .collect();
+            assert_eq!(client_data.len(), 6);
+            for pair in client_data.chunks(2) {
+                assert_eq!(pair[0], &Event::Text(big.clone().into()));
+                assert_eq!(pair[1], &Event::Binary(Bytes::from(joined.clone())));
+            }
+        }
+    }
+}
+
+#[test]
+fn rfc7692_compressed_bit_and_uncompressed_opt_out() {
+    let cfg = Config::with_deflate();
+    let mut p = Pair::new(cfg.clone(), cfg, usize::MAX);
+    p.server.send_text(&"a".repeat(1000)).unwrap();
+    let out = p.server.poll_transmit().unwrap();
+    assert_eq!(out[0], 0xC1, "FIN + RSV1 + text");
+    assert!(out.len() < 100, "1000 repeated bytes compress");
+    p.server.send_uncompressed(Message::Binary(Bytes::from(vec![7; 1000]))).unwrap();
+    let out = p.server.poll_transmit().unwrap();
+    assert_eq!(out[0], 0x82, "FIN + binary, RSV1 clear");
+    assert_eq!(out.len(), 4 + 1000);
+}
+
+#[test]
+fn rfc7692_decompression_bomb_fails_with_1009() {
+    use crate::deflate::{Compressor, DeflateConfig, DeflateParams};
+    let params = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    // 64 MiB of zeros compress to about 64 KiB.
+    let mut comp = Compressor::new(&params, &DeflateConfig::default(), Role::Client);
+    let mut bomb = BytesMut::new();
+    comp.compress(&vec![0u8; 64 << 20], true, &mut bomb);
+    let cfg = Config {
+        max_message_size: 1 << 20,
+        ..Config::default()
+    };
+    let now = Instant::now();
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(params),
+    };
+    let mut s = Connection::upgraded(Role::Server, cfg, negotiated, None, now);
+    let mut frame = BytesMut::new();
+    FrameHeader {
+        fin: true,
+        rsv: crate::frame::RSV1,
+        opcode: OpCode::Binary,
+        mask: Some([1, 2, 3, 4]),
+        payload_len: bomb.len() as u64,
+    }
+    .encode(&mut frame);
+    let start = frame.len();
+    frame.extend_from_slice(&bomb);
+    apply_mask(&mut frame[start..], [1, 2, 3, 4], 0);
+    s.receive(now, &frame);
+    match s.poll_event() {
+        Some(Event::Error(ConnectionError::Protocol(e @ ProtocolError::MessageTooBig { .. }))) => {
+            assert_eq!(e.close_code(), CloseCode::TOO_BIG)
+        }
+        other => panic!("{other:?}"),
+    }
+    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+    assert_eq!(out[0], 0x88, "a Close frame");
+    assert_eq!(&out[2..4], &1009u16.to_be_bytes());
+}
