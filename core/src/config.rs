@@ -29,7 +29,6 @@ use crate::deflate::DeflateConfig;
 /// assert_eq!(cfg.max_frame_size, 16 << 20);
 /// ```
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct Config {
     /// Largest accepted frame payload, in bytes.
     pub max_frame_size: usize,
