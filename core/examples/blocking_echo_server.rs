@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run -p wsmachine --example blocking_echo_server -- 127.0.0.1:9002
 //! ```
+// This is the event loop around the core: it owns the clock.
+#![allow(clippy::disallowed_methods)]
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -25,7 +27,10 @@ fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
         // 2. Handle events; echoes queue output for the next round.
         while let Some(event) = conn.poll_event() {
             match event {
-                Event::Request(_) => conn.accept(Instant::now(), Accept::new()).ok().unwrap_or(()),
+                Event::Request(_) => conn
+                    .accept(Instant::now(), Accept::new())
+                    .ok()
+                    .unwrap_or(()),
                 Event::Text(t) => conn.send(t).unwrap_or(()),
                 Event::Binary(b) => conn.send(b).unwrap_or(()),
                 Event::Error(e) => eprintln!("connection failed: {e}"),
@@ -36,14 +41,20 @@ fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
             continue;
         }
         // 3. Wait for input, but no longer than the next timer.
-        let wait = conn
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+        let wait = conn.poll_timeout().map(|t| {
+            t.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        });
         tcp.set_read_timeout(wait)?;
         match tcp.read(&mut buf) {
             Ok(0) => conn.receive_eof(Instant::now()),
             Ok(n) => conn.receive(Instant::now(), &buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 conn.handle_timeout(Instant::now())
             }
             Err(e) => return Err(e),
@@ -52,7 +63,9 @@ fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9002".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9002".into());
     let listener = TcpListener::bind(&addr)?;
     println!("listening on ws://{}", listener.local_addr()?);
     for tcp in listener.incoming() {

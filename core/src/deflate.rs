@@ -35,7 +35,7 @@ use bytes::BytesMut;
 use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
 
 use crate::error::{ExtensionError, ProtocolError};
-use crate::extensions::ExtensionOffer;
+use crate::extensions::{format_extension, ExtensionOffer};
 use crate::Role;
 
 const NAME: &str = "permessage-deflate";
@@ -98,7 +98,6 @@ const INFLATE_CHUNK: usize = 64 << 10;
 /// freed, between messages, so that steady-state sending and receiving do not
 /// allocate.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct DeflateConfig {
     /// Client: ask the server not to keep its context; server: demand it.
     pub server_no_context_takeover: bool,
@@ -205,7 +204,9 @@ impl Params {
             };
             match (canonical, value) {
                 // §7.1.1.1, §7.1.1.2: these parameters have no value.
-                (SERVER_NO_CONTEXT_TAKEOVER | CLIENT_NO_CONTEXT_TAKEOVER, Some(v)) => return Err(invalid(v)),
+                (SERVER_NO_CONTEXT_TAKEOVER | CLIENT_NO_CONTEXT_TAKEOVER, Some(v)) => {
+                    return Err(invalid(v))
+                }
                 (SERVER_NO_CONTEXT_TAKEOVER, None) => p.server_no_context_takeover = true,
                 (CLIENT_NO_CONTEXT_TAKEOVER, None) => p.client_no_context_takeover = true,
                 // §7.1.2.1: server_max_window_bits always has a value. §7.1.2.2:
@@ -296,7 +297,10 @@ impl DeflateConfig {
     }
 
     /// Server: accepts one permessage-deflate offer, or says why it is declined.
-    fn accept_offer(&self, offer: &ExtensionOffer) -> Result<(DeflateParams, String), ExtensionError> {
+    fn accept_offer(
+        &self,
+        offer: &ExtensionOffer,
+    ) -> Result<(DeflateParams, String), ExtensionError> {
         let p = Params::parse(offer, false)?;
         // §7.1.1.1: accepting an offer with server_no_context_takeover means
         // including it; we may also include it on our own.
@@ -313,18 +317,26 @@ impl DeflateConfig {
             None => 15,
             Some(v) => v.unwrap_or(15).min(clamp_bits(self.client_max_window_bits)),
         };
-        let mut response = String::from(NAME);
+        let mut response = ExtensionOffer {
+            name: NAME.into(),
+            params: Vec::new(),
+        };
+        let mut add = |name: &str, value: Option<u8>| {
+            response
+                .params
+                .push((name.into(), value.map(|v| v.to_string())))
+        };
         if server_nct {
-            response.push_str("; server_no_context_takeover");
+            add(SERVER_NO_CONTEXT_TAKEOVER, None);
         }
         if client_nct {
-            response.push_str("; client_no_context_takeover");
+            add(CLIENT_NO_CONTEXT_TAKEOVER, None);
         }
         if p.server_max_window_bits.is_some() || server_bits < 15 {
-            response.push_str(&format!("; server_max_window_bits={server_bits}"));
+            add(SERVER_MAX_WINDOW_BITS, Some(server_bits));
         }
         if p.client_max_window_bits.is_some() && client_bits < 15 {
-            response.push_str(&format!("; client_max_window_bits={client_bits}"));
+            add(CLIENT_MAX_WINDOW_BITS, Some(client_bits));
         }
         let params = DeflateParams {
             server_no_context_takeover: server_nct,
@@ -332,7 +344,7 @@ impl DeflateConfig {
             server_max_window_bits: server_bits,
             client_max_window_bits: client_bits,
         };
-        Ok((params, response))
+        Ok((params, format_extension(&response)))
     }
 
     /// Client: validates the server's accepted `permessage-deflate` element.
@@ -353,7 +365,10 @@ impl DeflateConfig {
     /// let params = DeflateConfig::default().check_response(&resp[0]).unwrap();
     /// assert_eq!((params.server_max_window_bits, params.client_max_window_bits), (10, 15));
     /// ```
-    pub fn check_response(&self, accepted: &ExtensionOffer) -> Result<DeflateParams, ExtensionError> {
+    pub fn check_response(
+        &self,
+        accepted: &ExtensionOffer,
+    ) -> Result<DeflateParams, ExtensionError> {
         if !accepted.name.eq_ignore_ascii_case(NAME) {
             return Err(ExtensionError::UnofferedExtension(accepted.name.clone()));
         }
@@ -373,7 +388,8 @@ impl DeflateConfig {
         Ok(DeflateParams {
             server_no_context_takeover: p.server_no_context_takeover,
             // We promised it in the offer, so we keep it even if not echoed.
-            client_no_context_takeover: p.client_no_context_takeover || self.client_no_context_takeover,
+            client_no_context_takeover: p.client_no_context_takeover
+                || self.client_no_context_takeover,
             server_max_window_bits: server_bits,
             client_max_window_bits: client_bits,
         })
@@ -473,7 +489,9 @@ impl Compressor {
             let spare = out.spare_capacity_mut();
             let room = spare.len();
             let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
-            let result = self.stream.compress_uninit(input, spare, DeflateFlush::SyncFlush);
+            let result = self
+                .stream
+                .compress_uninit(input, spare, DeflateFlush::SyncFlush);
             let consumed = (self.stream.total_in() - in0) as usize;
             let produced = (self.stream.total_out() - out0) as usize;
             // SAFETY: zlib-rs initialised the first `produced` bytes of the
@@ -623,7 +641,12 @@ impl Decompressor {
         }
     }
 
-    fn inflate(&mut self, mut input: &[u8], out: &mut BytesMut, limit: usize) -> Result<(), ProtocolError> {
+    fn inflate(
+        &mut self,
+        mut input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), ProtocolError> {
         if self.ended {
             // Bytes after a BFINAL block are ignored, as zlib does: the RFC's
             // own example (§7.2.3.4, `f3 48 cd c9 c9 07 00 00`) has one.
@@ -641,7 +664,9 @@ impl Decompressor {
             reserve_bounded(out, room, max_len);
             let spare = &mut out.spare_capacity_mut()[..room];
             let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
-            let result = self.stream.decompress_uninit(input, spare, InflateFlush::NoFlush);
+            let result = self
+                .stream
+                .decompress_uninit(input, spare, InflateFlush::NoFlush);
             let consumed = (self.stream.total_in() - in0) as usize;
             let produced = (self.stream.total_out() - out0) as usize;
             // SAFETY: zlib-rs initialised the first `produced` bytes of the
@@ -691,7 +716,11 @@ fn reserve_bounded(out: &mut BytesMut, additional: usize, max_len: usize) {
     }
     let len = out.len();
     let needed = len.saturating_add(additional);
-    let target = out.capacity().saturating_mul(2).max(needed).min(max_len.max(needed));
+    let target = out
+        .capacity()
+        .saturating_mul(2)
+        .max(needed)
+        .min(max_len.max(needed));
     // Through Vec for an exact reservation; the conversions keep the
     // allocation when `out` owns it alone (otherwise its bytes are copied).
     let mut v = Vec::from(mem::take(out));
@@ -784,9 +813,14 @@ mod tests {
     #[test]
     fn default_server_limits_both_windows_when_it_can() {
         let d = DeflateConfig::default();
-        let (p, r) = d.negotiate(&offers("permessage-deflate; client_max_window_bits")).unwrap();
+        let (p, r) = d
+            .negotiate(&offers("permessage-deflate; client_max_window_bits"))
+            .unwrap();
         assert_eq!(p, params(false, false, 12, 12));
-        assert_eq!(r, "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12");
+        assert_eq!(
+            r,
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+        );
         // Without client_max_window_bits in the offer the client cannot be limited:
         // accepted with 15 (§7.1.2.2 forbids the parameter in the response).
         let (p, r) = d.negotiate(&offers("permessage-deflate")).unwrap();
@@ -821,7 +855,10 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(p, params(false, false, 8, 8));
-        assert_eq!(r, "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8");
+        assert_eq!(
+            r,
+            "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8"
+        );
     }
 
     #[test]
@@ -910,7 +947,9 @@ mod tests {
     #[test]
     fn quoted_values_are_accepted() {
         let (p, _) = cfg15()
-            .negotiate(&offers(r#"permessage-deflate; server_max_window_bits="10""#))
+            .negotiate(&offers(
+                r#"permessage-deflate; server_max_window_bits="10""#,
+            ))
             .unwrap();
         assert_eq!(p.server_max_window_bits, 10);
     }
@@ -967,7 +1006,9 @@ mod tests {
             },
         ] {
             for server in [DeflateConfig::default(), cfg15()] {
-                let (sp, resp) = server.negotiate(&offers(&offer_cfg.offer_header())).unwrap();
+                let (sp, resp) = server
+                    .negotiate(&offers(&offer_cfg.offer_header()))
+                    .unwrap();
                 let cp = offer_cfg.check_response(&one(&resp)).unwrap();
                 assert_eq!(sp, cp, "{resp}");
             }
@@ -979,7 +1020,10 @@ mod tests {
     #[test]
     fn client_accepts_legal_responses() {
         let d = DeflateConfig::default();
-        assert_eq!(d.check_response(&one("permessage-deflate")).unwrap(), params(false, false, 15, 15));
+        assert_eq!(
+            d.check_response(&one("permessage-deflate")).unwrap(),
+            params(false, false, 15, 15)
+        );
         assert_eq!(
             d.check_response(&one(
                 "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
@@ -990,7 +1034,8 @@ mod tests {
         );
         // Case-insensitive.
         assert_eq!(
-            d.check_response(&one("PerMessage-Deflate; Client_Max_Window_Bits=10")).unwrap(),
+            d.check_response(&one("PerMessage-Deflate; Client_Max_Window_Bits=10"))
+                .unwrap(),
             params(false, false, 15, 10)
         );
     }
@@ -1001,7 +1046,11 @@ mod tests {
             client_no_context_takeover: true,
             ..DeflateConfig::default()
         };
-        assert!(c.check_response(&one("permessage-deflate")).unwrap().client_no_context_takeover);
+        assert!(
+            c.check_response(&one("permessage-deflate"))
+                .unwrap()
+                .client_no_context_takeover
+        );
     }
 
     #[test]
@@ -1026,7 +1075,12 @@ mod tests {
             request_server_max_window_bits: true,
             ..DeflateConfig::default()
         };
-        assert_eq!(c.check_response(&one("permessage-deflate")).unwrap().server_max_window_bits, 15);
+        assert_eq!(
+            c.check_response(&one("permessage-deflate"))
+                .unwrap()
+                .server_max_window_bits,
+            15
+        );
         assert_eq!(
             c.check_response(&one("permessage-deflate; server_max_window_bits=9"))
                 .unwrap()
@@ -1039,18 +1093,25 @@ mod tests {
     fn client_rejects_bad_responses_precisely() {
         let d = DeflateConfig::default();
         let check = |s: &str| d.check_response(&one(s));
-        assert_eq!(check("x-foo"), Err(ExtensionError::UnofferedExtension("x-foo".into())));
+        assert_eq!(
+            check("x-foo"),
+            Err(ExtensionError::UnofferedExtension("x-foo".into()))
+        );
         assert_eq!(
             check("permessage-deflate; foo"),
             Err(ExtensionError::UnknownParameter("foo".into()))
         );
         assert_eq!(
             check("permessage-deflate; server_no_context_takeover; server_no_context_takeover"),
-            Err(ExtensionError::DuplicateParameter("server_no_context_takeover".into()))
+            Err(ExtensionError::DuplicateParameter(
+                "server_no_context_takeover".into()
+            ))
         );
         assert_eq!(
             check("permessage-deflate; server_max_window_bits=10; server_max_window_bits=10"),
-            Err(ExtensionError::DuplicateParameter("server_max_window_bits".into()))
+            Err(ExtensionError::DuplicateParameter(
+                "server_max_window_bits".into()
+            ))
         );
         let invalid = |name: &str, value: &str| ExtensionError::InvalidValue {
             name: name.into(),
@@ -1121,7 +1182,12 @@ mod tests {
         let mut i = seed;
         while s.len() < n {
             s.extend_from_slice(
-                format!("{{\"id\":{i},\"name\":\"user{}\",\"ok\":{}}}\n", i % 97, i % 3 == 0).as_bytes(),
+                format!(
+                    "{{\"id\":{i},\"name\":\"user{}\",\"ok\":{}}}\n",
+                    i % 97,
+                    i % 3 == 0
+                )
+                .as_bytes(),
             );
             i += 1;
         }
@@ -1132,7 +1198,9 @@ mod tests {
     fn random(n: usize, mut seed: u64) -> Vec<u8> {
         (0..n)
             .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (seed >> 33) as u8
             })
             .collect()
@@ -1144,7 +1212,13 @@ mod tests {
         let p = DeflateParams::default();
         let mut d = Decompressor::new(&p, Role::Client);
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100).unwrap();
+        d.decompress(
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
         assert_eq!(&out[..], b"Hello");
         // And what we produce for it inflates the same way.
         let mut c = Compressor::new(&p, &cfg15(), Role::Server);
@@ -1158,8 +1232,10 @@ mod tests {
         // §7.2.3.1: the same message in two frames f2 48 cd / c9 c9 07 00.
         let mut d = Decompressor::new(&DeflateParams::default(), Role::Client);
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x48, 0xcd], false, &mut out, 100).unwrap();
-        d.decompress(&[0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100).unwrap();
+        d.decompress(&[0xf2, 0x48, 0xcd], false, &mut out, 100)
+            .unwrap();
+        d.decompress(&[0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100)
+            .unwrap();
         assert_eq!(&out[..], b"Hello");
     }
 
@@ -1182,8 +1258,15 @@ mod tests {
         // The RFC's vector decodes on its own too.
         let mut d = Decompressor::new(&p, Role::Server);
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100).unwrap();
-        d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100).unwrap();
+        d.decompress(
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
+        d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100)
+            .unwrap();
         assert_eq!(&out[..], b"HelloHello");
     }
 
@@ -1192,27 +1275,52 @@ mod tests {
         // §7.2.3.3: "Hello" in a stored (uncompressed) block.
         let mut d = Decompressor::new(&DeflateParams::default(), Role::Client);
         let mut out = BytesMut::new();
-        d.decompress(&[0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00], true, &mut out, 100)
-            .unwrap();
+        d.decompress(
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
         assert_eq!(&out[..], b"Hello");
         // §7.2.3.4: a BFINAL block ending the message (with a byte after it);
         // the next message starts a fresh stream.
         let mut out = BytesMut::new();
-        d.decompress(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00], true, &mut out, 100)
-            .unwrap();
+        d.decompress(
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
         assert_eq!(&out[..], b"Hello");
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100).unwrap();
+        d.decompress(
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
         assert_eq!(&out[..], b"Hello");
         // Bytes after a BFINAL block, in the same frame or later ones, are ignored.
         let mut out = BytesMut::new();
-        d.decompress(&[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x01, 0x02], false, &mut out, 100)
-            .unwrap();
+        d.decompress(
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x01, 0x02],
+            false,
+            &mut out,
+            100,
+        )
+        .unwrap();
         d.decompress(&[0xff; 9], true, &mut out, 100).unwrap();
         assert_eq!(&out[..], b"Hello");
         // §7.2.3.5: two blocks in one message.
         let mut out = BytesMut::new();
-        let two = [0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00];
+        let two = [
+            0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+        ];
         d.decompress(&two, true, &mut out, 100).unwrap();
         assert_eq!(&out[..], b"Hello");
     }
@@ -1284,7 +1392,8 @@ mod tests {
                         let frames = compress_msg(&mut c, m, pieces);
                         let mut out = BytesMut::new();
                         for (j, f) in frames.iter().enumerate() {
-                            d.decompress(f, j + 1 == frames.len(), &mut out, m.len()).unwrap();
+                            d.decompress(f, j + 1 == frames.len(), &mut out, m.len())
+                                .unwrap();
                         }
                         assert!(out[..] == m[..], "bits {bits} nct {nct} {role:?} msg {i}");
                     }
@@ -1345,7 +1454,10 @@ mod tests {
         let mut out = BytesMut::new();
         d.decompress(&wire, true, &mut out, 100).unwrap();
         assert_eq!(&out[..], b"Hello Hello Hello");
-        let cfg = DeflateConfig { mem_level: 200, ..cfg };
+        let cfg = DeflateConfig {
+            mem_level: 200,
+            ..cfg
+        };
         let _ = Compressor::new(&params(false, false, 0, 200), &cfg, Role::Server);
         let _ = Decompressor::new(&params(false, false, 0, 200), Role::Server);
     }
@@ -1359,7 +1471,11 @@ mod tests {
         let c = Compressor::new(&DeflateParams::default(), &cfg, Role::Client);
         assert!(!c.should_compress(63));
         assert!(c.should_compress(64));
-        let c = Compressor::new(&DeflateParams::default(), &DeflateConfig::default(), Role::Client);
+        let c = Compressor::new(
+            &DeflateParams::default(),
+            &DeflateConfig::default(),
+            Role::Client,
+        );
         assert!(c.should_compress(0));
     }
 
@@ -1395,7 +1511,8 @@ mod tests {
             let frames = compress_msg(&mut c, &[b'a'; 1000], 4);
             let mut out = BytesMut::new();
             for (i, f) in frames.iter().enumerate() {
-                d.decompress(f, i + 1 == frames.len(), &mut out, 1000).unwrap();
+                d.decompress(f, i + 1 == frames.len(), &mut out, 1000)
+                    .unwrap();
             }
         }
         let frames = compress_msg(&mut c, &[b'a'; 1001], 4);
@@ -1407,21 +1524,30 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(err, Some(ProtocolError::MessageTooBig { size: 1001, limit: 1000 }));
+        assert_eq!(
+            err,
+            Some(ProtocolError::MessageTooBig {
+                size: 1001,
+                limit: 1000
+            })
+        );
     }
 
     #[test]
     fn corrupt_data_is_an_inflate_error() {
         let p = DeflateParams::default();
         for bad in [
-            &[0xff, 0xff, 0xff, 0xff][..],        // reserved block type 3
-            &[0x00, 0x05, 0x00, 0x00, 0x00][..],  // stored LEN/NLEN mismatch
-            &[0xf2, 0x00, 0x11, 0x00, 0x00][..],  // distance beyond an empty window
+            &[0xff, 0xff, 0xff, 0xff][..],       // reserved block type 3
+            &[0x00, 0x05, 0x00, 0x00, 0x00][..], // stored LEN/NLEN mismatch
+            &[0xf2, 0x00, 0x11, 0x00, 0x00][..], // distance beyond an empty window
         ] {
             let mut d = Decompressor::new(&p, Role::Client);
             let mut out = BytesMut::new();
             let r = d.decompress(bad, true, &mut out, 1 << 20);
-            assert!(matches!(r, Err(ProtocolError::Inflate(_))), "{bad:02x?}: {r:?}");
+            assert!(
+                matches!(r, Err(ProtocolError::Inflate(_))),
+                "{bad:02x?}: {r:?}"
+            );
         }
     }
 
@@ -1466,16 +1592,30 @@ mod tests {
         // empty one (python-websockets streaming), then a normal message.
         let mut d = Decompressor::new(&DeflateParams::default(), Role::Client);
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00, 0xff, 0xff], false, &mut out, 100)
-            .unwrap();
+        d.decompress(
+            &[
+                0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00, 0xff, 0xff,
+            ],
+            false,
+            &mut out,
+            100,
+        )
+        .unwrap();
         d.decompress(&[], true, &mut out, 100).unwrap();
         assert_eq!(&out[..], b"Hello");
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100).unwrap();
+        d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100)
+            .unwrap();
         assert_eq!(&out[..], b"Hello");
         // The same marker split across frames.
         let mut out = BytesMut::new();
-        d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00, 0x00, 0x00], false, &mut out, 100).unwrap();
+        d.decompress(
+            &[0xf2, 0x00, 0x11, 0x00, 0x00, 0x00, 0x00],
+            false,
+            &mut out,
+            100,
+        )
+        .unwrap();
         d.decompress(&[0xff], false, &mut out, 100).unwrap();
         d.decompress(&[0xff], true, &mut out, 100).unwrap();
         assert_eq!(&out[..], b"Hello");
@@ -1499,10 +1639,8 @@ mod tests {
     #[test]
     fn hostile_input_never_panics() {
         let p = params(false, false, 9, 9);
-        let mut seed = 1u64;
-        for n in 0..2000 {
+        for (n, seed) in (0..2000).zip(1u64..) {
             let input = random(n % 97, seed);
-            seed += 1;
             let mut d = Decompressor::new(&p, Role::Server);
             let mut out = BytesMut::new();
             let _ = d.decompress(&input, n % 2 == 0, &mut out, 1000);
@@ -1532,7 +1670,11 @@ mod tests {
         let mut b = BytesMut::with_capacity(1000);
         b.extend_from_slice(&[1; 1000]);
         reserve_bounded(&mut b, 10, 1500);
-        assert!(b.capacity() >= 1010 && b.capacity() <= 1500, "{}", b.capacity());
+        assert!(
+            b.capacity() >= 1010 && b.capacity() <= 1500,
+            "{}",
+            b.capacity()
+        );
         assert_eq!(&b[..], &[1; 1000][..]);
         let mut b = BytesMut::new();
         reserve_bounded(&mut b, 100, 50);

@@ -102,16 +102,8 @@ pub fn parse_extensions(value: &str) -> Result<Vec<ExtensionOffer>, ExtensionErr
 ///
 /// Values that are not tokens are written as quoted strings, so the output
 /// always parses back with [`parse_extensions`] (given a token name).
-///
-/// ```
-/// use wsmachine::{format_extension, ExtensionOffer};
-/// let e = ExtensionOffer {
-///     name: "permessage-deflate".into(),
-///     params: vec![("server_no_context_takeover".into(), None), ("client_max_window_bits".into(), Some("10".into()))],
-/// };
-/// assert_eq!(format_extension(&e), "permessage-deflate; server_no_context_takeover; client_max_window_bits=10");
-/// ```
-pub fn format_extension(ext: &ExtensionOffer) -> String {
+/// (Crate-private for now; re-export it from `lib.rs` to make it public.)
+pub(crate) fn format_extension(ext: &ExtensionOffer) -> String {
     let mut s = ext.name.clone();
     for (name, value) in &ext.params {
         s.push_str("; ");

@@ -153,12 +153,9 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
     let mut m = mask;
     m.rotate_left(head.len() & 3);
+    // Both halves hold the key in memory order, whatever the endianness.
     let m32 = u32::from_ne_bytes(m) as u64;
-    let wide = if cfg!(target_endian = "little") {
-        m32 | (m32 << 32)
-    } else {
-        (m32 << 32) | m32
-    };
+    let wide = m32 | (m32 << 32);
     for w in mid.iter_mut() {
         *w ^= wide;
     }
@@ -229,7 +226,11 @@ mod tests {
         drop(m);
         assert_eq!(calls, 2);
         assert_eq!(keys[0], [1, 2, 3, 4]);
-        assert_eq!(keys[256], [1, 2, 3, 4], "second 1 KiB refill starts over at counter 1025 = 1 mod 256");
+        assert_eq!(
+            keys[256],
+            [1, 2, 3, 4],
+            "second 1 KiB refill starts over at counter 1025 = 1 mod 256"
+        );
     }
 
     #[test]

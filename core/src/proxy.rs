@@ -73,7 +73,9 @@ impl Proxy {
         } else if lower.starts_with("socks5h://") {
             (ProxyKind::Socks5, &url[10..], 1080)
         } else if lower.contains("://") {
-            return Err(ProxyError::Url(format!("unsupported proxy scheme in {url:?}")));
+            return Err(ProxyError::Url(format!(
+                "unsupported proxy scheme in {url:?}"
+            )));
         } else {
             (ProxyKind::Http, url, 8080)
         };
@@ -90,7 +92,9 @@ impl Proxy {
                 .split_once(']')
                 .ok_or_else(|| ProxyError::Url("unclosed IPv6 literal".into()))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| ProxyError::Url(format!("bad port {p:?}")))?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| ProxyError::Url(format!("bad port {p:?}")))?,
                 None => default_port,
             };
             (h.to_owned(), port)
@@ -98,7 +102,8 @@ impl Proxy {
             match hostport.rsplit_once(':') {
                 Some((h, p)) => (
                     h.to_owned(),
-                    p.parse().map_err(|_| ProxyError::Url(format!("bad port {p:?}")))?,
+                    p.parse()
+                        .map_err(|_| ProxyError::Url(format!("bad port {p:?}")))?,
                 ),
                 None => (hostport.to_owned(), default_port),
             }
@@ -128,7 +133,10 @@ impl Proxy {
         no_proxy: Option<&str>,
     ) -> Option<Result<Proxy, ProxyError>> {
         if let Some(list) = no_proxy {
-            let host = target_host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+            let host = target_host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase();
             for entry in list.split(',').map(|e| e.trim().to_ascii_lowercase()) {
                 if entry.is_empty() {
                     continue;
@@ -153,7 +161,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -211,7 +222,10 @@ impl ProxyHandshake {
     /// Starts a handshake to reach `target_host:target_port`; returns it and
     /// the first bytes to write to the proxy.
     pub fn new(proxy: &Proxy, target_host: &str, target_port: u16) -> (Self, Bytes) {
-        let host = target_host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = target_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let mut hs = ProxyHandshake {
             stage: Stage::Done,
             buf: BytesMut::new(),
@@ -229,7 +243,8 @@ impl ProxyHandshake {
                 };
                 let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
                 if let Some((u, p)) = &proxy.auth {
-                    let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                    let token =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
                     req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
                 }
                 req.push_str("\r\n");
@@ -250,27 +265,23 @@ impl ProxyHandshake {
     /// Feeds bytes read from the proxy.
     pub fn receive(&mut self, data: &[u8]) -> Result<ProxyStep, ProxyError> {
         self.buf.extend_from_slice(data);
-        loop {
-            let step = match self.stage {
-                Stage::HttpResponse => self.http_response()?,
-                Stage::SocksMethod => self.socks_method()?,
-                Stage::SocksAuth => self.socks_auth()?,
-                Stage::SocksReply => self.socks_reply()?,
-                Stage::Done => return Ok(ProxyStep::Done(self.buf.split().freeze())),
-            };
-            match step {
-                Some(ProxyStep::Done(_)) | None => {
-                    if matches!(self.stage, Stage::Done) {
-                        return Ok(ProxyStep::Done(self.buf.split().freeze()));
-                    }
-                    if self.buf.len() > MAX_PROXY_RESPONSE {
-                        return Err(ProxyError::Malformed("response too large".into()));
-                    }
-                    return Ok(ProxyStep::NeedMore);
-                }
-                Some(send) => return Ok(send),
-            }
+        let step = match self.stage {
+            Stage::HttpResponse => self.http_response()?,
+            Stage::SocksMethod => self.socks_method()?,
+            Stage::SocksAuth => self.socks_auth()?,
+            Stage::SocksReply => self.socks_reply()?,
+            Stage::Done => None,
+        };
+        if let Some(send) = step {
+            return Ok(send);
         }
+        if matches!(self.stage, Stage::Done) {
+            return Ok(ProxyStep::Done(self.buf.split().freeze()));
+        }
+        if self.buf.len() > MAX_PROXY_RESPONSE {
+            return Err(ProxyError::Malformed("response too large".into()));
+        }
+        Ok(ProxyStep::NeedMore)
     }
 
     fn http_response(&mut self) -> Result<Option<ProxyStep>, ProxyError> {
@@ -307,7 +318,9 @@ impl ProxyHandshake {
             }
             (0x02, Some((u, p))) => {
                 if u.len() > 255 || p.len() > 255 {
-                    return Err(ProxyError::Url("SOCKS5 user or password over 255 bytes".into()));
+                    return Err(ProxyError::Url(
+                        "SOCKS5 user or password over 255 bytes".into(),
+                    ));
                 }
                 let mut out = BytesMut::with_capacity(3 + u.len() + p.len());
                 out.put_u8(1);
@@ -361,7 +374,10 @@ impl ProxyHandshake {
             return Ok(None);
         }
         if self.buf[0] != 5 {
-            return Err(ProxyError::Malformed(format!("SOCKS version {}", self.buf[0])));
+            return Err(ProxyError::Malformed(format!(
+                "SOCKS version {}",
+                self.buf[0]
+            )));
         }
         if self.buf[1] != 0 {
             return Err(ProxyError::SocksReply(self.buf[1]));
@@ -402,16 +418,28 @@ mod tests {
     #[test]
     fn environment_selection_and_no_proxy() {
         let pick = |secure, host, no| {
-            Proxy::from_env_values(secure, host, Some("http://s:1"), Some("http://p:2"), Some("socks5://a:3"), no)
-                .map(|r| r.unwrap().port)
+            Proxy::from_env_values(
+                secure,
+                host,
+                Some("http://s:1"),
+                Some("http://p:2"),
+                Some("socks5://a:3"),
+                no,
+            )
+            .map(|r| r.unwrap().port)
         };
         assert_eq!(pick(true, "example.com", None), Some(1));
         assert_eq!(pick(false, "example.com", None), Some(2));
-        assert_eq!(pick(false, "example.com", Some("other.org, .example.com")), None);
+        assert_eq!(
+            pick(false, "example.com", Some("other.org, .example.com")),
+            None
+        );
         assert_eq!(pick(false, "api.example.com", Some("example.com")), None);
         assert_eq!(pick(false, "notexample.com", Some("example.com")), Some(2));
         assert_eq!(pick(false, "x", Some("*")), None);
-        let all = Proxy::from_env_values(false, "h", None, None, Some("socks5://a:3"), None).unwrap().unwrap();
+        let all = Proxy::from_env_values(false, "h", None, None, Some("socks5://a:3"), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(all.kind, ProxyKind::Socks5);
         assert!(Proxy::from_env_values(false, "h", None, None, None, None).is_none());
     }
@@ -432,7 +460,10 @@ mod tests {
             }
         }
         let (mut hs, _) = ProxyHandshake::new(&proxy, "h", 1);
-        assert_eq!(hs.receive(resp).unwrap(), ProxyStep::Done(Bytes::from_static(b"EARLY")));
+        assert_eq!(
+            hs.receive(resp).unwrap(),
+            ProxyStep::Done(Bytes::from_static(b"EARLY"))
+        );
         let (mut hs, _) = ProxyHandshake::new(&proxy, "h", 1);
         assert_eq!(
             hs.receive(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"),
@@ -450,9 +481,18 @@ mod tests {
         let mut expect = vec![5, 1, 0, 3, 11];
         expect.extend_from_slice(b"example.com");
         expect.extend_from_slice(&443u16.to_be_bytes());
-        assert_eq!(hs.receive(&[5, 0]).unwrap(), ProxyStep::Send(Bytes::from(expect)));
-        assert_eq!(hs.receive(&[5, 0, 0, 1, 127, 0]).unwrap(), ProxyStep::NeedMore);
-        assert_eq!(hs.receive(&[0, 1, 0x1f, 0x90]).unwrap(), ProxyStep::Done(Bytes::new()));
+        assert_eq!(
+            hs.receive(&[5, 0]).unwrap(),
+            ProxyStep::Send(Bytes::from(expect))
+        );
+        assert_eq!(
+            hs.receive(&[5, 0, 0, 1, 127, 0]).unwrap(),
+            ProxyStep::NeedMore
+        );
+        assert_eq!(
+            hs.receive(&[0, 1, 0x1f, 0x90]).unwrap(),
+            ProxyStep::Done(Bytes::new())
+        );
 
         let proxy = Proxy::parse("socks5://me:secret@127.0.0.1").unwrap();
         let (mut hs, greet) = ProxyHandshake::new(&proxy, "10.0.0.1", 80);
@@ -465,7 +505,10 @@ mod tests {
             hs.receive(&[1, 0]).unwrap(),
             ProxyStep::Send(Bytes::from_static(&[5, 1, 0, 1, 10, 0, 0, 1, 0, 80]))
         );
-        assert_eq!(hs.receive(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]), Err(ProxyError::SocksReply(5)));
+        assert_eq!(
+            hs.receive(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]),
+            Err(ProxyError::SocksReply(5))
+        );
 
         let (mut hs, _) = ProxyHandshake::new(&proxy, "h", 1);
         let _ = hs.receive(&[5, 2]).unwrap();
