@@ -74,7 +74,11 @@ fn python(mode: &str, lines: &[String]) -> Option<Vec<Result<Vec<Vec<u8>>, Strin
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().expect("python3 ran");
     writer.join().unwrap().expect("wrote to python3");
-    assert!(output.status.success(), "python3 failed: {:?}", output.status);
+    assert!(
+        output.status.success(),
+        "python3 failed: {:?}",
+        output.status
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     Some(
         text.lines()
@@ -107,7 +111,13 @@ fn text(n: usize, seed: u32) -> Vec<u8> {
     let mut s = Vec::new();
     let mut i = seed;
     while s.len() < n {
-        s.extend_from_slice(format!("{{\"id\":{i},\"user\":\"u{}\",\"tags\":[\"a\",\"b\"]}}\n", i % 89).as_bytes());
+        s.extend_from_slice(
+            format!(
+                "{{\"id\":{i},\"user\":\"u{}\",\"tags\":[\"a\",\"b\"]}}\n",
+                i % 89
+            )
+            .as_bytes(),
+        );
         i += 1;
     }
     s.truncate(n);
@@ -117,7 +127,9 @@ fn text(n: usize, seed: u32) -> Vec<u8> {
 fn random(n: usize, mut seed: u64) -> Vec<u8> {
     (0..n)
         .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as u8
         })
         .collect()
@@ -127,8 +139,18 @@ fn random(n: usize, mut seed: u64) -> Vec<u8> {
 /// data, long runs, and repeats at distances 251..=512 (reachable by a 9-bit
 /// window but not by an 8-bit one).
 fn messages() -> Vec<Vec<u8>> {
-    let period300: Vec<u8> = random(300, 1).iter().cycle().take(20_000).copied().collect();
-    let period500: Vec<u8> = random(500, 2).iter().cycle().take(20_000).copied().collect();
+    let period300: Vec<u8> = random(300, 1)
+        .iter()
+        .cycle()
+        .take(20_000)
+        .copied()
+        .collect();
+    let period500: Vec<u8> = random(500, 2)
+        .iter()
+        .cycle()
+        .take(20_000)
+        .copied()
+        .collect();
     vec![
         text(3000, 1),
         text(3000, 1),
@@ -144,12 +166,12 @@ fn messages() -> Vec<Vec<u8>> {
 }
 
 fn params(bits: u8, nct: bool) -> DeflateParams {
-    let mut p = DeflateParams::default();
-    p.server_max_window_bits = bits;
-    p.client_max_window_bits = bits;
-    p.server_no_context_takeover = nct;
-    p.client_no_context_takeover = nct;
-    p
+    DeflateParams {
+        server_no_context_takeover: nct,
+        client_no_context_takeover: nct,
+        server_max_window_bits: bits,
+        client_max_window_bits: bits,
+    }
 }
 
 fn config(level: u32, mem_level: u8) -> DeflateConfig {
@@ -192,13 +214,18 @@ fn python_zlib_inflates_what_we_compress() {
             }
         }
     }
-    let Some(results) = python("inflate", &lines) else { return };
+    let Some(results) = python("inflate", &lines) else {
+        return;
+    };
     assert_eq!(results.len(), cases.len());
     for (r, case) in results.into_iter().zip(cases) {
         let got = r.unwrap_or_else(|e| panic!("{case:?}: python failed to inflate: {e}"));
         assert_eq!(got.len(), msgs.len(), "{case:?}");
         for (i, (g, m)) in got.iter().zip(&msgs).enumerate() {
-            assert!(g == m, "{case:?} message {i}: python inflated something else");
+            assert!(
+                g == m,
+                "{case:?} message {i}: python inflated something else"
+            );
         }
     }
 }
@@ -212,12 +239,18 @@ fn we_inflate_what_python_zlib_compresses() {
         for nct in [false, true] {
             for level in [1, 6, 9] {
                 let hexes: Vec<String> = msgs.iter().map(|m| hex(m)).collect();
-                lines.push(format!("{bits} {} {level} {}", u8::from(nct), hexes.join(" ")));
+                lines.push(format!(
+                    "{bits} {} {level} {}",
+                    u8::from(nct),
+                    hexes.join(" ")
+                ));
                 cases.push((bits, nct, level));
             }
         }
     }
-    let Some(results) = python("deflate", &lines) else { return };
+    let Some(results) = python("deflate", &lines) else {
+        return;
+    };
     assert_eq!(results.len(), cases.len());
     for (r, (bits, nct, level)) in results.into_iter().zip(cases) {
         let payloads = r.unwrap_or_else(|e| panic!("python failed to deflate: {e}"));
@@ -230,9 +263,14 @@ fn we_inflate_what_python_zlib_compresses() {
                 let cut2 = if i % 3 == 0 { p.len() } else { 2 * p.len() / 3 };
                 for (j, frame) in [&p[..cut1], &p[cut1..cut2], &p[cut2..]].iter().enumerate() {
                     d.decompress(frame, j == 2, &mut out, m.len())
-                        .unwrap_or_else(|e| panic!("bits {bits} nct {nct} level {level} msg {i}: {e}"));
+                        .unwrap_or_else(|e| {
+                            panic!("bits {bits} nct {nct} level {level} msg {i}: {e}")
+                        });
                 }
-                assert!(out[..] == m[..], "bits {bits} nct {nct} level {level} {role:?} msg {i}");
+                assert!(
+                    out[..] == m[..],
+                    "bits {bits} nct {nct} level {level} {role:?} msg {i}"
+                );
             }
         }
     }

@@ -621,10 +621,7 @@ fn limits_fail_with_1009_before_buffering() {
     );
     let mut many = Vec::new();
     for _ in 0..3 {
-        many.extend(client_frame(
-            if many.is_empty() { 2 } else { 0 },
-            b"x",
-        ));
+        many.extend(client_frame(if many.is_empty() { 2 } else { 0 }, b"x"));
     }
     many.extend(client_frame(0x80, b"x"));
     expect_failure(&many, small, ProtocolError::TooManyFragments { limit: 3 });
