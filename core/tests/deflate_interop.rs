@@ -175,12 +175,13 @@ fn params(bits: u8, nct: bool) -> DeflateParams {
 }
 
 fn config(level: u32, mem_level: u8) -> DeflateConfig {
-    let mut c = DeflateConfig::default();
-    c.server_max_window_bits = 15;
-    c.client_max_window_bits = 15;
-    c.level = level;
-    c.mem_level = mem_level;
-    c
+    DeflateConfig {
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+        level,
+        mem_level,
+        ..DeflateConfig::default()
+    }
 }
 
 #[test]

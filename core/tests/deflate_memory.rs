@@ -211,10 +211,12 @@ fn footprint(bits: u8, mem_level: u8) -> (isize, isize) {
         server_max_window_bits: bits,
         ..DeflateParams::default()
     };
-    let mut cfg = DeflateConfig::default();
-    cfg.client_max_window_bits = bits;
-    cfg.server_max_window_bits = bits;
-    cfg.mem_level = mem_level;
+    let cfg = DeflateConfig {
+        client_max_window_bits: bits,
+        server_max_window_bits: bits,
+        mem_level,
+        ..DeflateConfig::default()
+    };
     let msg = text(100_000);
     let mut wire = BytesMut::with_capacity(200_000);
     let mut out = BytesMut::with_capacity(200_000);
