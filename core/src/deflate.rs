@@ -66,7 +66,7 @@ const INFLATE_CHUNK: usize = 64 << 10;
 /// | `request_server_max_window_bits` | `false` | put `server_max_window_bits` in the offer (with a fallback offer without it) | unused |
 /// | `level` | 6 | compression level 0–9 | same |
 /// | `mem_level` | 5 | zlib memLevel 1–9 of the compressor | same |
-/// | `min_compress_size` | 0 | messages shorter than this are sent uncompressed | same |
+/// | `min_compress_size` | 128 | messages shorter than this are sent uncompressed (tiny messages rarely shrink, and a connection that only sends them never allocates a compressor) | same |
 ///
 /// Window values outside 8–15, levels over 9 and memLevels outside 1–9 are
 /// clamped into range. A server cannot limit the window of a client that did
@@ -136,7 +136,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: 12,
             level: 6,
             mem_level: 5,
-            min_compress_size: 0,
+            min_compress_size: 128,
             request_server_max_window_bits: false,
         }
     }
@@ -416,7 +416,10 @@ impl DeflateConfig {
 /// assert_eq!(&msg[..], b"Hello");
 /// ```
 pub struct Compressor {
-    stream: Deflate,
+    /// Created on the first compressed message: a connection that only
+    /// sends small (uncompressed) messages never pays for it.
+    stream: Option<Deflate>,
+    config: zlib_rs::DeflateConfig,
     no_context_takeover: bool,
     min_compress_size: usize,
 }
@@ -457,7 +460,8 @@ impl Compressor {
             strategy: zlib_rs::Strategy::Default,
         };
         Compressor {
-            stream: Deflate::new_with_config(config),
+            stream: None,
+            config,
             no_context_takeover,
             min_compress_size: c.min_compress_size,
         }
@@ -484,16 +488,18 @@ impl Compressor {
         // zlib's bound for the data plus room for the flush markers, so that
         // one call usually finishes; the loop handles the rest.
         let mut want = zlib_rs::compress_bound(input.len()) + 16;
+        let config = self.config;
+        let stream = self
+            .stream
+            .get_or_insert_with(|| Deflate::new_with_config(config));
         loop {
             out.reserve(want);
             let spare = out.spare_capacity_mut();
             let room = spare.len();
-            let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
-            let result = self
-                .stream
-                .compress_uninit(input, spare, DeflateFlush::SyncFlush);
-            let consumed = (self.stream.total_in() - in0) as usize;
-            let produced = (self.stream.total_out() - out0) as usize;
+            let (in0, out0) = (stream.total_in(), stream.total_out());
+            let result = stream.compress_uninit(input, spare, DeflateFlush::SyncFlush);
+            let consumed = (stream.total_in() - in0) as usize;
+            let produced = (stream.total_out() - out0) as usize;
             // SAFETY: zlib-rs initialised the first `produced` bytes of the
             // spare capacity it was handed.
             unsafe { out.set_len(out.len() + produced) };
@@ -524,7 +530,7 @@ impl Compressor {
                 out.extend_from_slice(&[0x00]);
             }
             if self.no_context_takeover {
-                self.stream.reset();
+                stream.reset();
             }
         }
     }
@@ -537,7 +543,8 @@ impl Compressor {
 /// [`decompress`](Self::decompress) with each frame's payload of a
 /// compressed message in order; `fin` on the last.
 pub struct Decompressor {
-    stream: Inflate,
+    /// Created on the first compressed message received.
+    stream: Option<Inflate>,
     /// The peer resets its context after each message, so we do too.
     no_context_takeover: bool,
     /// Decompressed bytes of the message in progress.
@@ -572,7 +579,7 @@ impl Decompressor {
             Role::Server => p.client_no_context_takeover,
         };
         Decompressor {
-            stream: Inflate::new(false, 15),
+            stream: None,
             no_context_takeover,
             total: 0,
             ended: false,
@@ -620,7 +627,9 @@ impl Decompressor {
                 self.inflate(&TRAILER, out, limit)?;
             }
             if self.ended || self.no_context_takeover {
-                self.stream.reset(false);
+                if let Some(stream) = &mut self.stream {
+                    stream.reset(false);
+                }
             }
             self.total = 0;
             self.ended = false;
@@ -653,6 +662,7 @@ impl Decompressor {
             return Ok(());
         }
         let limit64 = limit as u64;
+        let stream = self.stream.get_or_insert_with(|| Inflate::new(false, 15));
         loop {
             // One byte more than the limit allows, so passing it is seen.
             let remaining = limit64.saturating_sub(self.total);
@@ -663,12 +673,10 @@ impl Decompressor {
                 .saturating_add(1);
             reserve_bounded(out, room, max_len);
             let spare = &mut out.spare_capacity_mut()[..room];
-            let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
-            let result = self
-                .stream
-                .decompress_uninit(input, spare, InflateFlush::NoFlush);
-            let consumed = (self.stream.total_in() - in0) as usize;
-            let produced = (self.stream.total_out() - out0) as usize;
+            let (in0, out0) = (stream.total_in(), stream.total_out());
+            let result = stream.decompress_uninit(input, spare, InflateFlush::NoFlush);
+            let consumed = (stream.total_in() - in0) as usize;
+            let produced = (stream.total_out() - out0) as usize;
             // SAFETY: zlib-rs initialised the first `produced` bytes of the
             // spare capacity it was handed.
             unsafe { out.set_len(out.len() + produced) };
@@ -682,7 +690,7 @@ impl Decompressor {
             }
             match result {
                 Err(e) => {
-                    let msg = self.stream.error_message().unwrap_or(e.as_str());
+                    let msg = stream.error_message().unwrap_or(e.as_str());
                     return Err(ProtocolError::Inflate(msg.to_string()));
                 }
                 Ok(Status::StreamEnd) => {
@@ -1476,7 +1484,8 @@ mod tests {
             &DeflateConfig::default(),
             Role::Client,
         );
-        assert!(c.should_compress(0));
+        assert!(!c.should_compress(127), "default threshold is 128 bytes");
+        assert!(c.should_compress(128));
     }
 
     #[test]

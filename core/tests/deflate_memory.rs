@@ -263,3 +263,26 @@ fn memory_per_connection_table() {
     // The default budget is well under half of zlib's defaults.
     assert!(kib(12, 5).0 * 2 < kib(15, 8).0);
 }
+
+#[test]
+fn streams_are_allocated_on_first_use_only() {
+    let p = DeflateParams::default();
+    let cfg = DeflateConfig::default();
+    let before = current();
+    let mut c = Compressor::new(&p, &cfg, Role::Server);
+    let mut d = Decompressor::new(&p, Role::Server);
+    let idle = current() - before;
+    assert!(
+        idle < 1024,
+        "an unused compressor and decompressor hold {idle} bytes"
+    );
+    // Using them allocates the zlib state (the table in DeflateConfig's doc).
+    let mut wire = BytesMut::new();
+    c.compress(&text(1000), true, &mut wire);
+    let mut out = BytesMut::new();
+    d.decompress(&wire, true, &mut out, 1 << 20).unwrap();
+    drop(out);
+    let used = current() - before - wire.len() as isize;
+    assert!(used > 100 << 10, "used streams hold {used} bytes");
+    drop((c, d));
+}
