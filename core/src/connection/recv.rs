@@ -84,6 +84,9 @@ pub struct ReceiveHalf {
     last_rx: Instant,
     ping_sent: Option<Instant>,
     ping_count: u32,
+    /// The Close echo, released when the application takes the Close event,
+    /// so its answers to the messages before the Close still go out first.
+    close_echo: Option<(CloseFrame, Instant)>,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -124,6 +127,7 @@ impl ReceiveHalf {
             last_rx: now,
             ping_sent: None,
             ping_count: 0,
+            close_echo: None,
         }
     }
 
@@ -184,7 +188,15 @@ impl ReceiveHalf {
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let ev = self.events.pop_front()?;
+        if let Event::Close(_) = ev {
+            if let Some((echo, at)) = self.close_echo.take() {
+                if self.link.close_sent_at().is_none() {
+                    self.link.push(Reply::Close(echo, at));
+                }
+            }
+        }
+        Some(ev)
     }
 
     /// Whether the sending half has control replies to encode and transmit.
@@ -447,11 +459,10 @@ impl ReceiveHalf {
                 let frame = CloseFrame::parse(&payload)?;
                 self.close_received_at = Some(now);
                 self.buf = BytesMut::new();
-                if self.link.close_sent_at().is_none() {
-                    // Echo the code, as RFC 6455 §5.5.1 suggests; no reason.
-                    self.link
-                        .push(Reply::Close(CloseFrame::new(frame.code, ""), now));
-                }
+                // Echo the code, as RFC 6455 §5.5.1 suggests; no reason. It
+                // leaves when the application takes this event (poll_event),
+                // after whatever it sends in answer to the messages before.
+                self.close_echo = Some((CloseFrame::new(frame.code, ""), now));
                 self.events.push_back(Event::Close(frame));
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => self.handle_data(h, payload)?,

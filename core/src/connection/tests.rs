@@ -948,3 +948,35 @@ fn rfc7692_decompression_bomb_fails_with_1009() {
     assert_eq!(out[0], 0x88, "a Close frame");
     assert_eq!(&out[2..4], &1009u16.to_be_bytes());
 }
+
+#[test]
+fn answers_to_messages_before_a_close_go_out_before_the_close_echo() {
+    let mut p = Pair::default(usize::MAX);
+    // Two messages and a Close arrive in one read.
+    p.client.send_text("one").unwrap();
+    p.client.send_text("two").unwrap();
+    p.client.close(p.now, CloseCode::NORMAL, "").unwrap();
+    let wire: Vec<u8> = std::iter::from_fn(|| p.client.poll_transmit())
+        .flatten()
+        .collect();
+    p.server.receive(p.now, &wire);
+    // The application echoes each message as it takes it.
+    let mut answered = 0;
+    while let Some(e) = p.server.poll_event() {
+        match e {
+            Event::Text(t) => {
+                p.server.send(t).unwrap();
+                answered += 1;
+            }
+            Event::Close(f) => assert_eq!(f.code, CloseCode::NORMAL),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(answered, 2);
+    assert_eq!(p.server.send_text("after close"), Err(SendError::Closed));
+    let out: Vec<u8> = std::iter::from_fn(|| p.server.poll_transmit())
+        .flatten()
+        .collect();
+    assert_eq!(&out[..], b"\x81\x03one\x81\x03two\x88\x02\x03\xe8");
+    assert!(p.server.should_close_transport());
+}
