@@ -143,26 +143,33 @@ impl<F: FnMut(&mut [u8]) + Send> MaskSource for EntropyMask<F> {
 /// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut mask = mask;
-    mask.rotate_left(offset & 3);
+    let mask = rotate(mask, offset);
     // SAFETY: u64 has no invalid bit patterns and align_to_mut only yields
     // properly aligned, in-bounds middle slices.
     let (head, mid, tail) = unsafe { buf.align_to_mut::<u64>() };
     for (i, b) in head.iter_mut().enumerate() {
         *b ^= mask[i & 3];
     }
-    let mut m = mask;
-    m.rotate_left(head.len() & 3);
+    // The words start `head.len()` bytes into the key; they are a multiple
+    // of 4 bytes long, so the tail starts at the same key position.
+    let m = rotate(mask, head.len());
     // Both halves hold the key in memory order, whatever the endianness.
     let m32 = u32::from_ne_bytes(m) as u64;
     let wide = m32 | (m32 << 32);
     for w in mid.iter_mut() {
         *w ^= wide;
     }
-    let consumed = head.len() + mid.len() * 8;
     for (i, b) in tail.iter_mut().enumerate() {
-        *b ^= mask[(consumed + i) & 3];
+        *b ^= m[i & 3];
     }
+}
+
+/// The key as seen from byte `by` onwards: `[k1, k2, k3, k0]` for `by = 1`.
+#[inline]
+fn rotate(mask: [u8; 4], by: usize) -> [u8; 4] {
+    u32::from_le_bytes(mask)
+        .rotate_right(((by & 3) * 8) as u32)
+        .to_le_bytes()
 }
 
 #[cfg(test)]
