@@ -84,9 +84,11 @@ pub struct ReceiveHalf {
     last_rx: Instant,
     ping_sent: Option<Instant>,
     ping_count: u32,
-    /// The Close echo, released when the application takes the Close event,
-    /// so its answers to the messages before the Close still go out first.
-    close_echo: Option<(CloseFrame, Instant)>,
+    /// A Close frame to send (the echo of the peer's, or ours after a
+    /// protocol error), released when the application takes the Close or
+    /// Error event, so its answers to the messages before still go out
+    /// first. The flag says whether the transport is done after it.
+    deferred_close: Option<(CloseFrame, Instant, bool)>,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -127,7 +129,7 @@ impl ReceiveHalf {
             last_rx: now,
             ping_sent: None,
             ping_count: 0,
-            close_echo: None,
+            deferred_close: None,
         }
     }
 
@@ -189,11 +191,12 @@ impl ReceiveHalf {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
-        if let Event::Close(_) = ev {
-            if let Some((echo, at)) = self.close_echo.take() {
+        if let Event::Close(_) | Event::Error(_) = ev {
+            if let Some((frame, at, done)) = self.deferred_close.take() {
                 if self.link.close_sent_at().is_none() {
-                    self.link.push(Reply::Close(echo, at));
+                    self.link.push(Reply::Close(frame, at));
                 }
+                self.transport_done |= done;
             }
         }
         Some(ev)
@@ -314,14 +317,15 @@ impl ReceiveHalf {
             return;
         }
         self.failed = true;
-        self.transport_done = true;
         self.buf = BytesMut::new();
         self.header = None;
         self.partial = None;
         let mut reason = err.to_string();
         truncate_at_char(&mut reason, 123);
-        self.link
-            .push(Reply::Close(CloseFrame::new(err.close_code(), reason), now));
+        // Messages that came before the bad frame are delivered, and the
+        // application's answers to them go out before our Close (Autobahn
+        // counts anything else as NON-STRICT); see `poll_event`.
+        self.deferred_close = Some((CloseFrame::new(err.close_code(), reason), now, true));
         self.events
             .push_back(Event::Error(ConnectionError::Protocol(err)));
     }
@@ -462,7 +466,7 @@ impl ReceiveHalf {
                 // Echo the code, as RFC 6455 §5.5.1 suggests; no reason. It
                 // leaves when the application takes this event (poll_event),
                 // after whatever it sends in answer to the messages before.
-                self.close_echo = Some((CloseFrame::new(frame.code, ""), now));
+                self.deferred_close = Some((CloseFrame::new(frame.code, ""), now, false));
                 self.events.push_back(Event::Close(frame));
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => self.handle_data(h, payload)?,

@@ -980,3 +980,28 @@ fn answers_to_messages_before_a_close_go_out_before_the_close_echo() {
     assert_eq!(&out[..], b"\x81\x03one\x81\x03two\x88\x02\x03\xe8");
     assert!(p.server.should_close_transport());
 }
+
+#[test]
+fn answers_to_messages_before_a_protocol_error_go_out_before_our_close() {
+    // Autobahn 3.2: a valid message, then a frame with a reserved bit, in one read.
+    let (mut s, now) = open_server(Config::default());
+    let mut wire = client_frame(0x81, b"Hello, world!");
+    wire.extend(client_frame(0xA1, b"Hello, world!"));
+    wire.extend(client_frame(0x89, b""));
+    s.receive(now, &wire);
+    assert!(
+        !s.should_close_transport(),
+        "the Close has not been sent yet"
+    );
+    match s.poll_event() {
+        Some(Event::Text(t)) => s.send(t).unwrap(),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.poll_event(), Some(Event::Error(_))));
+    assert_eq!(s.poll_event(), None, "no Pong, no event after the error");
+    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+    assert_eq!(&out[..15], b"\x81\x0dHello, world!");
+    assert_eq!(out[15], 0x88);
+    assert_eq!(&out[17..19], &1002u16.to_be_bytes());
+    assert!(s.should_close_transport());
+}
