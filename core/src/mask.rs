@@ -11,6 +11,12 @@ pub trait MaskSource: Send {
     fn next_mask(&mut self) -> [u8; 4];
 }
 
+impl MaskSource for Box<dyn MaskSource> {
+    fn next_mask(&mut self) -> [u8; 4] {
+        (**self).next_mask()
+    }
+}
+
 /// A deterministic, seedable key stream (xoshiro256**).
 ///
 /// Seed it from the OS (`getrandom`) in production; with a fixed seed it makes

@@ -395,6 +395,16 @@ impl Connection {
         self.rx.poll_event()
     }
 
+    /// Events waiting to be taken with `poll_event`. An adapter that reads
+    /// ahead (to answer Pings while the application only sends) can bound
+    /// its read-ahead with this, and should leave events in the core until
+    /// the application asks: replies to a Close or a protocol error are
+    /// released when their event is taken, after the application's answers
+    /// to the messages before them.
+    pub fn pending_events(&self) -> usize {
+        self.rx.pending_events()
+    }
+
     /// When `handle_timeout` should be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

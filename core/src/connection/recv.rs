@@ -202,6 +202,11 @@ impl ReceiveHalf {
         Some(ev)
     }
 
+    /// Events waiting to be taken with `poll_event`.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// Whether the sending half has control replies to encode and transmit.
     pub fn has_pending_replies(&self) -> bool {
         self.link.has_replies()

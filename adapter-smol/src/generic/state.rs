@@ -1,0 +1,372 @@
+//! The driver's two halves of state, independent of how the transport is
+//! owned: [`ReadState`] feeds the core's [`ReceiveHalf`] and runs its timers,
+//! [`WriteState`] writes what the core's [`SendHalf`] encodes. Every method is
+//! a `poll_*` that takes the transport as an argument and keeps all progress in
+//! `self`, never in a future's locals: that is what makes every public future
+//! built on them cancel-safe.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use bytes::{Buf, Bytes};
+use futures_io::{AsyncRead, AsyncWrite};
+use wsmachine::{CloseFrame, Event, ReceiveHalf, SendHalf};
+
+/// Bytes read from the transport per `poll_read`.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Ping and Pong events kept for an application that does not read them;
+/// older ones are dropped (they were already answered by the core).
+const MAX_QUEUED_CONTROL: usize = 64;
+
+/// Chunks handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+thread_local! {
+    /// One read buffer per thread instead of one per connection: a read
+    /// completes synchronously inside `poll_read` and its bytes are copied
+    /// into the core at once, so the buffer is free again before `poll_*`
+    /// returns. Idle connections therefore hold no read buffer at all.
+    static READ_BUF: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the thread's read buffer (or a fresh one when it is taken,
+/// e.g. a WebSocket tunnelled through another one's byte stream).
+fn with_read_buf<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    let mut buf = READ_BUF
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
+    let out = f(&mut buf);
+    let _ = READ_BUF.try_with(|c| c.set(Some(buf)));
+    out
+}
+
+/// The receiving side: the core's [`ReceiveHalf`], the events it produced
+/// that the application has not taken yet, and the timer.
+pub(crate) struct ReadState {
+    pub(crate) rx: ReceiveHalf,
+    events: VecDeque<Event>,
+    /// Text, Binary and Fragment events in `events`.
+    data_events: usize,
+    /// Ping and Pong events in `events`.
+    control_events: usize,
+    timer: Timer,
+    timer_at: Option<Instant>,
+    /// The peer's Close frame, once received.
+    pub(crate) close_frame: Option<CloseFrame>,
+    /// The transport reached end of stream or failed: never read again.
+    eof: bool,
+}
+
+impl ReadState {
+    pub(crate) fn new(rx: ReceiveHalf) -> Self {
+        let mut s = ReadState {
+            rx,
+            events: VecDeque::new(),
+            data_events: 0,
+            control_events: 0,
+            timer: Timer::never(),
+            timer_at: None,
+            close_frame: None,
+            eof: false,
+        };
+        // The handshake may have left events behind (frames that arrived with
+        // the 101 response or right after the request).
+        s.pull_events();
+        s
+    }
+
+    fn pull_events(&mut self) {
+        while let Some(ev) = self.rx.poll_event() {
+            self.push(ev);
+        }
+    }
+
+    fn push(&mut self, ev: Event) {
+        match &ev {
+            Event::Text(_) | Event::Binary(_) | Event::Fragment(_) => self.data_events += 1,
+            Event::Ping(_) | Event::Pong(_) => {
+                self.control_events += 1;
+                if self.control_events > MAX_QUEUED_CONTROL {
+                    if let Some(i) = self
+                        .events
+                        .iter()
+                        .position(|e| matches!(e, Event::Ping(_) | Event::Pong(_)))
+                    {
+                        self.events.remove(i);
+                        self.control_events -= 1;
+                    }
+                }
+            }
+            Event::Close(f) => self.close_frame = Some(f.clone()),
+            _ => {}
+        }
+        self.events.push_back(ev);
+    }
+
+    /// Whether events are waiting for the application.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The next event the application has not seen.
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        let ev = self.events.pop_front()?;
+        match &ev {
+            Event::Text(_) | Event::Binary(_) | Event::Fragment(_) => self.data_events -= 1,
+            Event::Ping(_) | Event::Pong(_) => self.control_events -= 1,
+            _ => {}
+        }
+        Some(ev)
+    }
+
+    /// Whether reading more would be useful: the transport is still open and
+    /// the core has not finished with it.
+    pub(crate) fn can_read(&self) -> bool {
+        !self.eof && !self.rx.should_close_transport()
+    }
+
+    /// Whether to read ahead while the application is not asking for a
+    /// message (during `send`): only while no data message is waiting, so a
+    /// peer cannot make us buffer more than one read beyond what the
+    /// application consumed (backpressure reaches the peer through TCP).
+    pub(crate) fn wants_read_ahead(&self) -> bool {
+        self.data_events == 0 && self.can_read()
+    }
+
+    /// Marks the transport as unusable for reading (after an I/O error).
+    pub(crate) fn set_failed(&mut self) {
+        self.eof = true;
+    }
+
+    /// Runs the core's timers when due and arms the timer for the next
+    /// deadline. Returns `true` when a timeout was handled.
+    pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let Some(deadline) = self.rx.poll_timeout() else {
+                self.timer_at = None;
+                return false;
+            };
+            // Trust the clock, not the timer future: the future may fire late
+            // or early relative to what the core considers due, and the core
+            // treats an early call as a no-op anyway.
+            let now = Instant::now();
+            if now >= deadline {
+                self.rx.handle_timeout(now);
+                self.pull_events();
+                return true;
+            }
+            if self.timer_at != Some(deadline) {
+                self.timer.set_at(deadline);
+                self.timer_at = Some(deadline);
+            }
+            match Pin::new(&mut self.timer).poll(cx) {
+                Poll::Ready(_) => continue,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// One read from the transport into the core. `Ready(Ok(()))` means
+    /// bytes or end of stream were fed in (events may be queued).
+    pub(crate) fn poll_read_io<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.eof {
+            return Poll::Ready(Ok(()));
+        }
+        let res = with_read_buf(|buf| match Pin::new(&mut *io).poll_read(cx, buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                self.rx.receive_eof(Instant::now());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(n)) => {
+                self.rx.receive(Instant::now(), &buf[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                self.eof = true;
+                Poll::Ready(Err(e))
+            }
+        });
+        if res.is_ready() {
+            self.pull_events();
+        }
+        res
+    }
+
+    /// Everything but waiting: runs due timers and, if `read` allows it,
+    /// reads until the transport has nothing more right now. Registers `cx`
+    /// for the timer and (when reading) for readability.
+    pub(crate) fn poll_background<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+        read: fn(&ReadState) -> bool,
+    ) -> io::Result<()> {
+        loop {
+            let mut progressed = self.poll_timer(cx);
+            if read(self) {
+                match self.poll_read_io(io, cx) {
+                    Poll::Ready(Ok(())) => progressed = true,
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => {}
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The sending side: the core's [`SendHalf`] and the bytes it handed out
+/// that the transport has not accepted yet.
+pub(crate) struct WriteState {
+    pub(crate) tx: SendHalf,
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    needs_flush: bool,
+    high_water: usize,
+    pub(crate) close_timeout: Duration,
+    /// The transport's write side has been shut down.
+    pub(crate) shut_down: bool,
+}
+
+impl WriteState {
+    pub(crate) fn new(tx: SendHalf, high_water: usize, close_timeout: Duration) -> Self {
+        WriteState {
+            tx,
+            queue: VecDeque::new(),
+            queued: 0,
+            needs_flush: false,
+            high_water,
+            close_timeout,
+            shut_down: false,
+        }
+    }
+
+    /// Bytes encoded and not yet accepted by the transport.
+    pub(crate) fn pending(&self) -> usize {
+        self.queued + self.tx.pending_output()
+    }
+
+    /// Moves everything the core has encoded (including control replies the
+    /// receiving half asked for) into the write queue.
+    fn pull(&mut self) {
+        while let Some(b) = self.tx.poll_transmit() {
+            if !b.is_empty() {
+                self.queued += b.len();
+                self.queue.push_back(b);
+            }
+        }
+    }
+
+    /// Writes until nothing is pending and the transport is flushed.
+    pub(crate) fn poll_flush_out<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            self.pull();
+            if self.queue.is_empty() {
+                if self.needs_flush {
+                    ready!(Pin::new(&mut *io).poll_flush(cx))?;
+                    self.needs_flush = false;
+                }
+                // A reply may have been pushed by the receiving half (on
+                // another task) while we were flushing.
+                if self.tx.has_pending_replies() {
+                    continue;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.poll_write_some(io, cx))?;
+        }
+    }
+
+    /// Writes until the pending output is at or below the high-water mark.
+    pub(crate) fn poll_room<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            self.pull();
+            if self.queued <= self.high_water {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.poll_write_some(io, cx))?;
+        }
+    }
+
+    /// Shuts the transport's write side down once (TCP FIN, TLS close_notify).
+    /// Errors are ignored: the WebSocket closing handshake is already over,
+    /// and a peer that reset first is no failure of ours.
+    pub(crate) fn poll_shutdown<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if !self.shut_down {
+            let _ = ready!(Pin::new(&mut *io).poll_close(cx));
+            self.shut_down = true;
+        }
+        Poll::Ready(())
+    }
+
+    /// One write, vectored when several chunks are queued.
+    fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let io = Pin::new(&mut *io);
+        let res = if self.queue.len() == 1 {
+            io.poll_write(cx, &self.queue[0])
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.queue.len().min(MAX_IOV);
+            for (slot, chunk) in slices.iter_mut().zip(self.queue.iter()) {
+                *slot = IoSlice::new(chunk);
+            }
+            io.poll_write_vectored(cx, &slices[..n])
+        };
+        let mut n = match ready!(res) {
+            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Poll::Ready(Ok(())),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.needs_flush = true;
+        // A stream claiming more than it was given is buggy; clamp, never panic.
+        self.queued = self.queued.saturating_sub(n);
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}

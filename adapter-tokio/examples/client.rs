@@ -1,0 +1,113 @@
+//! A command-line client.
+//!
+//! ```text
+//! cargo run -p wsmachine-tokio --example client -- ws://127.0.0.1:9001/
+//! ```
+//!
+//! Offers permessage-deflate, sends each line of stdin as a text message,
+//! prints each text message received on its own line (binary ones as hex).
+//! At the end of stdin it closes with code 1000 and exits 0 once the
+//! closing handshake is complete, having printed everything that arrived
+//! before it. Exits 1 with a message on stderr if the connection fails.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use wsmachine_tokio::{CloseCode, ConnectBuilder, Message};
+
+/// How long the input side stays quiet after the end of stdin before the
+/// client closes (each message that arrives meanwhile restarts it).
+const QUIET: Duration = Duration::from_millis(300);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Some(url) = std::env::args().nth(1) else {
+        eprintln!("usage: client ws://HOST[:PORT]/PATH | wss://...");
+        return ExitCode::from(2);
+    };
+    let mut ws = match ConnectBuilder::new(&url).compression(true).connect().await {
+        Ok((ws, _response)) => ws,
+        Err(e) => {
+            eprintln!("client: cannot connect to {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    while stdin_open {
+        tokio::select! {
+            // Both branches are cancel-safe: nothing is lost when the other wins.
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    if let Err(e) = ws.send(line).await {
+                        eprintln!("client: send failed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                Ok(None) => stdin_open = false,
+                Err(e) => {
+                    eprintln!("client: reading stdin: {e}");
+                    stdin_open = false;
+                }
+            },
+            msg = ws.recv() => match msg {
+                Some(Ok(m)) => print_message(&m),
+                Some(Err(e)) => {
+                    eprintln!("client: connection failed: {e}");
+                    return ExitCode::FAILURE;
+                }
+                None => {
+                    // The server closed first; the handshake is complete.
+                    return ExitCode::SUCCESS;
+                }
+            },
+        }
+    }
+    // Give the answers to the last lines a moment to arrive before closing:
+    // a server parses our Close together with the messages sent just before
+    // it and, in wsmachine as in other implementations, answers the Close at
+    // once, so an echo server could not answer those messages any more.
+    loop {
+        match tokio::time::timeout(QUIET, ws.recv()).await {
+            Err(_) => break,
+            Ok(Some(Ok(m))) => print_message(&m),
+            Ok(Some(Err(e))) => {
+                eprintln!("client: connection failed: {e}");
+                return ExitCode::FAILURE;
+            }
+            Ok(None) => return ExitCode::SUCCESS,
+        }
+    }
+    let closed = ws.close(CloseCode::NORMAL, "").await;
+    // Messages that arrived before the server's Close are still queued.
+    while let Some(msg) = ws.recv().await {
+        match msg {
+            Ok(m) => print_message(&m),
+            Err(e) => {
+                eprintln!("client: connection failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match closed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("client: closing handshake failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_message(m: &Message) {
+    let mut out = std::io::stdout().lock();
+    let _ = match m {
+        Message::Text(t) => writeln!(out, "{t}"),
+        Message::Binary(b) => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            writeln!(out, "{hex}")
+        }
+    };
+    let _ = out.flush();
+}

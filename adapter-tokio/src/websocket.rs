@@ -1,0 +1,687 @@
+//! [`WebSocket`]: the driver loop over one stream and one core connection.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wsmachine::{
+    CloseCode, CloseFrame, Config, Connection, Event, Message, Negotiated, Role, SendError, State,
+};
+
+use crate::driver::{poll_read_once, OutQueue, Timer, Wakers, RECV, SEND};
+use crate::split::{self, WebSocketReader, WebSocketWriter};
+use crate::{ByteStream, Error};
+
+/// A WebSocket connection over a Tokio stream `S` (a `TcpStream`, a TLS
+/// stream, a Unix socket, an in-memory duplex, …).
+///
+/// Obtained from [`crate::connect`], [`crate::ConnectBuilder`],
+/// [`crate::accept`], [`crate::accept_with`] or
+/// [`WebSocket::from_upgraded`]. It is a [`futures_core::Stream`] of
+/// received [`Message`]s and a [`futures_sink::Sink`] of messages to send;
+/// [`WebSocket::split`] gives halves for separate tasks.
+///
+/// There is no background task: every method drives the connection as far
+/// as it can. Keepalive Pings and timeouts ([`Config::ping_interval`],
+/// [`Config::pong_timeout`], [`Config::close_timeout`]) run while the
+/// application is inside a method, which in practice means while it awaits
+/// [`WebSocket::recv`].
+pub struct WebSocket<S> {
+    pub(crate) io: S,
+    pub(crate) conn: Connection,
+    pub(crate) out: OutQueue,
+    pub(crate) events: EventQueue,
+    timer: Timer,
+    wakers: Arc<Wakers>,
+    waker: Waker,
+    high_water: usize,
+    close_timeout: Duration,
+    /// No more reads: end of stream or a read error.
+    read_done: bool,
+    /// The transport was shut down, failed, or was given up on.
+    pub(crate) shut: bool,
+    /// When to give up writing the last bytes to a peer that does not read.
+    linger: Option<Instant>,
+    /// A transport error not yet reported by `recv`.
+    fatal: Option<io::Error>,
+    /// The transport error that ended the connection, for `send` to report.
+    dead: Option<(io::ErrorKind, String)>,
+    close_requested: bool,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field(
+                "pending_output",
+                &(self.out.len() + self.conn.pending_output()),
+            )
+            .field("queued_events", &self.events.len())
+            .field("shut", &self.shut)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Events taken from the core and not yet handed to the application, with
+/// their approximate size so read-ahead can be bounded.
+#[derive(Debug, Default)]
+pub(crate) struct EventQueue {
+    queue: VecDeque<Event>,
+    bytes: usize,
+    pub(crate) close_frame: Option<CloseFrame>,
+}
+
+impl EventQueue {
+    fn cost(ev: &Event) -> usize {
+        // A fixed overhead too, so a flood of empty messages is bounded as well.
+        64 + match ev {
+            Event::Text(t) => t.len(),
+            Event::Binary(b) | Event::Ping(b) | Event::Pong(b) => b.len(),
+            Event::Fragment(f) => f.data.len(),
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, ev: Event) {
+        if let Event::Close(f) = &ev {
+            self.close_frame = Some(f.clone());
+        }
+        self.bytes += Self::cost(&ev);
+        self.queue.push_back(ev);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        let ev = self.queue.pop_front()?;
+        self.bytes -= Self::cost(&ev);
+        Some(ev)
+    }
+
+    /// Approximate bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Removes the connection's error event, if it has arrived.
+    pub(crate) fn take_error(&mut self) -> Option<wsmachine::ConnectionError> {
+        let i = self
+            .queue
+            .iter()
+            .position(|e| matches!(e, Event::Error(_)))?;
+        match self.queue.remove(i) {
+            Some(Event::Error(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Maps a core event to what `recv_event` returns.
+pub(crate) fn event_result(ev: Event) -> Result<Event, Error> {
+    match ev {
+        Event::Error(e) => Err(Error::Ws(e)),
+        ev => Ok(ev),
+    }
+}
+
+/// Keeps data messages, skips control events.
+pub(crate) fn as_message(ev: Result<Event, Error>) -> Option<Result<Message, Error>> {
+    match ev {
+        Ok(Event::Text(t)) => Some(Ok(Message::Text(t))),
+        Ok(Event::Binary(b)) => Some(Ok(Message::Binary(b))),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    pub(crate) fn new(io: S, conn: Connection) -> Self {
+        let (wakers, waker) = Wakers::new_waker();
+        WebSocket {
+            high_water: conn.config().write_buffer_high_water,
+            close_timeout: conn.config().close_timeout,
+            io,
+            conn,
+            out: OutQueue::default(),
+            events: EventQueue::default(),
+            timer: Timer::default(),
+            wakers,
+            waker,
+            read_done: false,
+            shut: false,
+            linger: None,
+            fatal: None,
+            dead: None,
+            close_requested: false,
+        }
+    }
+
+    /// Wraps a stream whose opening handshake was done elsewhere (for
+    /// example a connection upgraded by hyper or axum): the connection is
+    /// open at once with what that handshake `negotiated`.
+    ///
+    /// For a server, validate the request and build the `101` response with
+    /// [`wsmachine::ServerHandshake`] and [`wsmachine::accept_response`], so
+    /// that `negotiated` matches what the response announced (see the
+    /// `upgrade_hyper` example). Bytes the HTTP server already read past the
+    /// request must still be readable from `stream` (hyper's `Upgraded` does
+    /// this).
+    pub fn from_upgraded(stream: S, role: Role, negotiated: Negotiated, config: Config) -> Self {
+        let mask = match role {
+            Role::Client => Some(Box::new(crate::mask_source()) as Box<dyn wsmachine::MaskSource>),
+            Role::Server => None,
+        };
+        let conn = Connection::upgraded(role, config, negotiated, mask, Instant::now());
+        WebSocket::new(stream, conn)
+    }
+
+    /// What the opening handshake agreed on: subprotocol and compression.
+    pub fn negotiated(&self) -> &Negotiated {
+        self.conn.negotiated()
+    }
+
+    /// The peer's Close frame, once it has been received.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.events.close_frame.as_ref()
+    }
+
+    /// The connection state (open, closing, closed).
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.conn.config()
+    }
+
+    /// Bytes of encoded output not yet accepted by the transport.
+    pub fn pending_output(&self) -> usize {
+        self.out.len() + self.conn.pending_output()
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The underlying stream, mutably. Reading or writing it directly
+    /// corrupts the connection.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// Receives the next message. `None` once the connection has finished
+    /// cleanly (closing handshake done, transport shut down); `Some(Err)`
+    /// once when it failed, then `None`.
+    ///
+    /// Pings, Pongs and the peer's Close frame are handled here too (the
+    /// core answers Pings and echoes the Close), but not returned: use
+    /// [`WebSocket::recv_event`] to see them, and
+    /// [`WebSocket::close_frame`] for the peer's close code. With
+    /// `Config::reassemble` off, message fragments are only delivered by
+    /// `recv_event`.
+    ///
+    /// Reading is the backpressure: bytes are read from the transport only
+    /// while no received event is waiting for the application, so a slow
+    /// reader slows the peer down through TCP flow control. Reading also
+    /// pauses while more than `Config::write_buffer_high_water` bytes of
+    /// output wait to be written.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. Every byte read and every decoded event is kept in the
+    /// `WebSocket`, never in the future, so dropping it (for example when
+    /// another branch of `tokio::select!` wins) loses no message and no
+    /// state; the next call continues where this one stopped.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Receives the next event, control frames included: `Text`, `Binary`,
+    /// `Ping`, `Pong`, `Close` (the peer's Close frame) and, in streaming
+    /// mode, `Fragment`. A connection failure is returned as `Err` (never as
+    /// `Event::Error`). `None` once the connection has finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`WebSocket::recv`].
+    pub async fn recv_event(&mut self) -> Option<Result<Event, Error>> {
+        poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// Sends a message and waits until the transport has accepted it.
+    ///
+    /// First waits while more than `Config::write_buffer_high_water` bytes
+    /// of output are pending (only possible when messages were queued with
+    /// the `Sink` interface), then encodes the message and writes it. While
+    /// waiting it also reads what has arrived, without blocking, so Pings
+    /// are answered and the Close echo goes out even when the application
+    /// never calls `recv`; received messages wait for `recv` (read-ahead
+    /// stops after `write_buffer_high_water` bytes of them).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe in the sense that matters for `select!`: if the
+    /// future is dropped before the message was encoded, it is not sent; if
+    /// after, it is sent (by the next operation on this `WebSocket`). The
+    /// connection itself stays consistent either way: a message is never
+    /// sent partly.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        let msg = msg.into();
+        poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        self.start_send_msg(msg)?;
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Sends a Ping (payload at most 125 bytes); its Pong is reported by
+    /// [`WebSocket::recv_event`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`WebSocket::send`].
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        self.check_open()?;
+        self.conn.ping(payload)?;
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Writes all pending output.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: output stays queued and the next operation continues
+    /// writing it.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Closes the connection gracefully: sends a Close frame with `code`
+    /// and `reason` (at most 123 bytes), waits for the peer's Close (at most
+    /// `Config::close_timeout`), then shuts the transport down (a client
+    /// first waits, within the same bound, for the server to close TCP, as
+    /// RFC 6455 §7.1.1 asks).
+    ///
+    /// Messages that arrive before the peer's Close are kept: `recv` still
+    /// returns them afterwards, then `None`. (While closing, at most
+    /// `write_buffer_high_water` bytes of them are read ahead; past that the
+    /// close times out rather than buffering without bound.)
+    ///
+    /// If the peer already closed, this completes the handshake. Returns the
+    /// connection's error if it failed meanwhile (for example
+    /// [`wsmachine::Timeout::ClosingHandshake`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the Close frame is queued at the first poll, and calling
+    /// `close` again continues waiting for the handshake.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.start_close(code, reason)?;
+        poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    /// Splits the connection into a receiving and a sending half that can be
+    /// used from separate tasks. Compression keeps working on both.
+    ///
+    /// Control replies (Pongs, the Close echo, keepalive Pings) are produced
+    /// by the reader and written by whichever half gets to the transport
+    /// first, so they go out even while the writer is idle. Keepalive and
+    /// the closing-handshake timeout run in the reader: keep reading.
+    pub fn split(self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+        split::split(self)
+    }
+
+    /// A byte stream over this connection: `AsyncRead` yields the payloads
+    /// of received messages back to back, each `AsyncWrite::write` sends one
+    /// binary message. For tunnelling a byte protocol over WebSocket.
+    pub fn into_byte_stream(self) -> ByteStream<S> {
+        ByteStream::new(self)
+    }
+
+    // ---- the driver ----
+
+    pub(crate) fn parts(self) -> split::Parts<S> {
+        split::Parts {
+            io: self.io,
+            conn: self.conn,
+            out: self.out,
+            events: self.events,
+            read_done: self.read_done,
+            shut: self.shut,
+            dead: self.dead,
+            fatal: self.fatal,
+            close_requested: self.close_requested,
+        }
+    }
+
+    pub(crate) fn collect_events(&mut self) {
+        while let Some(ev) = self.conn.poll_event() {
+            self.events.push(ev);
+        }
+    }
+
+    /// The transport failed: nothing more is read or written.
+    fn kill(&mut self, e: io::Error) {
+        if self.shut {
+            return;
+        }
+        self.shut = true;
+        self.read_done = true;
+        self.out.clear();
+        // A transport error after a completed closing handshake is no news.
+        if self.conn.state() != State::Closed {
+            self.dead = Some((e.kind(), e.to_string()));
+            self.fatal = Some(e);
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        match &self.dead {
+            Some((kind, msg)) => Error::Io(io::Error::new(*kind, msg.clone())),
+            None => Error::Closed,
+        }
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.shut {
+            Err(self.closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes what the core has queued; shuts the transport down once the
+    /// core says the connection is over. `Ready` when nothing is left to
+    /// write (or the transport is gone), `Pending` with `cx` registered.
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shut {
+            return Poll::Ready(());
+        }
+        let conn = &mut self.conn;
+        self.out.refill(|| conn.poll_transmit());
+        match ready!(self.out.poll_write(&mut self.io, cx)) {
+            Ok(()) => {}
+            Err(e) => {
+                self.kill(e);
+                return Poll::Ready(());
+            }
+        }
+        if self.conn.should_close_transport() {
+            // An error here means the peer is gone already: done either way.
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            self.shut = true;
+            self.linger = None;
+        }
+        Poll::Ready(())
+    }
+
+    /// Runs the core's timers (and the linger bound on the last writes).
+    /// `Ready` when one fired.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shut {
+            return Poll::Pending;
+        }
+        if self.linger.is_none() && self.conn.should_close_transport() {
+            // The core is done but output is stuck behind a peer that does
+            // not read: bound how long we keep trying.
+            self.linger = Some(Instant::now() + self.close_timeout);
+        }
+        let deadline = match (self.conn.poll_timeout(), self.linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let now = ready!(self.timer.poll(deadline, cx));
+        if self.linger.is_some_and(|l| now >= l) {
+            self.shut = true;
+            self.read_done = true;
+            self.out.clear();
+            return Poll::Ready(());
+        }
+        self.conn.handle_timeout(now);
+        self.collect_events();
+        Poll::Ready(())
+    }
+
+    /// Reads once and feeds the core. `Ready` when something happened
+    /// (bytes, end of stream, error).
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read_done || self.shut {
+            return Poll::Pending;
+        }
+        let conn = &mut self.conn;
+        let r = ready!(poll_read_once(&mut self.io, cx, |data| {
+            let now = Instant::now();
+            if data.is_empty() {
+                conn.receive_eof(now);
+            } else {
+                conn.receive(now, data);
+            }
+        }));
+        match r {
+            Ok(0) => self.read_done = true,
+            Ok(_) => {}
+            Err(e) => {
+                self.read_done = true;
+                if self.conn.state() == State::Closed {
+                    // e.g. a reset after the closing handshake: a plain end.
+                    self.conn.receive_eof(Instant::now());
+                } else {
+                    self.kill(e);
+                }
+            }
+        }
+        self.collect_events();
+        Poll::Ready(())
+    }
+
+    /// Whether the sending side may read ahead (to answer Pings) without
+    /// buffering received messages without bound.
+    fn may_read_ahead(&self) -> bool {
+        self.events.bytes() < self.high_water && self.pending_output() <= self.high_water
+    }
+
+    fn combined_waker(&self, which: usize, cx: &Context<'_>) -> Waker {
+        self.wakers.register(which, cx.waker());
+        self.waker.clone()
+    }
+
+    pub(crate) fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Event, Error>>> {
+        let waker = self.combined_waker(RECV, cx);
+        let cx = &mut Context::from_waker(&waker);
+        loop {
+            // Replies first: a Pong or Close echo must not wait for the app.
+            let _ = self.poll_output(cx);
+            if let Some(ev) = self.events.pop() {
+                return Poll::Ready(Some(event_result(ev)));
+            }
+            if let Some(e) = self.fatal.take() {
+                return Poll::Ready(Some(Err(Error::Io(e))));
+            }
+            if self.shut {
+                return Poll::Ready(None);
+            }
+            if self.poll_timers(cx).is_ready() {
+                continue;
+            }
+            if self.pending_output() <= self.high_water && self.poll_input(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            match ready!(self.poll_event(cx)) {
+                None => return Poll::Ready(None),
+                Some(ev) => {
+                    if let Some(m) = as_message(ev) {
+                        return Poll::Ready(Some(m));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes progress without blocking on input; `Ready` once pending
+    /// output is at or below the high-water mark.
+    pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let waker = self.combined_waker(SEND, cx);
+        let cx = &mut Context::from_waker(&waker);
+        loop {
+            if self.shut {
+                return Poll::Ready(Err(self.closed_error()));
+            }
+            let _ = self.poll_output(cx);
+            if self.poll_timers(cx).is_ready() {
+                continue;
+            }
+            if self.may_read_ahead() && self.poll_input(cx).is_ready() {
+                continue;
+            }
+            if self.shut {
+                continue;
+            }
+            if self.pending_output() <= self.high_water {
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Pending;
+        }
+    }
+
+    pub(crate) fn start_send_msg(&mut self, msg: Message) -> Result<(), Error> {
+        self.check_open()?;
+        self.conn.send(msg)?;
+        Ok(())
+    }
+
+    /// `Ready` once all pending output is written.
+    pub(crate) fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let waker = self.combined_waker(SEND, cx);
+        let cx = &mut Context::from_waker(&waker);
+        loop {
+            if self.poll_output(cx).is_ready() {
+                if self.shut && self.dead.is_some() {
+                    return Poll::Ready(Err(self.closed_error()));
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if self.poll_timers(cx).is_ready() {
+                continue;
+            }
+            if self.may_read_ahead() && self.poll_input(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.close_requested || self.shut {
+            return Ok(());
+        }
+        match self.conn.close(Instant::now(), code, reason) {
+            // `Closed`: our Close (or the echo of the peer's) is already queued.
+            Ok(()) | Err(SendError::Closed) => {
+                self.close_requested = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drives the connection until the transport is shut down, keeping
+    /// received messages (up to the read-ahead bound) for `recv`.
+    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let waker = self.combined_waker(SEND, cx);
+        let cx = &mut Context::from_waker(&waker);
+        loop {
+            let _ = self.poll_output(cx);
+            if self.shut {
+                if let Some(e) = self.fatal.take() {
+                    return Poll::Ready(Err(Error::Io(e)));
+                }
+                return Poll::Ready(match self.events.take_error() {
+                    Some(e) => Err(Error::Ws(e)),
+                    None => Ok(()),
+                });
+            }
+            if self.poll_timers(cx).is_ready() {
+                continue;
+            }
+            if self.may_read_ahead() && self.poll_input(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// The next handshake event (`Request` or `Connected`), or the failure.
+    pub(crate) async fn handshake_event(&mut self) -> Result<Event, Error> {
+        match self.recv_event().await {
+            Some(r) => r,
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Flushes what is queued (an HTTP error answer, say) and shuts down.
+    pub(crate) async fn finish(&mut self) {
+        let _ = poll_fn(|cx| self.poll_closed(cx)).await;
+    }
+
+    pub(crate) fn accept_request(&mut self, accept: wsmachine::Accept) -> Result<(), SendError> {
+        let r = self.conn.accept(Instant::now(), accept);
+        self.collect_events();
+        r
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+/// Sending with backpressure: `poll_ready` waits while more than
+/// `Config::write_buffer_high_water` bytes are pending, `start_send` encodes
+/// (so pending output never exceeds the mark by more than one message),
+/// `poll_flush` writes everything, and `poll_close` closes gracefully with
+/// code 1000, as [`WebSocket::close`].
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_send_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().start_send_msg(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_out(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.start_close(CloseCode::NORMAL, "")?;
+        this.poll_closed(cx)
+    }
+}
