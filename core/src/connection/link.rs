@@ -30,6 +30,9 @@ pub(crate) struct Link {
     /// When the sending half queued its Close frame.
     pub(crate) close_sent_at: OnceLock<Instant>,
     has_replies: AtomicBool,
+    /// The receiving half is done (failure, end of stream, timeout): the
+    /// sending half refuses new frames.
+    finished: AtomicBool,
     replies: Mutex<VecDeque<Reply>>,
 }
 
@@ -57,6 +60,14 @@ impl Link {
         let mut q = self.replies.lock().unwrap_or_else(|e| e.into_inner());
         self.has_replies.store(false, Ordering::Release);
         std::mem::take(&mut *q)
+    }
+
+    pub(crate) fn set_finished(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     pub(crate) fn close_sent_at(&self) -> Option<Instant> {

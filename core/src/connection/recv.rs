@@ -155,7 +155,7 @@ impl ReceiveHalf {
     /// Marks the connection finished (a failed or rejected handshake).
     pub(crate) fn finish(&mut self) {
         self.failed = true;
-        self.transport_done = true;
+        self.set_transport_done();
         self.buf = BytesMut::new();
     }
 
@@ -180,7 +180,7 @@ impl ReceiveHalf {
             return;
         }
         self.eof = true;
-        self.transport_done = true;
+        self.set_transport_done();
         if !self.failed && self.close_received_at.is_none() {
             self.failed = true;
             self.events.push_back(Event::Error(ConnectionError::Eof));
@@ -196,10 +196,17 @@ impl ReceiveHalf {
                 if self.link.close_sent_at().is_none() {
                     self.link.push(Reply::Close(frame, at));
                 }
-                self.transport_done |= done;
+                if done {
+                    self.set_transport_done();
+                }
             }
         }
         Some(ev)
+    }
+
+    fn set_transport_done(&mut self) {
+        self.transport_done = true;
+        self.link.set_finished();
     }
 
     /// Events waiting to be taken with `poll_event`.
@@ -276,11 +283,11 @@ impl ReceiveHalf {
                         )));
                 }
                 self.failed = true;
-                self.transport_done = true;
+                self.set_transport_done();
             }
             (Some(s), Some(r)) if now >= s.max(r) + self.close_timeout => {
                 // The client waited for the server to close TCP (RFC 6455 §7.1.1).
-                self.transport_done = true;
+                self.set_transport_done();
             }
             (None, None) if !self.failed => {
                 let Some(iv) = self.ping_interval else { return };
@@ -299,7 +306,7 @@ impl ReceiveHalf {
                             now,
                         ));
                         self.failed = true;
-                        self.transport_done = true;
+                        self.set_transport_done();
                     }
                     _ => {}
                 }

@@ -162,7 +162,7 @@ impl SendHalf {
         if !self.open {
             return Err(SendError::NotOpen);
         }
-        if self.close_sent {
+        if self.close_sent || self.link.is_finished() {
             return Err(SendError::Closed);
         }
         if !code.is_sendable() {
@@ -235,7 +235,7 @@ impl SendHalf {
         if !self.open {
             return Err(SendError::NotOpen);
         }
-        if self.close_sent {
+        if self.close_sent || self.link.is_finished() {
             return Err(SendError::Closed);
         }
         Ok(())

@@ -1005,3 +1005,17 @@ fn answers_to_messages_before_a_protocol_error_go_out_before_our_close() {
     assert_eq!(&out[17..19], &1002u16.to_be_bytes());
     assert!(s.should_close_transport());
 }
+
+#[test]
+fn sending_half_refuses_frames_once_the_receiving_half_is_done() {
+    let mut p = Pair::default(usize::MAX);
+    let (mut rx, mut tx) = p.server.split().expect("open");
+    rx.receive_eof(p.now);
+    assert_eq!(rx.poll_event(), Some(Event::Error(ConnectionError::Eof)));
+    assert_eq!(tx.send_text("nobody listens"), Err(SendError::Closed));
+    assert_eq!(tx.ping(b""), Err(SendError::Closed));
+    assert_eq!(
+        tx.close(p.now, CloseCode::NORMAL, ""),
+        Err(SendError::Closed)
+    );
+}
