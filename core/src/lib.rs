@@ -21,6 +21,7 @@
 //! Close frame and is reported once as [`Event::Error`].
 #![warn(missing_docs)]
 
+mod client_options;
 mod close;
 mod config;
 mod connection;
@@ -34,6 +35,9 @@ mod message;
 mod proxy;
 mod utf8;
 
+pub use client_options::{
+    proxy_from_env, Compression, ConnectOptions, PreparedConnect, ProxySetting, Reject,
+};
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::{Connection, Event, ReceiveHalf, SendHalf, State};

@@ -22,10 +22,13 @@ use crate::Role;
 /// connection does not keep the memory of its largest message.
 const KEEP_INPUT_CAPACITY: usize = 8 << 10;
 
-/// A message being received in several frames.
-#[derive(Debug)]
-struct Partial {
-    kind: MessageKind,
+/// The message being received (one frame or several). A plain field, not an
+/// `Option`, so the per-frame path moves nothing and the reassembly buffer
+/// is reused from message to message.
+#[derive(Debug, Default)]
+struct Current {
+    /// `Some` while a message is in progress.
+    kind: Option<MessageKind>,
     compressed: bool,
     frames: usize,
     /// Payload bytes received so far (compressed size for compressed messages).
@@ -69,7 +72,7 @@ pub struct ReceiveHalf {
     header: Option<FrameHeader>,
     /// Payload bytes of the current frame already unmasked (and UTF-8 checked).
     processed: usize,
-    partial: Option<Partial>,
+    current: Current,
     utf8: Utf8Validator,
     decompressor: Option<Decompressor>,
     events: VecDeque<Event>,
@@ -116,7 +119,7 @@ impl ReceiveHalf {
             buf: BytesMut::new(),
             header: None,
             processed: 0,
-            partial: None,
+            current: Current::default(),
             utf8: Utf8Validator::new(),
             decompressor: None,
             events: VecDeque::new(),
@@ -331,7 +334,7 @@ impl ReceiveHalf {
         self.failed = true;
         self.buf = BytesMut::new();
         self.header = None;
-        self.partial = None;
+        self.current = Current::default();
         let mut reason = err.to_string();
         truncate_at_char(&mut reason, 123);
         // Messages that came before the bad frame are delivered, and the
@@ -366,14 +369,13 @@ impl ReceiveHalf {
                 if let Some(m) = header.mask {
                     apply_mask(fresh, m, self.processed);
                 }
-                if !header.opcode.is_control() {
-                    if let Some(p) = &self.partial {
-                        if p.kind == MessageKind::Text && !p.compressed {
-                            self.utf8
-                                .feed(fresh)
-                                .map_err(|_| ProtocolError::InvalidUtf8)?;
-                        }
-                    }
+                if !header.opcode.is_control()
+                    && self.current.kind == Some(MessageKind::Text)
+                    && !self.current.compressed
+                {
+                    self.utf8
+                        .feed(fresh)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 self.processed = avail;
             }
@@ -412,40 +414,36 @@ impl ReceiveHalf {
                 limit: self.max_frame_size,
             });
         }
-        match (h.opcode, &mut self.partial) {
+        let cur = &mut self.current;
+        match (h.opcode, cur.kind) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Continuation, Some(_)) => {}
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (op, None) => {
-                let kind = if op == OpCode::Text {
+                cur.kind = Some(if op == OpCode::Text {
                     MessageKind::Text
                 } else {
                     MessageKind::Binary
-                };
-                self.utf8.reset();
-                self.partial = Some(Partial {
-                    kind,
-                    compressed,
-                    frames: 0,
-                    size: 0,
-                    data: BytesMut::new(),
                 });
+                cur.compressed = compressed;
+                cur.frames = 0;
+                cur.size = 0;
+                self.utf8.reset();
             }
         }
-        let p = self.partial.as_mut().expect("set above");
-        p.frames += 1;
-        if p.frames > self.max_fragments {
+        cur.frames += 1;
+        if cur.frames > self.max_fragments {
             return Err(ProtocolError::TooManyFragments {
                 limit: self.max_fragments,
             });
         }
-        p.size += h.payload_len;
+        cur.size += h.payload_len;
         // Uncompressed sizes are known from headers: refuse before buffering.
         // Compressed ones are also bounded by their wire size here, and by
         // the decompressor on output.
-        if p.size > self.max_message_size as u64 {
+        if cur.size > self.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig {
-                size: p.size,
+                size: cur.size,
                 limit: self.max_message_size,
             });
         }
@@ -487,16 +485,17 @@ impl ReceiveHalf {
     }
 
     fn handle_data(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
-        let mut p = self.partial.take().expect("checked in check_header");
-        let text = p.kind == MessageKind::Text;
-        let data = if p.compressed {
+        let cur = &mut self.current;
+        let kind = cur.kind.expect("set by check_header");
+        let text = kind == MessageKind::Text;
+        let data = if cur.compressed {
             let d = self
                 .decompressor
                 .as_mut()
                 .expect("compressed implies a decompressor");
             let mut fresh = BytesMut::new();
             let out = if self.reassemble {
-                &mut p.data
+                &mut cur.data
             } else {
                 &mut fresh
             };
@@ -513,11 +512,11 @@ impl ReceiveHalf {
                 Some(fresh.freeze())
             }
         } else if self.reassemble {
-            if h.fin && p.frames == 1 {
+            if h.fin && cur.frames == 1 {
                 // One frame: hand out the input buffer's bytes, no copy.
                 Some(payload)
             } else {
-                p.data.extend_from_slice(&payload);
+                cur.data.extend_from_slice(&payload);
                 None
             }
         } else {
@@ -528,20 +527,20 @@ impl ReceiveHalf {
         }
         if !self.reassemble {
             self.events.push_back(Event::Fragment(Fragment {
-                kind: p.kind,
+                kind,
                 data: data.unwrap_or_default(),
-                first: p.frames == 1,
+                first: cur.frames == 1,
                 last: h.fin,
             }));
         } else if h.fin {
-            let bytes = data.unwrap_or_else(|| std::mem::take(&mut p.data).freeze());
-            self.events.push_back(match p.kind {
+            let bytes = data.unwrap_or_else(|| cur.data.split().freeze());
+            self.events.push_back(match kind {
                 MessageKind::Text => Event::Text(Utf8Bytes::from_validated(bytes)),
                 MessageKind::Binary => Event::Binary(bytes),
             });
         }
-        if !h.fin {
-            self.partial = Some(p);
+        if h.fin {
+            cur.kind = None;
         }
         Ok(())
     }

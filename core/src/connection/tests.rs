@@ -1008,7 +1008,7 @@ fn answers_to_messages_before_a_protocol_error_go_out_before_our_close() {
 
 #[test]
 fn sending_half_refuses_frames_once_the_receiving_half_is_done() {
-    let mut p = Pair::default(usize::MAX);
+    let p = Pair::default(usize::MAX);
     let (mut rx, mut tx) = p.server.split().expect("open");
     rx.receive_eof(p.now);
     assert_eq!(rx.poll_event(), Some(Event::Error(ConnectionError::Eof)));
