@@ -323,13 +323,17 @@ impl ClientHandshake {
         rest: Bytes,
     ) -> Result<Option<ClientOutcome>, HandshakeError> {
         let cap = self.head.max_size;
-        let want = response
+        let declared = response
             .headers
             .get("content-length")
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .map(|n| n.min(cap))
-            .unwrap_or(0);
-        let take = rest.len().min(want.max(rest.len().min(cap)));
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        // With a Content-Length, the body is exactly that long (capped);
+        // without one, it is whatever came with the head (capped).
+        let want = declared.map(|n| n.min(cap)).unwrap_or(0);
+        let take = match declared {
+            Some(_) => rest.len().min(want),
+            None => rest.len().min(cap),
+        };
         response.body = rest.slice(..take);
         if response.body.len() >= want {
             return Err(HandshakeError::Status(Box::new(response)));
@@ -521,6 +525,12 @@ mod tests {
         wire.extend(std::iter::repeat(b'z').take(1000));
         match h.receive(&wire) {
             Err(HandshakeError::Status(resp)) => assert_eq!(resp.body.len(), 64),
+            other => panic!("{other:?}"),
+        }
+        // Bytes past the declared length are not part of the body.
+        let (mut h, _) = hs(ClientRequest::new("h", "/"));
+        match h.receive(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nforbidden\x81\x02hi") {
+            Err(HandshakeError::Status(resp)) => assert_eq!(&resp.body[..], b"forbidden"),
             other => panic!("{other:?}"),
         }
         // A body cut short by EOF is reported with what arrived.
