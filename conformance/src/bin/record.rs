@@ -1,0 +1,850 @@
+//! Corpus generator and driver-based test peers.
+//!
+//! ```text
+//! record corpus [--only PEER[,PEER]] [--out DIR]   regenerate conformance/traces/ from real peers
+//! record serve [ADDR] [--trace-dir DIR]             echo server over the recording driver
+//! record autobahn-client URL AGENT [--trace-out FILE]
+//!                                                   fuzzingserver client over the recording driver
+//! record check FILE...                              replay traces (whole and byte by byte)
+//! ```
+//!
+//! PEER is one of `python-websockets`, `node-ws`, `tungstenite`, `autobahn`.
+//! The corpus command installs Python `websockets` into `target/peers-venv`,
+//! Node `ws` into `target/node-peers` and `wstest` into
+//! `target/autobahn-venv` when missing.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use wsmachine::{Config, Role};
+use wsmachine_conformance::driver::{self, EchoScript, Script, Session, Step, Steps};
+use wsmachine_conformance::trace::{Action, Kind, Trace};
+use wsmachine_conformance::{parse_trace, replay_both, Recorder};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Builds the command line of an external peer from its arguments.
+type PeerCommand = Box<dyn Fn(&[&str]) -> Command>;
+
+const TUNGSTENITE: &str = "tungstenite 0.26.2 (Rust, in process, blocking std TcpStream)";
+const AUTOBAHN: &str = "autobahn-testsuite 25.10.1 (wstest, Python 3 port)";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn arg_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("record: cannot start tokio: {e}");
+            std::process::exit(2);
+        }
+    };
+    let r = match args.first().map(String::as_str) {
+        Some("corpus") => rt.block_on(corpus(&args[1..])),
+        Some("serve") => rt.block_on(serve(&args[1..])),
+        Some("autobahn-client") => rt.block_on(autobahn_client(&args[1..])),
+        Some("check") => check(&args[1..]),
+        _ => {
+            Err("usage: record corpus|serve|autobahn-client|check … (see src/bin/record.rs)".into())
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("record: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn check(files: &[String]) -> Result<(), BoxError> {
+    let mut bad = 0;
+    for f in files {
+        let text = std::fs::read_to_string(f)?;
+        match parse_trace(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|t| replay_both(&t))
+        {
+            Ok(s) => println!(
+                "ok   {f} ({} recv chunks, {} sent bytes, {} events)",
+                s.recv_chunks, s.sent_bytes, s.events
+            ),
+            Err(e) => {
+                bad += 1;
+                println!("FAIL {f}: {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(format!("{bad} of {} traces failed", files.len()).into());
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ driver servers
+
+fn server_session(peer: &str, scenario: &str, deflate: bool) -> Session {
+    let mut s = Session::new(Role::Server, peer, scenario);
+    s.config = if deflate {
+        Config::with_deflate()
+    } else {
+        Config::default()
+    };
+    s.config.ping_interval = None;
+    s
+}
+
+async fn serve(args: &[String]) -> Result<(), BoxError> {
+    let addr = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let trace_dir = arg_value(args, "--trace-dir").map(PathBuf::from);
+    if let Some(d) = &trace_dir {
+        std::fs::create_dir_all(d)?;
+    }
+    let listener = TcpListener::bind(&addr).await?;
+    println!("listening on ws://{}", listener.local_addr()?);
+    let mut n = 0u64;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        n += 1;
+        let trace_dir = trace_dir.clone();
+        tokio::spawn(async move {
+            let mut s = server_session("unknown client", "echo server", true);
+            s.limit = Duration::from_secs(600);
+            s.config.max_message_size = 64 << 20;
+            let rec = if trace_dir.is_some() {
+                Recorder::new()
+            } else {
+                Recorder::disabled()
+            };
+            match driver::run(stream, &s, &mut EchoScript, rec).await {
+                Ok(t) => {
+                    if let Some(d) = trace_dir {
+                        let _ = std::fs::write(d.join(format!("conn-{n:04}.trace")), t.to_string());
+                    }
+                }
+                Err(e) => eprintln!("connection {n}: {e}"),
+            }
+        });
+    }
+}
+
+/// The fuzzingserver loop (getCaseCount, runCase, updateReports) over the driver.
+async fn autobahn_client(args: &[String]) -> Result<(), BoxError> {
+    let url = args.first().cloned().ok_or("autobahn-client URL AGENT")?;
+    let agent = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "wsmachine-driver".into());
+    let trace_out = arg_value(args, "--trace-out");
+    let base = wsmachine::WsUrl::parse(&url)?;
+    let addr = format!("{}:{}", base.host, base.port);
+    let session = |path: String, scenario: &str| {
+        let mut s = Session::new(Role::Client, AUTOBAHN, scenario);
+        s.config = Config::with_deflate();
+        s.config.ping_interval = None;
+        s.request.host = base.host_header();
+        s.request.path = path;
+        s.limit = Duration::from_secs(300);
+        s
+    };
+    let s = session("/getCaseCount".into(), "getCaseCount");
+    let mut steps = Steps::new([Step::Messages(1)]);
+    driver::run(
+        TcpStream::connect(&addr).await?,
+        &s,
+        &mut steps,
+        Recorder::disabled(),
+    )
+    .await?;
+    let count: usize = steps
+        .texts
+        .first()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or("no case count")?;
+    eprintln!("autobahn-client: {count} cases");
+    for case in 1..=count {
+        let s = session(
+            format!("/runCase?case={case}&agent={agent}"),
+            &format!("autobahn case {case} (echo)"),
+        );
+        let stream = TcpStream::connect(&addr).await?;
+        let _ = stream.set_nodelay(true);
+        let rec = if trace_out.is_some() {
+            Recorder::new()
+        } else {
+            Recorder::disabled()
+        };
+        match driver::run(stream, &s, &mut EchoScript, rec).await {
+            Ok(t) => {
+                if let Some(f) = &trace_out {
+                    std::fs::write(f, t.to_string())?;
+                }
+            }
+            Err(e) => eprintln!("case {case}: {e}"),
+        }
+    }
+    let s = session(format!("/updateReports?agent={agent}"), "updateReports");
+    let mut steps = Steps::new([]);
+    driver::run(
+        TcpStream::connect(&addr).await?,
+        &s,
+        &mut steps,
+        Recorder::disabled(),
+    )
+    .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ corpus
+
+struct Out {
+    dir: PathBuf,
+    written: Vec<PathBuf>,
+    failures: Vec<String>,
+}
+
+impl Out {
+    fn save(&mut self, peer_dir: &str, name: &str, trace: &Trace) -> Result<(), BoxError> {
+        let dir = self.dir.join(peer_dir);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.trace"));
+        let text = trace.to_string();
+        std::fs::write(&path, &text)?;
+        let verdict = parse_trace(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|t| replay_both(&t));
+        match verdict {
+            Ok(_) => println!("recorded {} ({} items)", path.display(), trace.items.len()),
+            Err(e) => {
+                println!("recorded {} -- REPLAY FAILS: {e}", path.display());
+                self.failures.push(format!("{}: {e}", path.display()));
+            }
+        }
+        self.written.push(path);
+        Ok(())
+    }
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process killed (by its own PID) when dropped.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_ready(child: &mut Child) -> Result<(), BoxError> {
+    let out = child.stdout.as_mut().ok_or("no stdout")?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b)? == 1 {
+        if b[0] == b'\n' {
+            if line.starts_with(b"ready") {
+                return Ok(());
+            }
+            line.clear();
+        } else {
+            line.push(b[0]);
+        }
+    }
+    Err("peer exited before it was ready".into())
+}
+
+fn ensure_peers(root: &Path) -> Result<(String, String), BoxError> {
+    let venv = root.join("target/peers-venv");
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let py = venv.join("bin/python");
+    if !Command::new(&py)
+        .args(["-c", "import websockets"])
+        .status()?
+        .success()
+    {
+        run(Command::new(venv.join("bin/pip")).args(["install", "-q", "websockets"]))?;
+    }
+    let pyver = String::from_utf8(
+        Command::new(&py)
+            .args(["-c", "import websockets; print(websockets.__version__)"])
+            .output()?
+            .stdout,
+    )?;
+    let node = root.join("target/node-peers");
+    if !node.join("node_modules/ws").exists() {
+        std::fs::create_dir_all(&node)?;
+        run(Command::new("npm")
+            .args(["install", "--silent", "ws"])
+            .current_dir(&node))?;
+    }
+    let pkg = std::fs::read_to_string(node.join("node_modules/ws/package.json"))?;
+    let nodever = pkg
+        .split("\"version\"")
+        .nth(1)
+        .and_then(|s| s.split('"').nth(1))
+        .unwrap_or("?")
+        .to_string();
+    Ok((pyver.trim().to_string(), nodever))
+}
+
+fn run(cmd: &mut Command) -> Result<(), BoxError> {
+    let st = cmd.status()?;
+    if !st.success() {
+        return Err(format!("{cmd:?} failed: {st}").into());
+    }
+    Ok(())
+}
+
+/// A client-side scenario: request path, our script, what it shows.
+fn client_scenarios() -> Vec<(&'static str, &'static str, Vec<Step>)> {
+    let t = |s: &str| Step::Do(Action::SendText(s.into()));
+    vec![
+        (
+            "echo",
+            "/echo",
+            vec![
+                t("hello"),
+                Step::Messages(1),
+                Step::Do(Action::SendBinary(vec![0, 1, 2, 255])),
+                Step::Messages(1),
+                Step::Do(Action::Fragment {
+                    kind: Kind::Text,
+                    last: false,
+                    data: b"Hel".to_vec(),
+                }),
+                Step::Do(Action::Fragment {
+                    kind: Kind::Text,
+                    last: false,
+                    data: b"lo, ".to_vec(),
+                }),
+                Step::Do(Action::Fragment {
+                    kind: Kind::Text,
+                    last: true,
+                    data: b"fragments".to_vec(),
+                }),
+                Step::Messages(1),
+                t(&"compressible ".repeat(40)),
+                Step::Messages(1),
+                Step::Do(Action::Ping(b"p1".to_vec())),
+                Step::Pong,
+                Step::Do(Action::Close(1000, "done".into())),
+            ],
+        ),
+        ("server-close", "/close", vec![]),
+        (
+            "ping",
+            "/ping",
+            vec![
+                Step::Messages(1),
+                Step::Do(Action::Close(1000, "done".into())),
+            ],
+        ),
+        (
+            "fragments",
+            "/fragments",
+            vec![
+                Step::Messages(1),
+                Step::Do(Action::Close(1000, "done".into())),
+            ],
+        ),
+        ("badutf8", "/badutf8", vec![]),
+        ("badframe", "/badframe", vec![]),
+    ]
+}
+
+/// A server-side scenario: the peer client's scenario name and our script.
+fn server_script(scenario: &str) -> Box<dyn Script> {
+    match scenario {
+        "server-close" => Box::new(Steps::new([
+            Step::Messages(1),
+            Step::Do(Action::Close(1001, "going away".into())),
+        ])),
+        "ping" => Box::new(Steps::new([
+            Step::Do(Action::Ping(b"are you there".to_vec())),
+            Step::Do(Action::SendText("hello from server".into())),
+            Step::Pong,
+            Step::Do(Action::Close(1000, "done".into())),
+        ])),
+        _ => Box::new(EchoScript),
+    }
+}
+
+const SERVER_SCENARIOS: [&str; 4] = ["echo", "server-close", "ping", "badutf8"];
+
+async fn record_client_vs(
+    out: &mut Out,
+    peer_dir: &str,
+    peer: &str,
+    port: u16,
+    deflate: bool,
+    only: Option<&str>,
+) -> Result<(), BoxError> {
+    for (name, path, steps) in client_scenarios() {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let scenario = format!(
+            "client {name} against {path}{}",
+            if deflate {
+                ", permessage-deflate offered"
+            } else {
+                ""
+            }
+        );
+        let mut s = Session::new(Role::Client, peer, &scenario);
+        s.config = if deflate {
+            Config::with_deflate()
+        } else {
+            Config::default()
+        };
+        s.config.ping_interval = None;
+        s.request.host = format!("127.0.0.1:{port}");
+        s.request.path = path.into();
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let _ = stream.set_nodelay(true);
+        let mut script = Steps::new(steps);
+        let trace = driver::run(stream, &s, &mut script, Recorder::new()).await?;
+        let suffix = if deflate { "-deflate" } else { "" };
+        out.save(peer_dir, &format!("client-{name}{suffix}"), &trace)?;
+    }
+    Ok(())
+}
+
+/// Accepts one connection on `listener` and records it while `client` runs.
+async fn record_server_vs(
+    out: &mut Out,
+    peer_dir: &str,
+    peer: &str,
+    scenario: &str,
+    deflate: bool,
+    listener: &TcpListener,
+    client: impl FnOnce() -> Result<Box<dyn FnOnce() + Send>, BoxError>,
+) -> Result<(), BoxError> {
+    let s = server_session(
+        peer,
+        &format!(
+            "server {scenario}{}",
+            if deflate {
+                ", permessage-deflate accepted"
+            } else {
+                ""
+            }
+        ),
+        deflate,
+    );
+    let waiter = client()?;
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await??;
+    let _ = stream.set_nodelay(true);
+    let mut script = server_script(scenario);
+    let trace = driver::run(stream, &s, script.as_mut(), Recorder::new()).await;
+    tokio::task::spawn_blocking(waiter).await?;
+    let suffix = if deflate { "-deflate" } else { "" };
+    out.save(peer_dir, &format!("server-{scenario}{suffix}"), &trace?)?;
+    Ok(())
+}
+
+fn spawn_wait(mut child: Child) -> Box<dyn FnOnce() + Send> {
+    Box::new(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if std::time::Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    })
+}
+
+async fn corpus(args: &[String]) -> Result<(), BoxError> {
+    let root = workspace_root();
+    let only: Option<Vec<String>> =
+        arg_value(args, "--only").map(|s| s.split(',').map(str::to_string).collect());
+    let want = |p: &str| only.as_ref().map_or(true, |o| o.iter().any(|x| x == p));
+    let scenario_only = arg_value(args, "--scenario");
+    let mut out = Out {
+        dir: arg_value(args, "--out")
+            .map_or_else(|| root.join("conformance/traces"), PathBuf::from),
+        written: Vec::new(),
+        failures: Vec::new(),
+    };
+    let scripts = root.join("conformance/scripts");
+    let (pyver, nodever) = ensure_peers(&root)?;
+    let py = root.join("target/peers-venv/bin/python");
+    let node_modules = root.join("target/node-peers/node_modules");
+
+    // Python websockets and Node ws: external processes.
+    let externals: Vec<(&str, String, PeerCommand)> = vec![
+        (
+            "python-websockets",
+            format!("python-websockets {pyver} (asyncio API, CPython)"),
+            Box::new({
+                let py = py.clone();
+                let script = scripts.join("py_peer.py");
+                move |a: &[&str]| {
+                    let mut c = Command::new(&py);
+                    c.arg(&script).args(a);
+                    c
+                }
+            }),
+        ),
+        (
+            "node-ws",
+            format!("node-ws {nodever} (Node.js)"),
+            Box::new({
+                let script = scripts.join("node_peer.js");
+                let nm = node_modules.clone();
+                move |a: &[&str]| {
+                    let mut c = Command::new("node");
+                    c.arg(&script).args(a).env("NODE_PATH", &nm);
+                    c
+                }
+            }),
+        ),
+    ];
+    for (dir, peer, cmd) in &externals {
+        if !want(dir) {
+            continue;
+        }
+        for deflate in [false, true] {
+            let comp = if deflate { "deflate" } else { "none" };
+            // Our client against their server.
+            let port = free_port()?;
+            let mut child = cmd(&["server", &port.to_string(), comp])
+                .stdout(Stdio::piped())
+                .spawn()?;
+            wait_ready(&mut child)?;
+            let _server = Peer(child);
+            record_client_vs(&mut out, dir, peer, port, deflate, scenario_only.as_deref()).await?;
+            drop(_server);
+            // Their client against our server.
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("ws://{}/", listener.local_addr()?);
+            for scenario in SERVER_SCENARIOS {
+                if scenario_only.as_deref().is_some_and(|o| o != scenario)
+                    || (deflate && scenario != "echo")
+                {
+                    continue;
+                }
+                let url = url.clone();
+                record_server_vs(&mut out, dir, peer, scenario, deflate, &listener, || {
+                    let child = cmd(&["client", &url, scenario, comp])
+                        .stdout(Stdio::null())
+                        .spawn()?;
+                    Ok(spawn_wait(child))
+                })
+                .await?;
+            }
+        }
+    }
+
+    if want("tungstenite") {
+        let port = tung::spawn_server()?;
+        record_client_vs(
+            &mut out,
+            "tungstenite",
+            TUNGSTENITE,
+            port,
+            false,
+            scenario_only.as_deref(),
+        )
+        .await?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        for scenario in SERVER_SCENARIOS {
+            if scenario_only.as_deref().is_some_and(|o| o != scenario) {
+                continue;
+            }
+            record_server_vs(
+                &mut out,
+                "tungstenite",
+                TUNGSTENITE,
+                scenario,
+                false,
+                &listener,
+                || {
+                    let h = std::thread::spawn(move || {
+                        if let Err(e) = tung::client(addr, scenario) {
+                            eprintln!("tungstenite client {scenario}: {e}");
+                        }
+                    });
+                    Ok(Box::new(move || {
+                        let _ = h.join();
+                    }))
+                },
+            )
+            .await?;
+        }
+    }
+
+    if want("autobahn") {
+        autobahn_corpus(&root, &mut out).await?;
+    }
+
+    println!(
+        "{} traces written, {} failed to replay",
+        out.written.len(),
+        out.failures.len()
+    );
+    if !out.failures.is_empty() {
+        for f in &out.failures {
+            println!("  {f}");
+        }
+        return Err("some recorded traces do not replay".into());
+    }
+    Ok(())
+}
+
+/// Autobahn cases recorded in both roles (small ones; one wstest run per case).
+const AUTOBAHN_CASES: [&str; 12] = [
+    "1.1.1", "1.2.2", "2.3", "3.1", "5.3", "5.6", "6.4.1", "7.1.1", "7.5.1", "12.1.1", "13.1.1",
+    "13.7.1",
+];
+
+async fn autobahn_corpus(root: &Path, out: &mut Out) -> Result<(), BoxError> {
+    let venv = root.join("target/autobahn-venv");
+    let wstest = venv.join("bin/wstest");
+    let shared = root.join("../shared/autobahn");
+    if !wstest.exists() {
+        run(Command::new("bash").arg(shared.join("setup.sh")).arg(&venv))?;
+    }
+    let work = root.join("target/autobahn-corpus");
+    let self_exe = std::env::current_exe()?;
+    for case in AUTOBAHN_CASES {
+        // fuzzingclient against our server.
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("ws://{}", listener.local_addr()?);
+        let outdir = work.join(format!("client-{case}"));
+        let child = Command::new("bash")
+            .arg(shared.join("run.sh"))
+            .args(["client", &url])
+            .arg(&outdir)
+            .arg(case)
+            .env("WSTEST", &wstest)
+            .env("AGENT", "wsmachine-driver")
+            .stdout(Stdio::null())
+            .spawn()?;
+        let mut s = server_session(
+            AUTOBAHN,
+            &format!("autobahn fuzzingclient case {case}, we echo"),
+            true,
+        );
+        s.limit = Duration::from_secs(60);
+        let (stream, _) =
+            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await??;
+        let _ = stream.set_nodelay(true);
+        let trace = driver::run(stream, &s, &mut EchoScript, Recorder::new()).await;
+        tokio::task::spawn_blocking(spawn_wait(child)).await?;
+        out.save("autobahn", &format!("server-case-{case}"), &trace?)?;
+
+        // Our client against fuzzingserver.
+        let port = free_port()?;
+        let file = work.join(format!("server-{case}.trace"));
+        let _ = std::fs::remove_file(&file);
+        let st = Command::new("bash")
+            .arg(shared.join("run.sh"))
+            .args(["server", &port.to_string()])
+            .arg(work.join(format!("server-{case}")))
+            .arg(case)
+            .arg("--")
+            .arg(&self_exe)
+            .args([
+                "autobahn-client",
+                &format!("ws://127.0.0.1:{port}"),
+                "wsmachine-driver",
+                "--trace-out",
+            ])
+            .arg(&file)
+            .env("WSTEST", &wstest)
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            out.failures
+                .push(format!("autobahn server case {case}: run.sh {st}"));
+        }
+        let text = std::fs::read_to_string(&file)?;
+        let mut trace = parse_trace(&text)?;
+        trace.header.scenario = format!("autobahn fuzzingserver case {case}, we echo");
+        out.save("autobahn", &format!("client-case-{case}"), &trace)?;
+    }
+    Ok(())
+}
+
+mod tung {
+    //! tungstenite peers, in process on blocking threads.
+    use super::*;
+    use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::CloseFrame;
+    use tungstenite::Message;
+
+    type Ws = tungstenite::WebSocket<StdStream>;
+
+    pub(super) fn spawn_server() -> Result<u16, BoxError> {
+        let l = StdListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let _ = serve_one(s);
+                });
+            }
+        });
+        Ok(port)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn serve_one(s: StdStream) -> Result<(), BoxError> {
+        let _ = s.set_nodelay(true);
+        let path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let p2 = path.clone();
+        let mut ws = tungstenite::accept_hdr(
+            s,
+            move |req: &tungstenite::handshake::server::Request, resp| {
+                if let Ok(mut p) = p2.lock() {
+                    *p = req.uri().path().to_string();
+                }
+                Ok(resp)
+            },
+        )?;
+        let path = path.lock().map(|p| p.clone()).unwrap_or_default();
+        match path.as_str() {
+            "/close" => {
+                ws.send(Message::text("bye soon"))?;
+                ws.close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "going away".into(),
+                }))?;
+            }
+            "/ping" => ws.send(Message::Ping(b"are you there".to_vec().into()))?,
+            "/fragments" => {
+                ws.write(Message::Frame(Frame::message(
+                    b"frag".to_vec(),
+                    OpCode::Data(Data::Text),
+                    false,
+                )))?;
+                ws.write(Message::Frame(Frame::message(
+                    b"ment".to_vec(),
+                    OpCode::Data(Data::Continue),
+                    false,
+                )))?;
+                ws.send(Message::Frame(Frame::message(
+                    b"ed".to_vec(),
+                    OpCode::Data(Data::Continue),
+                    true,
+                )))?;
+            }
+            "/badutf8" => ws.get_mut().write_all(&[0x81, 0x02, 0xc3, 0x28])?,
+            "/badframe" => ws.get_mut().write_all(&[0x83, 0x00])?,
+            _ => {}
+        }
+        loop {
+            match ws.read()? {
+                m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m)?,
+                Message::Pong(_) if path == "/ping" => ws.send(Message::text("pong received"))?,
+                _ => {}
+            }
+        }
+    }
+
+    fn next_data(ws: &mut Ws) -> Result<Message, BoxError> {
+        loop {
+            match ws.read()? {
+                m @ (Message::Text(_) | Message::Binary(_)) => return Ok(m),
+                _ => continue,
+            }
+        }
+    }
+
+    fn drain(ws: &mut Ws) {
+        while ws.read().is_ok() {}
+    }
+
+    pub(super) fn client(addr: SocketAddr, scenario: &str) -> Result<(), BoxError> {
+        let s = StdStream::connect(addr)?;
+        let _ = s.set_nodelay(true);
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), s)?;
+        match scenario {
+            "echo" => {
+                ws.send(Message::text("hello"))?;
+                next_data(&mut ws)?;
+                ws.send(Message::binary(vec![0u8, 1, 2, 255]))?;
+                next_data(&mut ws)?;
+                ws.write(Message::Frame(Frame::message(
+                    b"Hel".to_vec(),
+                    OpCode::Data(Data::Text),
+                    false,
+                )))?;
+                ws.write(Message::Frame(Frame::message(
+                    b"lo, ".to_vec(),
+                    OpCode::Data(Data::Continue),
+                    false,
+                )))?;
+                ws.send(Message::Frame(Frame::message(
+                    b"fragments".to_vec(),
+                    OpCode::Data(Data::Continue),
+                    true,
+                )))?;
+                next_data(&mut ws)?;
+                ws.send(Message::text("compressible ".repeat(40)))?;
+                next_data(&mut ws)?;
+                ws.send(Message::Ping(b"p1".to_vec().into()))?;
+                loop {
+                    if let Message::Pong(_) = ws.read()? {
+                        break;
+                    }
+                }
+                ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "done".into(),
+                }))?;
+                drain(&mut ws);
+            }
+            "server-close" | "ping" => {
+                ws.send(Message::text(if scenario == "ping" {
+                    "ping me"
+                } else {
+                    "close me"
+                }))?;
+                drain(&mut ws);
+            }
+            "badutf8" => {
+                ws.get_mut()
+                    .write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28])?;
+                drain(&mut ws);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
