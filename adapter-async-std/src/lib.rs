@@ -29,8 +29,8 @@
 use std::io;
 
 pub use wsmachine_smol::generic::{
-    accept, accept_with, default_tls_config, ByteStream, Compression, Connector, Reject, WebSocket,
-    WebSocketReader, WebSocketWriter,
+    accept, accept_with, default_tls_config, ByteStream, Compression, Connector, Proxy, ProxyKind,
+    Reject, WebSocket, WebSocketReader, WebSocketWriter,
 };
 pub use wsmachine_smol::{futures_rustls, rustls, Error};
 pub use wsmachine_smol::{
@@ -61,8 +61,9 @@ pub type MaybeTlsStream = wsmachine_smol::generic::MaybeTlsStream<async_std::net
 pub type ConnectBuilder = wsmachine_smol::generic::ConnectBuilder<AsyncStdTcp>;
 
 /// Connects to a `ws://` or `wss://` URL (webpki roots for TLS) with
-/// [`Config::with_deflate`] (permessage-deflate offered). Returns the
-/// WebSocket and the server's handshake response.
+/// [`Config::with_deflate`] (permessage-deflate offered), through the proxy
+/// named by `https_proxy` / `http_proxy` / `all_proxy` unless `no_proxy`
+/// lists the host. Returns the WebSocket and the server's handshake response.
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
     ConnectBuilder::new(url).connect().await
 }

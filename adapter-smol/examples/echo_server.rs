@@ -39,18 +39,16 @@ fn main() {
                         return;
                     }
                 };
+                // The peer's Close is answered only once `recv` has handed
+                // out every message before it, so each can still be echoed.
                 while let Some(msg) = ws.recv().await {
-                    match msg {
-                        // A send fails once the peer's Close has arrived
-                        // (the core already echoed it); keep receiving so
-                        // the closing handshake completes.
-                        Ok(msg) => {
-                            let _ = ws.send(msg).await;
-                        }
-                        Err(e) => {
-                            eprintln!("echo_server: {peer}: {e}");
-                            break;
-                        }
+                    let sent = match msg {
+                        Ok(msg) => ws.send(msg).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
+                        eprintln!("echo_server: {peer}: {e}");
+                        break;
                     }
                 }
             })

@@ -38,8 +38,8 @@ pub use error::Error;
 pub use futures_rustls;
 pub use futures_rustls::rustls;
 pub use generic::{
-    accept, accept_with, default_tls_config, ByteStream, Compression, Connector, Reject, WebSocket,
-    WebSocketReader, WebSocketWriter,
+    accept, accept_with, default_tls_config, ByteStream, Compression, Connector, Proxy, ProxyKind,
+    Reject, WebSocket, WebSocketReader, WebSocketWriter,
 };
 pub use wsmachine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, DeflateConfig, Event, Message,
@@ -69,8 +69,9 @@ pub type MaybeTlsStream = generic::MaybeTlsStream<smol::net::TcpStream>;
 pub type ConnectBuilder = generic::ConnectBuilder<SmolTcp>;
 
 /// Connects to a `ws://` or `wss://` URL (webpki roots for TLS) with
-/// [`Config::with_deflate`] (permessage-deflate offered). Returns the
-/// WebSocket and the server's handshake response.
+/// [`Config::with_deflate`] (permessage-deflate offered), through the proxy
+/// named by `https_proxy` / `http_proxy` / `all_proxy` unless `no_proxy`
+/// lists the host. Returns the WebSocket and the server's handshake response.
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
     ConnectBuilder::new(url).connect().await
 }

@@ -12,14 +12,9 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wsmachine_tokio::{CloseCode, ConnectBuilder, Message};
-
-/// How long the input side stays quiet after the end of stdin before the
-/// client closes (each message that arrives meanwhile restarts it).
-const QUIET: Duration = Duration::from_millis(300);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -65,21 +60,9 @@ async fn main() -> ExitCode {
             },
         }
     }
-    // Give the answers to the last lines a moment to arrive before closing:
-    // a server parses our Close together with the messages sent just before
-    // it and, in wsmachine as in other implementations, answers the Close at
-    // once, so an echo server could not answer those messages any more.
-    loop {
-        match tokio::time::timeout(QUIET, ws.recv()).await {
-            Err(_) => break,
-            Ok(Some(Ok(m))) => print_message(&m),
-            Ok(Some(Err(e))) => {
-                eprintln!("client: connection failed: {e}");
-                return ExitCode::FAILURE;
-            }
-            Ok(None) => return ExitCode::SUCCESS,
-        }
-    }
+    // No need to wait for the answers to the last lines: the server answers
+    // our Close only after its application has taken the messages before it
+    // (and sent its answers), and `recv` below still returns them.
     let closed = ws.close(CloseCode::NORMAL, "").await;
     // Messages that arrived before the server's Close are still queued.
     while let Some(msg) = ws.recv().await {

@@ -82,14 +82,10 @@ async fn serve(mut tcp: TcpStream) -> Result<(), wsmachine_tokio::Error> {
         inner: tcp,
     };
     let mut ws = accept_with(stream, config, |_| Ok(Accept::new())).await?;
+    // The peer's Close is answered only once `recv` has handed out every
+    // message before it, so each of them can still be echoed.
     while let Some(msg) = ws.recv().await {
-        match ws.send(msg?).await {
-            Ok(()) => {}
-            // The peer's Close arrived with the messages before it and was
-            // answered at once: those can no longer be echoed. Not an error.
-            Err(wsmachine_tokio::Error::Send(wsmachine::SendError::Closed)) => {}
-            Err(e) => return Err(e),
-        }
+        ws.send(msg?).await?;
     }
     Ok(())
 }

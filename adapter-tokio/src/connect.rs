@@ -5,59 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 use wsmachine::{
-    Accept, ClientRequest, Config, Connection, ConnectionError, DeflateConfig, Event, Request,
-    Response, Timeout, WsUrl,
+    Accept, ClientRequest, Compression, Config, ConnectOptions, Connection, ConnectionError, Event,
+    Proxy, ProxyHandshake, ProxyStep, Reject, Request, Response, Timeout,
 };
 
 use crate::tls::{default_tls_config, MaybeTlsStream};
 use crate::{Error, WebSocket};
-
-/// How a server declines an opening request in [`accept_with`]: the HTTP
-/// status, extra headers and body sent back.
-///
-/// ```
-/// use wsmachine_tokio::Reject;
-/// let r = Reject::new(403).header("X-Reason", "banned").body("go away");
-/// assert_eq!(r.status, 403);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    /// HTTP status (200–599, not 101).
-    pub status: u16,
-    /// Extra response headers.
-    pub headers: Vec<(String, String)>,
-    /// Response body (`Content-Length` is added).
-    pub body: Vec<u8>,
-}
-
-impl Reject {
-    /// A rejection with `status`, no extra headers and an empty body.
-    pub fn new(status: u16) -> Self {
-        Reject {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// Adds a response header.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-}
 
 /// Accepts a WebSocket on `stream` with [`Config::with_deflate`] (so
 /// permessage-deflate is accepted when the client offers it) and no
@@ -145,36 +104,15 @@ where
 }
 
 /// Connects to a `ws://` or `wss://` URL with the default settings of
-/// [`ConnectBuilder`] (permessage-deflate offered, webpki roots for TLS).
-/// Returns the connection and the server's `101` response.
+/// [`ConnectBuilder`] (permessage-deflate offered, webpki roots for TLS,
+/// the proxy named by `https_proxy` / `http_proxy` / `all_proxy` unless
+/// `no_proxy` lists the host). Returns the connection and the server's
+/// `101` response.
 ///
 /// A non-101 answer fails with [`Error::Ws`]; [`Error::http_status`] gives
 /// the status.
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
     ConnectBuilder::new(url).connect().await
-}
-
-/// Whether and how to offer permessage-deflate: `true`, `false`, or a
-/// [`DeflateConfig`].
-#[derive(Clone, Debug)]
-pub struct Compression(Option<DeflateConfig>);
-
-impl From<bool> for Compression {
-    fn from(on: bool) -> Self {
-        Compression(on.then(DeflateConfig::default))
-    }
-}
-
-impl From<DeflateConfig> for Compression {
-    fn from(cfg: DeflateConfig) -> Self {
-        Compression(Some(cfg))
-    }
-}
-
-impl From<Option<DeflateConfig>> for Compression {
-    fn from(cfg: Option<DeflateConfig>) -> Self {
-        Compression(cfg)
-    }
 }
 
 /// A client connection to build: headers, subprotocols, compression,
@@ -196,67 +134,58 @@ impl From<Option<DeflateConfig>> for Compression {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ConnectBuilder {
-    url: String,
-    headers: Vec<(String, String)>,
-    subprotocols: Vec<String>,
-    origin: Option<String>,
-    compression: Option<Compression>,
-    config: Config,
-    handshake_timeout: Option<Duration>,
+    /// Everything that is not Tokio-specific (shared with the other adapters).
+    opts: ConnectOptions,
     tls: Option<Arc<ClientConfig>>,
 }
 
 impl ConnectBuilder {
-    /// A connection to `url` (`ws://` or `wss://`) with [`Config::with_deflate`].
+    /// A connection to `url` (`ws://` or `wss://`) with
+    /// [`Config::with_deflate`], through the proxy the environment names
+    /// (see [`ConnectBuilder::proxy`]).
     pub fn new(url: impl Into<String>) -> Self {
         ConnectBuilder {
-            url: url.into(),
-            headers: Vec::new(),
-            subprotocols: Vec::new(),
-            origin: None,
-            compression: None,
-            config: Config::with_deflate(),
-            handshake_timeout: None,
+            opts: ConnectOptions::new(url),
             tls: None,
         }
     }
 
     /// Adds a request header (`Authorization`, `Cookie`, …).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.opts = self.opts.header(name, value);
         self
     }
 
     /// Offers a subprotocol; call again for more, in order of preference.
     pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
-        self.subprotocols.push(protocol.into());
+        self.opts = self.opts.subprotocol(protocol);
         self
     }
 
     /// Sets the `Origin` header.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
-        self.origin = Some(origin.into());
+        self.opts = self.opts.origin(origin);
         self
     }
 
     /// Whether to offer permessage-deflate (`true`, `false`, or a
-    /// [`DeflateConfig`]). Overrides `config.deflate` whatever the order of
-    /// the calls.
+    /// [`DeflateConfig`](crate::DeflateConfig)). Overrides `config.deflate`
+    /// whatever the order of the calls.
     pub fn compression(mut self, compression: impl Into<Compression>) -> Self {
-        self.compression = Some(compression.into());
+        self.opts = self.opts.compression(compression);
         self
     }
 
     /// Limits, keepalive and timeouts for the connection.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.opts = self.opts.config(config);
         self
     }
 
-    /// Bound on the whole opening: TCP connect, TLS and the WebSocket
-    /// handshake (default: `Config::opening_handshake_timeout`).
+    /// Bound on the whole opening: TCP connect, proxy, TLS and the
+    /// WebSocket handshake (default: `Config::opening_handshake_timeout`).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = Some(timeout);
+        self.opts = self.opts.handshake_timeout(timeout);
         self
     }
 
@@ -267,44 +196,64 @@ impl ConnectBuilder {
         self
     }
 
-    fn prepare(&self) -> Result<(WsUrl, ClientRequest, Config, Duration), Error> {
-        let url = WsUrl::parse(&self.url).map_err(Error::Url)?;
-        let mut req = ClientRequest::from_url(&url);
-        if let Some(o) = &self.origin {
-            req = req.origin(o.clone());
-        }
-        for p in &self.subprotocols {
-            req = req.subprotocol(p.clone());
-        }
-        for (n, v) in &self.headers {
-            req = req.header(n.clone(), v.clone());
-        }
-        let mut config = self.config.clone();
-        if let Some(c) = &self.compression {
-            config.deflate = c.0.clone();
-        }
-        let timeout = self
-            .handshake_timeout
-            .unwrap_or(config.opening_handshake_timeout);
-        config.opening_handshake_timeout = timeout;
-        Ok((url, req, config, timeout))
+    /// Connects through `proxy`: an HTTP proxy (tunnel with `CONNECT`,
+    /// `Proxy-Authorization: Basic` when it has credentials) or a SOCKS5
+    /// proxy (no authentication or user/password; the proxy resolves the
+    /// host name). TLS for `wss://` runs end to end through the tunnel.
+    ///
+    /// Without this call the proxy comes from the environment:
+    /// `https_proxy` for `wss://`, `http_proxy` for `ws://`, then
+    /// `all_proxy`, each in lower or upper case, unless `no_proxy` lists
+    /// the host (see [`wsmachine::proxy_from_env`]).
+    ///
+    /// ```
+    /// use wsmachine_tokio::{ConnectBuilder, Proxy};
+    /// let b = ConnectBuilder::new("wss://example.com/")
+    ///     .proxy(Proxy::parse("socks5://user:pw@127.0.0.1:1080").unwrap());
+    /// ```
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.opts = self.opts.proxy(proxy);
+        self
     }
 
-    /// Connects: TCP (`TCP_NODELAY` on), TLS for `wss://`, then the
-    /// WebSocket handshake, all within the handshake timeout.
+    /// Connects directly, whatever the proxy environment variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.opts = self.opts.no_proxy();
+        self
+    }
+
+    /// Connects: TCP (`TCP_NODELAY` on) to the server or to the proxy, the
+    /// proxy handshake, TLS for `wss://`, then the WebSocket handshake, all
+    /// within the handshake timeout. A proxy that refuses fails with
+    /// [`Error::Proxy`] (for HTTP, the message has the status).
     pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
-        let (url, req, config, timeout) = self.prepare()?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let p = self.opts.prepare().map_err(Error::Url)?;
+        let proxy = self
+            .opts
+            .proxy_for(&p.url, env_var)
+            .map_err(|e| Error::Proxy(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + p.timeout;
         let timed_out = || Error::Ws(ConnectionError::TimedOut(Timeout::OpeningHandshake));
-        let tcp =
-            tokio::time::timeout_at(deadline, TcpStream::connect((url.host.as_str(), url.port)))
-                .await
-                .map_err(|_| timed_out())??;
+        let (host, port) = match &proxy {
+            Some(proxy) => (proxy.host.as_str(), proxy.port),
+            None => (p.url.host.as_str(), p.url.port),
+        };
+        let mut tcp = tokio::time::timeout_at(deadline, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| timed_out())??;
         tcp.set_nodelay(true)?;
-        let stream = if url.secure {
+        if let Some(proxy) = &proxy {
+            tokio::time::timeout_at(
+                deadline,
+                proxy_handshake(&mut tcp, proxy, &p.url.host, p.url.port),
+            )
+            .await
+            .map_err(|_| timed_out())??;
+        }
+        let stream = if p.url.secure {
             let tls = self.tls.clone().unwrap_or_else(default_tls_config);
             let name =
-                ServerName::try_from(url.host.clone()).map_err(|e| Error::Tls(e.to_string()))?;
+                ServerName::try_from(p.url.host.clone()).map_err(|e| Error::Tls(e.to_string()))?;
             let s = tokio::time::timeout_at(deadline, TlsConnector::from(tls).connect(name, tcp))
                 .await
                 .map_err(|_| timed_out())?
@@ -314,21 +263,64 @@ impl ConnectBuilder {
             MaybeTlsStream::Plain(tcp)
         };
         // The core's opening-handshake timer bounds the rest; give it what is left.
-        let mut config = config;
+        let mut config = p.config;
         config.opening_handshake_timeout =
             deadline.saturating_duration_since(tokio::time::Instant::now());
-        client_handshake(stream, req, config).await
+        client_handshake(stream, p.request, config).await
     }
 
     /// Runs the WebSocket handshake over an already connected `stream`
     /// (TLS, a Unix socket, a proxy tunnel, an in-memory duplex): the URL
-    /// gives only the `Host` header and the resource name.
+    /// gives only the `Host` header and the resource name. No proxy is used.
     pub async fn connect_on<S>(self, stream: S) -> Result<(WebSocket<S>, Response), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (_, req, config, _) = self.prepare()?;
-        client_handshake(stream, req, config).await
+        let p = self.opts.prepare().map_err(Error::Url)?;
+        client_handshake(stream, p.request, p.config).await
+    }
+}
+
+/// The process environment, for the proxy variables (the core reads none).
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Opens a tunnel through `proxy` to `host:port` on `io` (connected to the
+/// proxy), driving the core's [`ProxyHandshake`].
+async fn proxy_handshake<S>(io: &mut S, proxy: &Proxy, host: &str, port: u16) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut hs, first) = ProxyHandshake::new(proxy, host, port);
+    io.write_all(&first).await?;
+    io.flush().await?;
+    let mut buf = [0u8; 1024];
+    // Each round trip either completes the handshake or consumes a bounded
+    // amount of input (the core caps the response size), so this ends.
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err(Error::Proxy("the proxy closed the connection".into()));
+        }
+        match hs
+            .receive(&buf[..n])
+            .map_err(|e| Error::Proxy(e.to_string()))?
+        {
+            ProxyStep::NeedMore => {}
+            ProxyStep::Send(bytes) => {
+                io.write_all(&bytes).await?;
+                io.flush().await?;
+            }
+            // Neither a TLS nor a WebSocket server speaks first: bytes from
+            // the target now are a broken proxy, not data to keep.
+            ProxyStep::Done(rest) if rest.is_empty() => return Ok(()),
+            ProxyStep::Done(_) => {
+                return Err(Error::Proxy(
+                    "data from the target before the handshake".into(),
+                ))
+            }
+        }
     }
 }
 

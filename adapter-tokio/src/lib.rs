@@ -71,14 +71,14 @@ mod tls;
 mod websocket;
 
 pub use byte_stream::ByteStream;
-pub use connect::{accept, accept_with, connect, Compression, ConnectBuilder, Reject};
+pub use connect::{accept, accept_with, connect, ConnectBuilder};
 pub use split::{WebSocketReader, WebSocketWriter};
 pub use tls::{default_tls_config, MaybeTlsStream};
 pub use websocket::WebSocket;
 
 pub use wsmachine::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Config, DeflateConfig, Event, Message,
-    Negotiated, Request, Response, Role, Utf8Bytes,
+    Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, DeflateConfig, Event,
+    Message, Negotiated, Proxy, ProxyKind, Reject, Request, Response, Role, Utf8Bytes,
 };
 
 /// The TLS crates this adapter uses, for building server and client configs.

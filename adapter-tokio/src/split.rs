@@ -136,7 +136,10 @@ impl<S> std::fmt::Debug for WebSocketReader<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocketReader")
             .field("rx", &self.rx)
-            .field("queued_events", &self.events.len())
+            .field(
+                "queued_events",
+                &(self.events.len() + self.rx.pending_events()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -148,9 +151,8 @@ impl<S> std::fmt::Debug for WebSocketWriter<S> {
 }
 
 pub(crate) fn split<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocket<S>,
+    ws: WebSocket<S>,
 ) -> (WebSocketReader<S>, WebSocketWriter<S>) {
-    ws.collect_events();
     let high_water = ws.config().write_buffer_high_water;
     let close_timeout = ws.config().close_timeout;
     let negotiated = ws.negotiated().clone();
@@ -221,7 +223,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         &self.negotiated
     }
 
-    /// The peer's Close frame, once received.
+    /// The peer's Close frame, once it has been taken in order: by
+    /// `recv`/`recv_event` after the messages before it (or earlier by
+    /// `send`/`close` when nothing precedes it).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         self.events.close_frame.as_ref()
     }
@@ -231,10 +235,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         self.rx.state()
     }
 
-    fn collect_events(&mut self) {
-        while let Some(ev) = self.rx.poll_event() {
-            self.events.push(ev);
+    /// The next event: any taken from the core before the split, then the
+    /// core's. Events stay in the core until asked for, so that taking the
+    /// peer's Close (which releases its echo) comes after the application
+    /// has answered the messages before it.
+    fn next_event(&mut self) -> Option<Event> {
+        if let Some(ev) = self.events.pop() {
+            return Some(ev);
         }
+        let ev = self.rx.poll_event()?;
+        self.events.note(&ev);
+        Some(ev)
     }
 
     /// Writes replies and whatever else is queued; shuts the transport down
@@ -272,7 +283,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
             return Poll::Ready(());
         }
         self.rx.handle_timeout(now);
-        self.collect_events();
         Poll::Ready(())
     }
 
@@ -303,7 +313,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
                 }
             }
         }
-        self.collect_events();
         Poll::Ready(())
     }
 
@@ -316,7 +325,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
             } else {
                 self.drive_write(cx)
             };
-            if let Some(ev) = self.events.pop() {
+            if let Some(ev) = self.next_event() {
+                if !self.finished {
+                    // Taking a Close or Error event may have released our
+                    // Close frame: start writing it now.
+                    let _ = self.drive_write(cx);
+                }
                 return Poll::Ready(Some(event_result(ev)));
             }
             if let Some(e) = self.fatal.take() {

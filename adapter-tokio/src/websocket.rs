@@ -62,14 +62,30 @@ impl<S> std::fmt::Debug for WebSocket<S> {
                 "pending_output",
                 &(self.out.len() + self.conn.pending_output()),
             )
-            .field("queued_events", &self.events.len())
+            .field(
+                "queued_events",
+                &(self.events.len() + self.conn.pending_events()),
+            )
             .field("shut", &self.shut)
             .finish_non_exhaustive()
     }
 }
 
-/// Events taken from the core and not yet handed to the application, with
-/// their approximate size so read-ahead can be bounded.
+/// Received events are normally left in the core until the application
+/// asks for one: taking the peer's Close (or a protocol error) from the core
+/// is what releases our Close frame, so the application's answers to the
+/// messages before it go out first. When the application only sends, the
+/// driver still reads (so Pings are answered), but only while fewer than
+/// this many events wait in the core: with one read of at most
+/// [`crate::driver::READ_CHUNK`] bytes per step, that bounds what a peer can
+/// make us hold for an application that does not read.
+pub(crate) const READ_AHEAD_EVENTS: usize = 32;
+
+/// Events taken from the core once our own Close frame is queued (from then
+/// on nothing the application sends can go out, so nothing is gained by
+/// leaving them in the core, and `close` needs to see the connection's
+/// error), kept for `recv`, with their approximate size so read-ahead can be
+/// bounded. Also remembers the peer's Close frame.
 #[derive(Debug, Default)]
 pub(crate) struct EventQueue {
     queue: VecDeque<Event>,
@@ -88,10 +104,15 @@ impl EventQueue {
         }
     }
 
-    pub(crate) fn push(&mut self, ev: Event) {
-        if let Event::Close(f) = &ev {
+    /// Remembers the peer's Close frame when `ev` is one.
+    pub(crate) fn note(&mut self, ev: &Event) {
+        if let Event::Close(f) = ev {
             self.close_frame = Some(f.clone());
         }
+    }
+
+    pub(crate) fn push(&mut self, ev: Event) {
+        self.note(&ev);
         self.bytes += Self::cost(&ev);
         self.queue.push_back(ev);
     }
@@ -188,7 +209,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.conn.negotiated()
     }
 
-    /// The peer's Close frame, once it has been received.
+    /// The peer's Close frame, once it has been taken in order: by
+    /// `recv`/`recv_event` after the messages before it (or earlier by
+    /// `send`/`close` when nothing precedes it).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         self.events.close_frame.as_ref()
     }
@@ -264,9 +287,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// of output are pending (only possible when messages were queued with
     /// the `Sink` interface), then encodes the message and writes it. While
     /// waiting it also reads what has arrived, without blocking, so Pings
-    /// are answered and the Close echo goes out even when the application
-    /// never calls `recv`; received messages wait for `recv` (read-ahead
-    /// stops after `write_buffer_high_water` bytes of them).
+    /// are answered even when the application never calls `recv`; received
+    /// events wait for `recv` (read-ahead stops while 32 of them wait).
+    ///
+    /// The peer's Close is answered once the application has received every
+    /// message before it (here, when nothing else waits; otherwise when
+    /// `recv` reaches it): answers to those messages (an echo server's
+    /// `recv` → `send`) therefore still go out, before our Close.
     ///
     /// # Cancel safety
     ///
@@ -292,6 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
         self.check_open()?;
         self.conn.ping(payload)?;
+        self.release_lone_close();
         poll_fn(|cx| self.poll_flush_out(cx)).await
     }
 
@@ -363,10 +391,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    pub(crate) fn collect_events(&mut self) {
-        while let Some(ev) = self.conn.poll_event() {
-            self.events.push(ev);
+    /// After our Close was queued, moves the core's events into `events`
+    /// (see [`EventQueue`]); before, they stay in the core.
+    fn drain_after_close(&mut self) {
+        if self.close_requested {
+            while let Some(ev) = self.conn.poll_event() {
+                self.events.push(ev);
+            }
         }
+    }
+
+    /// The next event for the application: those drained after our Close
+    /// first (they came first), then the core's.
+    fn next_event(&mut self) -> Option<Event> {
+        if let Some(ev) = self.events.pop() {
+            return Some(ev);
+        }
+        let ev = self.conn.poll_event()?;
+        self.events.note(&ev);
+        Some(ev)
     }
 
     /// The transport failed: nothing more is read or written.
@@ -447,7 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(());
         }
         self.conn.handle_timeout(now);
-        self.collect_events();
+        self.drain_after_close();
         Poll::Ready(())
     }
 
@@ -479,14 +522,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
         }
-        self.collect_events();
+        self.drain_after_close();
         Poll::Ready(())
     }
 
     /// Whether the sending side may read ahead (to answer Pings) without
-    /// buffering received messages without bound.
+    /// buffering received messages without bound (see [`READ_AHEAD_EVENTS`]).
     fn may_read_ahead(&self) -> bool {
-        self.events.bytes() < self.high_water && self.pending_output() <= self.high_water
+        self.conn.pending_events() < READ_AHEAD_EVENTS
+            && self.events.bytes() < self.high_water
+            && self.pending_output() <= self.high_water
     }
 
     fn combined_waker(&self, which: usize, cx: &Context<'_>) -> Waker {
@@ -503,7 +548,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         loop {
             // Replies first: a Pong or Close echo must not wait for the app.
             let _ = self.poll_output(cx);
-            if let Some(ev) = self.events.pop() {
+            if let Some(ev) = self.next_event() {
+                // Taking a Close or Error event may have released our Close
+                // frame: start writing it now, in case the app stops here.
+                let _ = self.poll_output(cx);
                 return Poll::Ready(Some(event_result(ev)));
             }
             if let Some(e) = self.fatal.take() {
@@ -567,7 +615,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn start_send_msg(&mut self, msg: Message) -> Result<(), Error> {
         self.check_open()?;
         self.conn.send(msg)?;
+        self.release_lone_close();
         Ok(())
+    }
+
+    /// Called once the application's message is encoded: when the only
+    /// event left in the core is the peer's Close (or the connection's
+    /// error), nothing the application has not seen comes before it, so it
+    /// is taken now (and kept for `recv`): its Close frame goes out even
+    /// when the application only sends. Behind unread messages it waits for
+    /// `recv`, so that the answers to them go first.
+    fn release_lone_close(&mut self) {
+        if self.conn.pending_events() == 1 && self.conn.state() != State::Open {
+            if let Some(ev) = self.conn.poll_event() {
+                self.events.push(ev);
+            }
+        }
     }
 
     /// `Ready` once all pending output is written.
@@ -599,6 +662,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // `Closed`: our Close (or the echo of the peer's) is already queued.
             Ok(()) | Err(SendError::Closed) => {
                 self.close_requested = true;
+                self.drain_after_close();
                 Ok(())
             }
             Err(e) => Err(e.into()),
@@ -645,9 +709,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     pub(crate) fn accept_request(&mut self, accept: wsmachine::Accept) -> Result<(), SendError> {
-        let r = self.conn.accept(Instant::now(), accept);
-        self.collect_events();
-        r
+        self.conn.accept(Instant::now(), accept)
     }
 }
 

@@ -14,53 +14,13 @@ use futures_rustls::pki_types::ServerName;
 use futures_rustls::rustls::{ClientConfig, RootCertStore};
 use futures_rustls::TlsConnector;
 use wsmachine::{
-    Accept, ClientRequest, Config, Connection, DeflateConfig, Event, Request, Response, WsUrl,
+    Accept, ClientRequest, Compression, Config, ConnectOptions, Connection, Event, Proxy,
+    ProxyHandshake, ProxyStep, Reject, Request, Response,
 };
 
 use super::tls::MaybeTlsStream;
 use super::websocket::{os_mask, WebSocket};
 use crate::Error;
-
-/// How an [`accept_with`] callback refuses a request: the HTTP response to
-/// send instead of `101 Switching Protocols`.
-///
-/// ```
-/// use wsmachine_smol::Reject;
-/// let r = Reject::new(401).header("WWW-Authenticate", "Bearer").body("no token");
-/// assert_eq!(r.status, 401);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    /// HTTP status code (e.g. 401, 403, 404).
-    pub status: u16,
-    /// Extra response headers.
-    pub headers: Vec<(String, String)>,
-    /// Response body.
-    pub body: Vec<u8>,
-}
-
-impl Reject {
-    /// A rejection with `status`, no extra headers and an empty body.
-    pub fn new(status: u16) -> Self {
-        Reject {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// Adds a response header.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Sets the response body.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-}
 
 /// Drives a connection through its opening handshake: writes what the core
 /// queues, reads, sleeps until the core's handshake deadline. Returns the
@@ -201,29 +161,6 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Whether and how to offer permessage-deflate: `true` (the default
-/// parameters), `false`, or a [`DeflateConfig`].
-#[derive(Clone, Debug)]
-pub struct Compression(Option<DeflateConfig>);
-
-impl From<bool> for Compression {
-    fn from(on: bool) -> Self {
-        Compression(on.then(DeflateConfig::default))
-    }
-}
-
-impl From<DeflateConfig> for Compression {
-    fn from(c: DeflateConfig) -> Self {
-        Compression(Some(c))
-    }
-}
-
-impl From<Option<DeflateConfig>> for Compression {
-    fn from(c: Option<DeflateConfig>) -> Self {
-        Compression(c)
-    }
-}
-
 /// How a runtime opens TCP connections; implemented by the runtime crates
 /// (`SmolTcp` here, `AsyncStdTcp` in wsmachine-async-std) so that one
 /// [`ConnectBuilder`] serves both.
@@ -275,13 +212,8 @@ pub fn default_tls_config() -> Arc<ClientConfig> {
 /// # drop(response); Ok(()) }
 /// ```
 pub struct ConnectBuilder<C> {
-    url: String,
-    headers: Vec<(String, String)>,
-    subprotocols: Vec<String>,
-    origin: Option<String>,
-    compression: Option<Compression>,
-    config: Config,
-    handshake_timeout: Option<Duration>,
+    /// Everything that is not runtime-specific (shared with the other adapters).
+    opts: ConnectOptions,
     tls: Option<Arc<ClientConfig>>,
     _connector: PhantomData<fn() -> C>,
 }
@@ -289,26 +221,18 @@ pub struct ConnectBuilder<C> {
 impl<C> std::fmt::Debug for ConnectBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectBuilder")
-            .field("url", &self.url)
-            .field("subprotocols", &self.subprotocols)
-            .field("compression", &self.compression)
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
 }
 
 impl<C: Connector> ConnectBuilder<C> {
     /// A connection to `url` (`ws://` or `wss://`), by default with
-    /// [`Config::with_deflate`] (permessage-deflate offered).
+    /// [`Config::with_deflate`] (permessage-deflate offered) and the proxy
+    /// the environment names (see [`proxy`](Self::proxy)).
     pub fn new(url: impl Into<String>) -> Self {
         ConnectBuilder {
-            url: url.into(),
-            headers: Vec::new(),
-            subprotocols: Vec::new(),
-            origin: None,
-            compression: None,
-            config: Config::with_deflate(),
-            handshake_timeout: None,
+            opts: ConnectOptions::new(url),
             tls: None,
             _connector: PhantomData,
         }
@@ -316,40 +240,40 @@ impl<C: Connector> ConnectBuilder<C> {
 
     /// Adds a request header (e.g. `Authorization`, `Cookie`).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.opts = self.opts.header(name, value);
         self
     }
 
     /// Offers a subprotocol; call again for more, in order of preference.
     pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
-        self.subprotocols.push(protocol.into());
+        self.opts = self.opts.subprotocol(protocol);
         self
     }
 
     /// Sets the `Origin` header.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
-        self.origin = Some(origin.into());
+        self.opts = self.opts.origin(origin);
         self
     }
 
     /// Whether to offer permessage-deflate: `true`, `false`, or a
-    /// [`DeflateConfig`]. Overrides the `deflate` field of [`config`](Self::config).
+    /// [`DeflateConfig`](wsmachine::DeflateConfig). Overrides the `deflate`
+    /// field of [`config`](Self::config).
     pub fn compression(mut self, compression: impl Into<Compression>) -> Self {
-        self.compression = Some(compression.into());
+        self.opts = self.opts.compression(compression);
         self
     }
 
     /// The connection's limits and timers.
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.opts = self.opts.config(config);
         self
     }
 
-    /// Bounds the whole connection setup: TCP connect, TLS and the opening
-    /// handshake (default: `Config::opening_handshake_timeout` for the
-    /// handshake, and the same bound for TCP and TLS).
+    /// Bounds the whole connection setup: TCP connect, proxy, TLS and the
+    /// opening handshake (default: `Config::opening_handshake_timeout`).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = Some(timeout);
+        self.opts = self.opts.handshake_timeout(timeout);
         self
     }
 
@@ -360,35 +284,48 @@ impl<C: Connector> ConnectBuilder<C> {
         self
     }
 
-    fn prepare(&self) -> Result<(WsUrl, ClientRequest, Config), Error> {
-        let url = WsUrl::parse(&self.url).map_err(Error::Url)?;
-        let mut request = ClientRequest::from_url(&url);
-        if let Some(o) = &self.origin {
-            request = request.origin(o.clone());
-        }
-        for p in &self.subprotocols {
-            request = request.subprotocol(p.clone());
-        }
-        for (n, v) in &self.headers {
-            request = request.header(n.clone(), v.clone());
-        }
-        let mut config = self.config.clone();
-        if let Some(Compression(c)) = &self.compression {
-            config.deflate = c.clone();
-        }
-        if let Some(t) = self.handshake_timeout {
-            config.opening_handshake_timeout = t;
-        }
-        Ok((url, request, config))
+    /// Connects through `proxy`: an HTTP proxy (tunnel with `CONNECT`,
+    /// `Proxy-Authorization: Basic` when it has credentials) or a SOCKS5
+    /// proxy (no authentication or user/password; the proxy resolves the
+    /// host name). TLS for `wss://` runs end to end through the tunnel.
+    ///
+    /// Without this call the proxy comes from the environment:
+    /// `https_proxy` for `wss://`, `http_proxy` for `ws://`, then
+    /// `all_proxy`, each in lower or upper case, unless `no_proxy` lists
+    /// the host (see [`wsmachine::proxy_from_env`]).
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.opts = self.opts.proxy(proxy);
+        self
     }
 
-    /// Connects: TCP through the runtime, TLS for `wss://`, then the opening
-    /// handshake. Returns the WebSocket and the server's response.
+    /// Connects directly, whatever the proxy environment variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.opts = self.opts.no_proxy();
+        self
+    }
+
+    /// Connects: TCP through the runtime (to the server or the proxy), the
+    /// proxy handshake, TLS for `wss://`, then the opening handshake.
+    /// Returns the WebSocket and the server's response. A proxy that
+    /// refuses fails with [`Error::Proxy`] (for HTTP, the message has the
+    /// status).
     pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream<C::Stream>>, Response), Error> {
-        let (url, request, config) = self.prepare()?;
-        let deadline = Instant::now() + config.opening_handshake_timeout;
+        let p = self.opts.prepare().map_err(Error::Url)?;
+        let proxy = self
+            .opts
+            .proxy_for(&p.url, |name| std::env::var(name).ok())
+            .map_err(|e| Error::Proxy(e.to_string()))?;
+        let deadline = Instant::now() + p.timeout;
+        let url = &p.url;
         let setup = async {
-            let tcp = C::connect(&url.host, url.port).await?;
+            let tcp = match &proxy {
+                Some(proxy) => {
+                    let mut tcp = C::connect(&proxy.host, proxy.port).await?;
+                    proxy_handshake(&mut tcp, proxy, &url.host, url.port).await?;
+                    tcp
+                }
+                None => C::connect(&url.host, url.port).await?,
+            };
             if !url.secure {
                 return Ok(MaybeTlsStream::Plain(tcp));
             }
@@ -409,17 +346,55 @@ impl<C: Connector> ConnectBuilder<C> {
             )))
         };
         let stream = future::or(setup, timeout).await?;
-        client_handshake(stream, request, config).await
+        client_handshake(stream, p.request, p.config).await
     }
 
     /// Runs the opening handshake over an already connected stream (a
     /// proxy tunnel, a Unix socket, your own TLS stream…). The URL still
-    /// gives the `Host` header and the resource name.
+    /// gives the `Host` header and the resource name. No proxy is used.
     pub async fn connect_on<S>(self, stream: S) -> Result<(WebSocket<S>, Response), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (_, request, config) = self.prepare()?;
-        client_handshake(stream, request, config).await
+        let p = self.opts.prepare().map_err(Error::Url)?;
+        client_handshake(stream, p.request, p.config).await
+    }
+}
+
+/// Opens a tunnel through `proxy` to `host:port` on `io` (connected to the
+/// proxy), driving the core's [`ProxyHandshake`].
+async fn proxy_handshake<S>(io: &mut S, proxy: &Proxy, host: &str, port: u16) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut hs, first) = ProxyHandshake::new(proxy, host, port);
+    io.write_all(&first).await?;
+    io.flush().await?;
+    let mut buf = [0u8; 1024];
+    // Each round either completes the handshake or consumes a bounded
+    // amount of input (the core caps the response size), so this ends.
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err(Error::Proxy("the proxy closed the connection".into()));
+        }
+        match hs
+            .receive(&buf[..n])
+            .map_err(|e| Error::Proxy(e.to_string()))?
+        {
+            ProxyStep::NeedMore => {}
+            ProxyStep::Send(bytes) => {
+                io.write_all(&bytes).await?;
+                io.flush().await?;
+            }
+            // Neither a TLS nor a WebSocket server speaks first: bytes from
+            // the target now are a broken proxy, not data to keep.
+            ProxyStep::Done(rest) if rest.is_empty() => return Ok(()),
+            ProxyStep::Done(_) => {
+                return Err(Error::Proxy(
+                    "data from the target before the handshake".into(),
+                ))
+            }
+        }
     }
 }

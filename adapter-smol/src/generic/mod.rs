@@ -12,9 +12,8 @@ mod tls;
 mod websocket;
 
 pub use byte_stream::ByteStream;
-pub use handshake::{
-    accept, accept_with, default_tls_config, Compression, ConnectBuilder, Connector, Reject,
-};
+pub use handshake::{accept, accept_with, default_tls_config, ConnectBuilder, Connector};
 pub use split::{WebSocketReader, WebSocketWriter};
 pub use tls::MaybeTlsStream;
 pub use websocket::WebSocket;
+pub use wsmachine::{Compression, Proxy, ProxyKind, Reject};

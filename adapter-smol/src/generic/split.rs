@@ -193,7 +193,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         poll_fn(|cx| self.poll_recv_event(cx)).await
     }
 
-    /// The peer's Close frame, once received.
+    /// The peer's Close frame, once it has been taken in order: by
+    /// `recv`/`recv_event` after the messages before it (or earlier by
+    /// `send`/`close` when nothing precedes it).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         self.r.close_frame.as_ref()
     }
@@ -259,14 +261,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         if let Err(e) = ready!(self.poll_progress(cx)) {
             return Poll::Ready(Some(Err(e)));
         }
-        match self.r.pop() {
-            Some(Event::Error(e)) => {
-                // Best effort: the core queued a Close frame for this error.
-                let _ = self
-                    .shared
-                    .with(cx, |s, cx| s.w.poll_flush_out(&mut s.io, cx));
-                Poll::Ready(Some(Err(Error::Ws(e))))
-            }
+        let ev = self.r.pop();
+        if matches!(ev, Some(Event::Close(_) | Event::Error(_))) {
+            // Taking this event released our Close frame (the echo, or the
+            // answer to a protocol error): best effort to write it now.
+            let _ = self
+                .shared
+                .with(cx, |s, cx| s.w.poll_flush_out(&mut s.io, cx));
+        }
+        match ev {
+            Some(Event::Error(e)) => Poll::Ready(Some(Err(Error::Ws(e)))),
             Some(ev) => Poll::Ready(Some(Ok(ev))),
             None => Poll::Ready(None),
         }

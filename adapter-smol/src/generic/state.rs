@@ -21,9 +21,15 @@ use wsmachine::{CloseFrame, Event, ReceiveHalf, SendHalf};
 /// Bytes read from the transport per `poll_read`.
 const READ_CHUNK: usize = 64 << 10;
 
-/// Ping and Pong events kept for an application that does not read them;
-/// older ones are dropped (they were already answered by the core).
-const MAX_QUEUED_CONTROL: usize = 64;
+/// Received events stay in the core until the application asks for one:
+/// taking the peer's Close (or a protocol error) is what releases our Close
+/// frame, so the application's answers to the messages before it go out
+/// first. While the application only sends, the driver still reads (so
+/// Pings are answered), but only while fewer than this many events wait in
+/// the core; with one read of at most `READ_CHUNK` bytes per step, that
+/// bounds what a peer can make us hold for an application that does not
+/// read.
+const READ_AHEAD_EVENTS: usize = 32;
 
 /// Chunks handed to one vectored write.
 const MAX_IOV: usize = 64;
@@ -49,15 +55,14 @@ fn with_read_buf<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
     out
 }
 
-/// The receiving side: the core's [`ReceiveHalf`], the events it produced
-/// that the application has not taken yet, and the timer.
+/// The receiving side: the core's [`ReceiveHalf`] (which holds the events
+/// the application has not taken yet), the few events already taken from it
+/// (see [`ReadState::take_lone_event`]), and the timer.
 pub(crate) struct ReadState {
     pub(crate) rx: ReceiveHalf,
-    events: VecDeque<Event>,
-    /// Text, Binary and Fragment events in `events`.
-    data_events: usize,
-    /// Ping and Pong events in `events`.
-    control_events: usize,
+    /// Events taken from the core before the application asked; they come
+    /// before the core's.
+    taken: VecDeque<Event>,
     timer: Timer,
     timer_at: Option<Instant>,
     /// The peer's Close frame, once received.
@@ -68,64 +73,52 @@ pub(crate) struct ReadState {
 
 impl ReadState {
     pub(crate) fn new(rx: ReceiveHalf) -> Self {
-        let mut s = ReadState {
+        // Events the handshake left behind (frames that arrived with the 101
+        // response) stay in the core like any other.
+        ReadState {
             rx,
-            events: VecDeque::new(),
-            data_events: 0,
-            control_events: 0,
+            taken: VecDeque::new(),
             timer: Timer::never(),
             timer_at: None,
             close_frame: None,
             eof: false,
-        };
-        // The handshake may have left events behind (frames that arrived with
-        // the 101 response or right after the request).
-        s.pull_events();
-        s
-    }
-
-    fn pull_events(&mut self) {
-        while let Some(ev) = self.rx.poll_event() {
-            self.push(ev);
         }
-    }
-
-    fn push(&mut self, ev: Event) {
-        match &ev {
-            Event::Text(_) | Event::Binary(_) | Event::Fragment(_) => self.data_events += 1,
-            Event::Ping(_) | Event::Pong(_) => {
-                self.control_events += 1;
-                if self.control_events > MAX_QUEUED_CONTROL {
-                    if let Some(i) = self
-                        .events
-                        .iter()
-                        .position(|e| matches!(e, Event::Ping(_) | Event::Pong(_)))
-                    {
-                        self.events.remove(i);
-                        self.control_events -= 1;
-                    }
-                }
-            }
-            Event::Close(f) => self.close_frame = Some(f.clone()),
-            _ => {}
-        }
-        self.events.push_back(ev);
     }
 
     /// Whether events are waiting for the application.
     pub(crate) fn has_events(&self) -> bool {
-        !self.events.is_empty()
+        !self.taken.is_empty() || self.rx.pending_events() > 0
     }
 
-    /// The next event the application has not seen.
+    /// The next event the application has not seen. Taking the peer's Close
+    /// or the connection's error from the core releases our Close frame:
+    /// write pending output after calling this.
     pub(crate) fn pop(&mut self) -> Option<Event> {
-        let ev = self.events.pop_front()?;
-        match &ev {
-            Event::Text(_) | Event::Binary(_) | Event::Fragment(_) => self.data_events -= 1,
-            Event::Ping(_) | Event::Pong(_) => self.control_events -= 1,
-            _ => {}
+        let ev = match self.taken.pop_front() {
+            Some(ev) => ev,
+            None => self.rx.poll_event()?,
+        };
+        if let Event::Close(f) = &ev {
+            self.close_frame = Some(f.clone());
         }
         Some(ev)
+    }
+
+    /// Called once the application's message is encoded: when the only
+    /// event left in the core is the peer's Close (or the connection's
+    /// error), nothing the application has not seen comes before it, so it
+    /// is taken now (and kept for `recv`): its Close frame goes out even
+    /// when the application only sends. Behind unread messages it waits for
+    /// `recv`, so that the answers to them go first.
+    pub(crate) fn take_lone_event(&mut self) {
+        if self.rx.pending_events() == 1 && self.rx.state() != wsmachine::State::Open {
+            if let Some(ev) = self.rx.poll_event() {
+                if let Event::Close(f) = &ev {
+                    self.close_frame = Some(f.clone());
+                }
+                self.taken.push_back(ev);
+            }
+        }
     }
 
     /// Whether reading more would be useful: the transport is still open and
@@ -135,11 +128,12 @@ impl ReadState {
     }
 
     /// Whether to read ahead while the application is not asking for a
-    /// message (during `send`): only while no data message is waiting, so a
-    /// peer cannot make us buffer more than one read beyond what the
-    /// application consumed (backpressure reaches the peer through TCP).
+    /// message (during `send`): only while fewer than [`READ_AHEAD_EVENTS`]
+    /// events wait, so a peer cannot make us buffer without bound what the
+    /// application does not consume (backpressure reaches the peer through
+    /// TCP).
     pub(crate) fn wants_read_ahead(&self) -> bool {
-        self.data_events == 0 && self.can_read()
+        self.rx.pending_events() + self.taken.len() < READ_AHEAD_EVENTS && self.can_read()
     }
 
     /// Marks the transport as unusable for reading (after an I/O error).
@@ -161,7 +155,6 @@ impl ReadState {
             let now = Instant::now();
             if now >= deadline {
                 self.rx.handle_timeout(now);
-                self.pull_events();
                 return true;
             }
             if self.timer_at != Some(deadline) {
@@ -185,7 +178,7 @@ impl ReadState {
         if self.eof {
             return Poll::Ready(Ok(()));
         }
-        let res = with_read_buf(|buf| match Pin::new(&mut *io).poll_read(cx, buf) {
+        with_read_buf(|buf| match Pin::new(&mut *io).poll_read(cx, buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -201,11 +194,7 @@ impl ReadState {
                 self.eof = true;
                 Poll::Ready(Err(e))
             }
-        });
-        if res.is_ready() {
-            self.pull_events();
-        }
-        res
+        })
     }
 
     /// Everything but waiting: runs due timers and, if `read` allows it,

@@ -129,8 +129,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Config::write_buffer_high_water`] bytes are waiting to be written,
     /// then queues the message and writes as much as the transport accepts
     /// now; call [`flush`](WebSocket::flush) to wait until all is written.
-    /// While waiting it also reads what has arrived (so control replies go
-    /// out) unless a received message is waiting for the application.
+    /// While waiting it also reads what has arrived (so Pings are answered),
+    /// as long as few received events wait for the application.
+    ///
+    /// The peer's Close is answered once the application has received every
+    /// message before it (here, when nothing else waits; otherwise when
+    /// `recv` reaches it): answers to those messages (an echo server's
+    /// `recv` → `send`) therefore go out before our Close.
     ///
     /// Cancel-safe: if dropped before it completes, the message was not queued.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
@@ -138,6 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| {
             ready!(self.poll_ready_send(cx))?;
             let queued = msg.take().map_or(Ok(()), |m| self.w.tx.send(m));
+            self.r.take_lone_event();
             // Even when the core refused (e.g. a Close echo went first),
             // write what it queued: the application may drop us on the error.
             self.poll_write_now(cx)?;
@@ -179,7 +185,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| {
             ready!(self.poll_ready_send(cx))?;
             let queued = if std::mem::take(&mut pending) {
-                self.w.tx.ping(payload)
+                let r = self.w.tx.ping(payload);
+                self.r.take_lone_event();
+                r
             } else {
                 Ok(())
             };
@@ -218,7 +226,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &self.negotiated
     }
 
-    /// The peer's Close frame, once received.
+    /// The peer's Close frame, once it has been taken in order: by
+    /// `recv`/`recv_event` after the messages before it (or earlier by
+    /// `send`/`close` when nothing precedes it).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         self.r.close_frame.as_ref()
     }
@@ -305,13 +315,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Err(e) = ready!(self.poll_progress(cx)) {
             return Poll::Ready(Some(Err(e)));
         }
-        match self.r.pop() {
-            Some(Event::Error(e)) => {
-                // Best effort, in case the application drops us on this
-                // error: get the Close frame the core queued onto the wire.
-                let _ = self.w.poll_flush_out(&mut self.io, cx);
-                Poll::Ready(Some(Err(Error::Ws(e))))
-            }
+        let ev = self.r.pop();
+        if matches!(ev, Some(Event::Close(_) | Event::Error(_))) {
+            // Taking this event released our Close frame (the echo, or the
+            // answer to a protocol error): best effort to get it onto the
+            // wire now, in case the application stops here.
+            let _ = self.w.poll_flush_out(&mut self.io, cx);
+        }
+        match ev {
+            Some(Event::Error(e)) => Poll::Ready(Some(Err(Error::Ws(e)))),
             Some(ev) => Poll::Ready(Some(Ok(ev))),
             None => Poll::Ready(None),
         }
@@ -337,7 +349,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Ready when a message may be queued: the connection is usable and the
     /// pending output is at or below the high-water mark.
     pub(crate) fn poll_ready_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.done || self.r.rx.state() == State::Closed {
+        // Not the core's state: after a protocol error it is `Closed` while
+        // the application may still answer the messages before the error
+        // (the core itself refuses sends once that is over).
+        if self.done {
             return Poll::Ready(Err(Error::Closed));
         }
         if let Err(e) = self
@@ -356,12 +371,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queues a message (after `poll_ready_send` said yes).
     pub(crate) fn start_send_msg(&mut self, msg: Message) -> Result<(), Error> {
         self.w.tx.send(msg)?;
+        self.r.take_lone_event();
         Ok(())
     }
 
     /// Queues a binary message from a borrowed slice (byte-stream writes).
     pub(crate) fn start_send_bytes(&mut self, data: &[u8]) -> Result<(), Error> {
         self.w.tx.send_binary(data)?;
+        self.r.take_lone_event();
         Ok(())
     }
 

@@ -58,9 +58,11 @@ where
             Ok(m) => m,
             Err(_) => break,
         };
-        // A send can fail once the peer's Close arrived (the core echoed it
-        // first); keep receiving so the closing handshake completes.
-        let _ = ws.send(m).await;
+        // The peer's Close is answered only after `recv` handed out every
+        // message before it, so each can still be echoed.
+        if ws.send(m).await.is_err() {
+            break;
+        }
     }
 }
 
