@@ -128,7 +128,7 @@ impl Connection {
             role,
             rx: ReceiveHalf::new(role, &config, link.clone(), now),
             tx: SendHalf::new(role, mask, link),
-            handshake_deadline: Some(now + config.opening_handshake_timeout),
+            handshake_deadline: now.checked_add(config.opening_handshake_timeout),
             config,
             phase,
             negotiated: Negotiated::default(),

@@ -22,6 +22,13 @@ use crate::Role;
 /// connection does not keep the memory of its largest message.
 const KEEP_INPUT_CAPACITY: usize = 8 << 10;
 
+/// A frame at least this large makes the input buffer "large"...
+const LARGE_FRAME: usize = 256 << 10;
+/// ...and while it is, payloads under this size are copied out rather than
+/// sliced, so a small message the application keeps does not pin the
+/// large allocation it arrived in.
+const SMALL_COPY: usize = 4 << 10;
+
 /// The message being received (one frame or several). A plain field, not an
 /// `Option`, so the per-frame path moves nothing and the reassembly buffer
 /// is reused from message to message.
@@ -35,6 +42,27 @@ struct Current {
     size: u64,
     /// Reassembled payload so far (reassemble mode only).
     data: BytesMut,
+}
+
+/// Which timer `next_deadline` found.
+#[derive(Clone, Copy, Debug)]
+enum Due {
+    /// Our Close was not answered in time.
+    ClosingHandshake,
+    /// Both Closes were exchanged; a client gives the server time to close TCP.
+    Linger,
+    /// A failure's Close still waits for the application to take the Error.
+    FailedLinger,
+    /// Time for a keepalive Ping.
+    Ping,
+    /// The keepalive Ping was not answered.
+    Pong,
+}
+
+/// `t + d`, or `None` when that is past what `Instant` can hold (a
+/// `Duration::MAX` timeout means "never").
+fn after(t: Instant, d: Duration) -> Option<Instant> {
+    t.checked_add(d)
 }
 
 /// The connection state as seen by the application.
@@ -92,6 +120,10 @@ pub struct ReceiveHalf {
     /// Error event, so its answers to the messages before still go out
     /// first. The flag says whether the transport is done after it.
     deferred_close: Option<(CloseFrame, Instant, bool)>,
+    /// When a protocol error failed the connection.
+    failed_at: Option<Instant>,
+    /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
+    large_buffer: bool,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -133,6 +165,8 @@ impl ReceiveHalf {
             ping_sent: None,
             ping_count: 0,
             deferred_close: None,
+            failed_at: None,
+            large_buffer: false,
         }
     }
 
@@ -168,7 +202,7 @@ impl ReceiveHalf {
     /// sending half transmit (there may be replies), then re-arm the timer
     /// from [`ReceiveHalf::poll_timeout`].
     pub fn receive(&mut self, now: Instant, data: &[u8]) {
-        if self.failed || self.close_received_at.is_some() || data.is_empty() {
+        if !self.open || self.failed || self.close_received_at.is_some() || data.is_empty() {
             // RFC 6455 §5.5.1: nothing is processed after a Close frame.
             return;
         }
@@ -254,67 +288,82 @@ impl ReceiveHalf {
     /// When [`ReceiveHalf::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_deadline().map(|(t, _)| t)
+    }
+
+    /// The one timer that matters in the current state: `poll_timeout` and
+    /// `handle_timeout` both read it, so they cannot disagree (a deadline
+    /// that `handle_timeout` ignores would make a driver spin).
+    fn next_deadline(&self) -> Option<(Instant, Due)> {
         if !self.open || self.transport_done {
             return None;
         }
-        let sent = self.link.close_sent_at();
-        match (sent, self.close_received_at) {
-            (Some(s), None) => Some(s + self.close_timeout),
-            (Some(s), Some(r)) => Some(s.max(r) + self.close_timeout),
+        if self.failed {
+            // A protocol error whose Close waits for the application to take
+            // the Error event: bound the wait.
+            let t = self.failed_at?;
+            return after(t, self.close_timeout).map(|d| (d, Due::FailedLinger));
+        }
+        match (self.link.close_sent_at(), self.close_received_at) {
+            (Some(s), None) => after(s, self.close_timeout).map(|d| (d, Due::ClosingHandshake)),
+            (Some(s), Some(r)) => after(s.max(r), self.close_timeout).map(|d| (d, Due::Linger)),
             (None, Some(_)) => None,
             (None, None) => {
                 let iv = self.ping_interval?;
-                Some(match self.ping_sent {
-                    None => self.last_rx + iv,
-                    Some(p) => p.max(self.last_rx) + self.pong_timeout,
-                })
+                match self.ping_sent {
+                    None => after(self.last_rx, iv).map(|d| (d, Due::Ping)),
+                    Some(p) => {
+                        after(p.max(self.last_rx), self.pong_timeout).map(|d| (d, Due::Pong))
+                    }
+                }
             }
         }
     }
 
     /// Runs the timers that are due at `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.open || self.transport_done {
+        let Some((deadline, due)) = self.next_deadline() else {
+            return;
+        };
+        if now < deadline {
             return;
         }
-        match (self.link.close_sent_at(), self.close_received_at) {
-            (Some(s), None) if now >= s + self.close_timeout => {
-                if !self.failed {
-                    self.events
-                        .push_back(Event::Error(ConnectionError::TimedOut(
-                            Timeout::ClosingHandshake,
-                        )));
-                }
+        match due {
+            Due::ClosingHandshake => {
+                self.events
+                    .push_back(Event::Error(ConnectionError::TimedOut(
+                        Timeout::ClosingHandshake,
+                    )));
                 self.failed = true;
                 self.set_transport_done();
             }
-            (Some(s), Some(r)) if now >= s.max(r) + self.close_timeout => {
-                // The client waited for the server to close TCP (RFC 6455 §7.1.1).
+            // The client waited for the server to close TCP (RFC 6455 §7.1.1).
+            Due::Linger => self.set_transport_done(),
+            Due::FailedLinger => {
+                // The application never took the Error event: send the Close anyway.
+                if let Some((frame, at, _)) = self.deferred_close.take() {
+                    if self.link.close_sent_at().is_none() {
+                        self.link.push(Reply::Close(frame, at));
+                    }
+                }
                 self.set_transport_done();
             }
-            (None, None) if !self.failed => {
-                let Some(iv) = self.ping_interval else { return };
-                match self.ping_sent {
-                    None if now >= self.last_rx + iv => {
-                        self.ping_count = self.ping_count.wrapping_add(1);
-                        let payload = Bytes::copy_from_slice(&self.ping_count.to_be_bytes());
-                        self.link.push(Reply::Ping(payload));
-                        self.ping_sent = Some(now);
-                    }
-                    Some(p) if now >= p.max(self.last_rx) + self.pong_timeout => {
-                        self.events
-                            .push_back(Event::Error(ConnectionError::TimedOut(Timeout::Pong)));
-                        self.link.push(Reply::Close(
-                            CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout"),
-                            now,
-                        ));
-                        self.failed = true;
-                        self.set_transport_done();
-                    }
-                    _ => {}
-                }
+            Due::Ping => {
+                self.ping_count = self.ping_count.wrapping_add(1);
+                let payload = Bytes::copy_from_slice(&self.ping_count.to_be_bytes());
+                self.link.push(Reply::Ping(payload));
+                self.ping_sent = Some(now);
             }
-            _ => {}
+            Due::Pong => {
+                self.events
+                    .push_back(Event::Error(ConnectionError::TimedOut(Timeout::Pong)));
+                self.link.push(Reply::Close(
+                    CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive ping timeout"),
+                    now,
+                ));
+                self.failed = true;
+                self.set_transport_done();
+            }
         }
     }
 
@@ -324,6 +373,7 @@ impl ReceiveHalf {
         }
         if self.buf.is_empty() && self.buf.capacity() > KEEP_INPUT_CAPACITY {
             self.buf = BytesMut::new();
+            self.large_buffer = false;
         }
     }
 
@@ -332,6 +382,7 @@ impl ReceiveHalf {
             return;
         }
         self.failed = true;
+        self.failed_at = Some(now);
         self.buf = BytesMut::new();
         self.header = None;
         self.current = Current::default();
@@ -356,6 +407,7 @@ impl ReceiveHalf {
                         self.buf.advance(n);
                         self.header = Some(h);
                         self.processed = 0;
+                        self.large_buffer |= h.payload_len >= LARGE_FRAME as u64;
                         h
                     }
                 },
@@ -385,7 +437,13 @@ impl ReceiveHalf {
                 self.buf.reserve((len - self.buf.len()).min(1 << 20));
                 return Ok(());
             }
-            let payload = self.buf.split_to(len).freeze();
+            let payload = if self.large_buffer && len < SMALL_COPY {
+                let copy = Bytes::copy_from_slice(&self.buf[..len]);
+                self.buf.advance(len);
+                copy
+            } else {
+                self.buf.split_to(len).freeze()
+            };
             self.header = None;
             self.handle_frame(header, payload, now)?;
         }

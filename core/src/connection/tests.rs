@@ -1019,3 +1019,76 @@ fn sending_half_refuses_frames_once_the_receiving_half_is_done() {
         Err(SendError::Closed)
     );
 }
+
+#[test]
+fn a_failure_waiting_for_the_application_has_one_bounded_timer() {
+    // A message the application has not taken, then a bad frame: the Close
+    // waits for the Error event, but not forever, and the timer never spins.
+    let cfg = Config {
+        ping_interval: Some(Duration::from_millis(200)),
+        ..Config::default()
+    };
+    let (mut s, now) = open_server(cfg);
+    let mut wire = client_frame(0x81, b"unread");
+    wire.extend(client_frame(0x83, b""));
+    s.receive(now, &wire);
+    let t = s
+        .poll_timeout()
+        .expect("a bounded wait for the application");
+    assert_eq!(t, now + Config::default().close_timeout);
+    // Firing early changes nothing, and the deadline stays put (no spinning).
+    s.handle_timeout(now + Duration::from_secs(1));
+    assert_eq!(s.poll_timeout(), Some(t));
+    assert_eq!(s.poll_transmit(), None);
+    s.handle_timeout(t);
+    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+    assert_eq!(out[0], 0x88);
+    assert_eq!(&out[2..4], &1002u16.to_be_bytes());
+    assert!(s.should_close_transport());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn unbounded_timeouts_mean_never_not_overflow() {
+    let cfg = Config {
+        opening_handshake_timeout: Duration::MAX,
+        close_timeout: Duration::MAX,
+        pong_timeout: Duration::MAX,
+        ping_interval: Some(Duration::MAX),
+        ..Config::default()
+    };
+    let mut p = Pair::new(cfg.clone(), cfg.clone(), usize::MAX);
+    assert_eq!(p.client.poll_timeout(), None);
+    p.client.close(p.now, CloseCode::NORMAL, "").unwrap();
+    assert_eq!(p.client.poll_timeout(), None);
+    p.drive();
+    assert_eq!(p.client.poll_timeout(), None);
+    let s = Connection::server(cfg, p.now);
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn halves_do_not_parse_frames_before_the_handshake() {
+    let now = Instant::now();
+    let mut s = Connection::server(Config::default(), now);
+    s.halves().0.receive(now, &client_frame(0x81, b"pre"));
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn a_small_message_after_a_large_frame_does_not_pin_its_buffer() {
+    let (mut s, now) = open_server(Config::default());
+    let mut wire = client_frame(0x82, &payload(1 << 20));
+    wire.extend(client_frame(0x81, b"hi"));
+    s.receive(now, &wire);
+    let Some(Event::Binary(big)) = s.poll_event() else {
+        panic!("binary")
+    };
+    let Some(Event::Text(small)) = s.poll_event() else {
+        panic!("text")
+    };
+    // The large payload is still zero-copy; the small one is its own allocation.
+    let big_range = big.as_ptr() as usize..big.as_ptr() as usize + (2 << 20);
+    assert!(!big_range.contains(&(small.as_bytes().as_ptr() as usize)));
+    assert_eq!(small, "hi");
+}
