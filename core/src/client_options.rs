@@ -267,6 +267,7 @@ impl ConnectOptions {
         for (n, v) in &self.headers {
             request = request.header(n.clone(), v.clone());
         }
+        request.validate().map_err(|e| e.to_string())?;
         let mut config = self.config.clone();
         if let Some(Compression(c)) = &self.compression {
             config.deflate = c.clone();

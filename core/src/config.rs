@@ -19,7 +19,7 @@ use crate::deflate::DeflateConfig;
 /// | `ping_interval` | 30 s | keepalive Ping period (`None`: no keepalive) |
 /// | `pong_timeout` | 30 s | fail the connection when a keepalive Ping is not answered |
 /// | `opening_handshake_timeout` | 10 s | fail a handshake that does not complete |
-/// | `close_timeout` | 5 s | bound on waiting for the peer's Close, and for a client, on waiting for the server to close TCP |
+/// | `close_timeout` | 5 s | bound on waiting for the peer's Close, and for a client, on waiting for the server to close TCP (counted from when the last Close was sent or received; an echo the application releases late by taking its event late counts from the peer's Close) |
 /// | `write_buffer_high_water` | 1 MiB | adapters wait before queueing more when unsent output is above it |
 /// | `deflate` | `None` | permessage-deflate offer (client) or policy (server) |
 ///

@@ -184,6 +184,11 @@ pub enum HandshakeError {
     /// The extension negotiation failed.
     #[error("extension negotiation failed: {0}")]
     Extension(#[from] ExtensionError),
+    /// The client's own request would not be valid HTTP (a control character
+    /// or line break in the host, path, or a header; a header name or
+    /// subprotocol that is not a token). Nothing was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// The application rejected the request, or a response was sent that was not 101.
     #[error("handshake rejected with status {0}")]
     Rejected(u16),

@@ -340,6 +340,12 @@ impl ProxyHandshake {
             return Ok(None);
         }
         let reply = self.buf.split_to(2);
+        if reply[0] != 1 {
+            return Err(ProxyError::Malformed(format!(
+                "SOCKS5 auth version {}",
+                reply[0]
+            )));
+        }
         if reply[1] != 0 {
             return Err(ProxyError::AuthFailed);
         }

@@ -56,7 +56,7 @@ pub enum Event {
 }
 
 enum Phase {
-    Client(ClientHandshake),
+    Client(Box<ClientHandshake>),
     Server(ServerHandshake),
     AwaitingAccept(Box<Request>),
     Open,
@@ -151,7 +151,7 @@ impl Connection {
         let mut c = Connection::new(
             Role::Client,
             config,
-            Phase::Client(hs),
+            Phase::Client(Box::new(hs)),
             Some(Box::new(mask)),
             now,
         );
@@ -168,6 +168,12 @@ impl Connection {
     /// A connection whose handshake was done elsewhere (for example a stream
     /// upgraded by an HTTP server): open at once with `negotiated`.
     /// `mask` is needed for [`Role::Client`] only.
+    ///
+    /// # Panics
+    ///
+    /// When `role` is [`Role::Client`] and `mask` is `None`: client frames
+    /// must be masked with unpredictable keys (RFC 6455 §5.3), and there is
+    /// no safe default.
     pub fn upgraded(
         role: Role,
         config: Config,
@@ -175,6 +181,10 @@ impl Connection {
         mask: Option<Box<dyn MaskSource>>,
         now: Instant,
     ) -> Self {
+        assert!(
+            role == Role::Server || mask.is_some(),
+            "a client connection needs a MaskSource"
+        );
         let mut c = Connection::new(role, config, Phase::Done, mask, now);
         c.open(negotiated, now);
         c

@@ -107,7 +107,9 @@ impl SendHalf {
     /// starts a message of `kind`, later calls continue it (with the same
     /// `kind`), and `last` ends it. Control frames may be sent in between.
     /// Text fragments may split a character; the whole must be UTF-8 (the
-    /// peer fails the connection otherwise).
+    /// peer fails the connection otherwise). When compression was
+    /// negotiated, a streamed message is always compressed: its size is not
+    /// known up front, so `min_compress_size` does not apply.
     pub fn send_fragment(
         &mut self,
         kind: MessageKind,

@@ -44,6 +44,11 @@ impl WsUrl {
         if rest.contains('#') {
             return Err("a WebSocket URL may not have a fragment".into());
         }
+        if rest.bytes().any(|b| b <= b' ' || b == 0x7F) {
+            // A space or line break would end up in the request line or Host
+            // header: refuse rather than let a URL inject headers.
+            return Err("a WebSocket URL may not contain spaces or control characters".into());
+        }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
         if authority.contains('@') {
@@ -54,6 +59,9 @@ impl WsUrl {
             p if p.starts_with('?') => format!("/{p}"),
             p => p.to_owned(),
         };
+        // A request target is ASCII (RFC 9112 §3.2): percent-encode the rest,
+        // as browsers do.
+        let path = percent_encode_non_ascii(&path);
         let default_port = if secure { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let end = v6.find(']').ok_or("unclosed IPv6 literal")?;
@@ -76,6 +84,12 @@ impl WsUrl {
         };
         if host.is_empty() {
             return Err("the URL has no host".into());
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:".contains(&b))
+        {
+            return Err(format!("invalid host {host:?}"));
         }
         Ok(WsUrl {
             secure,
@@ -100,6 +114,28 @@ impl WsUrl {
             format!("{host}:{}", self.port)
         }
     }
+}
+
+fn percent_encode_non_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A header value may not contain CR, LF or NUL (RFC 9110 §5.5).
+fn check_value(what: &str, v: &str) -> Result<(), HandshakeError> {
+    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(HandshakeError::InvalidRequest(format!(
+            "line break or NUL in {what}"
+        )));
+    }
+    Ok(())
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -179,6 +215,47 @@ impl ClientRequest {
         &self.subprotocols
     }
 
+    /// Checks that the request can be written as valid HTTP: no spaces or
+    /// control characters in the host or path, header names and
+    /// subprotocols are tokens, no line breaks in header values. Whatever
+    /// fails here would otherwise let a caller's input inject headers.
+    ///
+    /// ```
+    /// use wsmachine::ClientRequest;
+    /// assert!(ClientRequest::new("h", "/").header("X-A", "ok").validate().is_ok());
+    /// assert!(ClientRequest::new("h", "/").header("X-A", "v\r\nX-Evil: 1").validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), HandshakeError> {
+        let bad = |b: u8| b <= b' ' || b == 0x7F;
+        if self.host.is_empty() || self.host.bytes().any(bad) {
+            return Err(HandshakeError::InvalidRequest(format!(
+                "host {:?}",
+                self.host
+            )));
+        }
+        if !self.path.starts_with('/') || self.path.bytes().any(|b| bad(b) || !b.is_ascii()) {
+            return Err(HandshakeError::InvalidRequest(format!(
+                "path {:?}",
+                self.path
+            )));
+        }
+        if let Some(o) = &self.origin {
+            check_value("Origin", o)?;
+        }
+        if let Some(p) = self.subprotocols.iter().find(|p| !super::is_token(p)) {
+            return Err(HandshakeError::InvalidRequest(format!(
+                "subprotocol {p:?} is not a token"
+            )));
+        }
+        for (n, v) in &self.headers {
+            if !super::is_token(n) {
+                return Err(HandshakeError::InvalidRequest(format!("header name {n:?}")));
+            }
+            check_value(n, v)?;
+        }
+        Ok(())
+    }
+
     fn write(&self, key: &str, deflate: Option<&DeflateConfig>, out: &mut BytesMut) {
         let mut put = |s: &str| out.put_slice(s.as_bytes());
         put("GET ");
@@ -235,6 +312,8 @@ pub struct ClientHandshake {
     max_headers: usize,
     /// A non-101 answer whose body is still arriving: (response, bytes wanted).
     pending: Option<(Response, usize)>,
+    /// The request failed [`ClientRequest::validate`]: nothing was written.
+    invalid: Option<HandshakeError>,
 }
 
 /// What [`ClientHandshake::receive`] returns once the response is complete:
@@ -243,10 +322,17 @@ pub type ClientOutcome = (Negotiated, Response, Bytes);
 
 impl ClientHandshake {
     /// Starts a handshake with a 16-byte nonce; returns it and the request bytes to send.
+    ///
+    /// A request that fails [`ClientRequest::validate`] is not written: the
+    /// bytes are empty and [`ClientHandshake::receive`] returns the error
+    /// (as does [`ClientHandshake::error`] at once).
     pub fn new(request: ClientRequest, key: [u8; 16], config: &Config) -> (Self, Bytes) {
         let key = encode_key(&key);
         let mut out = BytesMut::with_capacity(256);
-        request.write(&key, config.deflate.as_ref(), &mut out);
+        let invalid = request.validate().err();
+        if invalid.is_none() {
+            request.write(&key, config.deflate.as_ref(), &mut out);
+        }
         (
             ClientHandshake {
                 expected_accept: accept_key(&key),
@@ -255,6 +341,7 @@ impl ClientHandshake {
                 head: HeadBuffer::new(config.max_handshake_size),
                 max_headers: config.max_headers,
                 pending: None,
+                invalid,
             },
             out.freeze(),
         )
@@ -264,6 +351,9 @@ impl ClientHandshake {
     /// returns the negotiation, the response, and the bytes that followed the
     /// head (the server's first frames).
     pub fn receive(&mut self, data: &[u8]) -> Result<Option<ClientOutcome>, HandshakeError> {
+        if let Some(e) = &self.invalid {
+            return Err(e.clone());
+        }
         if let Some((_, want)) = &self.pending {
             let want = *want;
             let (mut resp, _) = self.pending.take().expect("pending");
@@ -306,6 +396,11 @@ impl ClientHandshake {
         }
         let negotiated = self.validate(&response)?;
         Ok(Some((negotiated, response, rest)))
+    }
+
+    /// Why the request was not written, if it failed validation.
+    pub fn error(&self) -> Option<&HandshakeError> {
+        self.invalid.as_ref()
     }
 
     /// Called when the transport ended during the handshake: a non-101 answer
@@ -542,6 +637,36 @@ mod tests {
         match h.receive_eof() {
             HandshakeError::Status(resp) => assert_eq!(&resp.body[..], b"nope"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn injection_attempts_are_refused_before_anything_is_written() {
+        assert!(
+            WsUrl::parse("ws://example.com/chat HTTP/1.1\r\nX-Injected: yes\r\nFoo: /").is_err()
+        );
+        assert!(WsUrl::parse("ws://evil\r\nX-H: 1/").is_err());
+        assert!(WsUrl::parse("ws://a b/").is_err());
+        let u = WsUrl::parse("ws://h/päth?q=ü").unwrap();
+        assert_eq!(u.path, "/p%C3%A4th?q=%C3%BC");
+        for req in [
+            ClientRequest::new("h", "/").header("X-A", "v\r\nX-Evil: 1"),
+            ClientRequest::new("h", "/").header("Bad Name", "v"),
+            ClientRequest::new("h\r\nX: 1", "/"),
+            ClientRequest::new("h", "/ HTTP/1.1\r\nX: 1"),
+            ClientRequest::new("h", "/").origin("o\n"),
+            ClientRequest::new("h", "/").subprotocol("a b"),
+        ] {
+            let (mut hs, bytes) = ClientHandshake::new(req, KEY, &Config::default());
+            assert!(bytes.is_empty());
+            assert!(matches!(
+                hs.error(),
+                Some(HandshakeError::InvalidRequest(_))
+            ));
+            assert!(matches!(
+                hs.receive(b"x"),
+                Err(HandshakeError::InvalidRequest(_))
+            ));
         }
     }
 
