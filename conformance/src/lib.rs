@@ -175,6 +175,7 @@
 //! | `python-websockets` | `scripts/py_peer.py` in `target/peers-venv` | echo, server-close, ping, fragments, badutf8, badframe; each with and without deflate | echo (± deflate), server-close, ping, badutf8 |
 //! | `node-ws` | `scripts/node_peer.js`, `ws` in `target/node-peers` | same | same |
 //! | `tungstenite` | in process, blocking threads (no deflate support) | same, without deflate | same, without deflate |
+//! | `chromium` | system headless Chromium loading `peers/chromium/trace.html` (a browser is a client only) | — | echo (± deflate), server-close (4000 "bye"), ping, each ± deflate |
 //! | `autobahn` | `wstest`, one run per case | fuzzingserver cases 1.1.1 1.2.2 2.3 3.1 5.3 5.6 6.4.1 7.1.1 7.5.1 12.1.1 13.1.1 13.7.1 | the same cases from fuzzingclient |
 //!
 //! The scenarios cover echo of text, binary, fragmented and compressible

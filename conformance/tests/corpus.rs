@@ -86,6 +86,12 @@ fn corpus_covers_every_peer_in_both_roles() {
             assert!(n > 0, "no {role}* traces for {peer}");
         }
     }
+    // A browser is only ever a client: its traces are our server role.
+    let chromium = corpus()
+        .iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("/chromium/server-"))
+        .count();
+    assert!(chromium > 0, "no server-* traces for chromium");
 }
 
 #[test]

@@ -8,10 +8,14 @@
 //! record check FILE...                              replay traces (whole and byte by byte)
 //! ```
 //!
-//! PEER is one of `python-websockets`, `node-ws`, `tungstenite`, `autobahn`.
-//! The corpus command installs Python `websockets` into `target/peers-venv`,
-//! Node `ws` into `target/node-peers` and `wstest` into
-//! `target/autobahn-venv` when missing.
+//! PEER is one of `python-websockets`, `node-ws`, `tungstenite`, `autobahn`,
+//! `chromium`. The corpus command installs Python `websockets` into
+//! `target/peers-venv`, Node `ws` into `target/node-peers` and `wstest` into
+//! `target/autobahn-venv` when missing. Chromium is never installed (it
+//! needs root): `$CHROMIUM` when set, else `/usr/bin/chromium` or
+//! `chromium` / `chromium-browser` in PATH, and the peer is skipped with a
+//! message when there is none (`record corpus --only chromium` records only
+//! its server-role traces, `traces/chromium/`).
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -498,7 +502,11 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
         failures: Vec::new(),
     };
     let scripts = root.join("conformance/scripts");
-    let (pyver, nodever) = ensure_peers(&root)?;
+    let (pyver, nodever) = if want("python-websockets") || want("node-ws") {
+        ensure_peers(&root)?
+    } else {
+        (String::new(), String::new())
+    };
     let py = root.join("target/peers-venv/bin/python");
     let node_modules = root.join("target/node-peers/node_modules");
 
@@ -608,6 +616,10 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
 
     if want("autobahn") {
         autobahn_corpus(&root, &mut out).await?;
+    }
+
+    if want("chromium") {
+        chromium::corpus(&root, &mut out, scenario_only.as_deref()).await?;
     }
 
     println!(
@@ -845,6 +857,337 @@ mod tung {
             }
             _ => {}
         }
+        Ok(())
+    }
+}
+
+mod chromium {
+    //! Headless Chromium as the client of our recording server.
+    //!
+    //! Chromium loads `peers/chromium/trace.html` from a tiny in-process HTTP
+    //! server; the page's query string holds the plan: one WebSocket listener
+    //! per session (so our script and deflate choice are fixed before the
+    //! request arrives), run in order. The browser runs in its own process
+    //! group with a fresh profile and is stopped by that group's id (its PID).
+    //!
+    //! Chromium's `Sec-WebSocket-Key`, masks and read chunking differ on every
+    //! run; the traces replay regardless, since what is checked is our sent
+    //! bytes, a function of the bytes received.
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use wsmachine_conformance::trace::{Expected, Item};
+
+    const INSTALL: &str = "apt-get install chromium, or set CHROMIUM=/path/to/chromium";
+
+    /// The sessions: page scenario and whether our server accepts
+    /// permessage-deflate (Chromium always offers it).
+    const SESSIONS: [(&str, bool); 6] = [
+        ("echo", true),
+        ("echo", false),
+        ("server-close", true),
+        ("server-close", false),
+        ("ping", true),
+        ("ping", false),
+    ];
+
+    /// The system's Chromium: `$CHROMIUM` when set (only it), else
+    /// `/usr/bin/chromium`, or `chromium` / `chromium-browser` in PATH.
+    fn find() -> Option<PathBuf> {
+        if let Some(c) = std::env::var_os("CHROMIUM") {
+            return Some(PathBuf::from(c)).filter(|c| c.is_file());
+        }
+        let mut cands: Vec<PathBuf> = vec!["/usr/bin/chromium".into()];
+        if let Some(path) = std::env::var_os("PATH") {
+            for dir in std::env::split_paths(&path) {
+                cands.push(dir.join("chromium"));
+                cands.push(dir.join("chromium-browser"));
+            }
+        }
+        cands.into_iter().find(|c| c.is_file())
+    }
+
+    /// `chromium 156.0.8078.79` from `chromium --version` (bounded: 30 s).
+    fn version(bin: &Path) -> Result<String, BoxError> {
+        let mut child = Command::new(bin)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} --version did not finish", bin.display()).into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut text = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            o.read_to_string(&mut text)?;
+        }
+        // "Chromium 156.0.8078.79 built on Debian GNU/Linux 12 (bookworm)"
+        text.lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .find(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.contains('.'))
+            .map(|v| format!("chromium {v}"))
+            .ok_or_else(|| format!("no version in `{} --version`: {text:?}", bin.display()).into())
+    }
+
+    /// Serves `page` for `GET /` and `GET /?…`, 404 for anything else.
+    async fn page_server(
+        page: String,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BoxError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            // Bounded: the browser asks for the page and maybe a favicon.
+            for _ in 0..32 {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let page = page.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 2048];
+                    let read = tokio::time::timeout(Duration::from_secs(10), async {
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+                            match tcp.read(&mut buf).await {
+                                Ok(0) | Err(_) => return false,
+                                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                            }
+                        }
+                        true
+                    })
+                    .await;
+                    if read != Ok(true) {
+                        return;
+                    }
+                    let response = if head.starts_with(b"GET / ") || head.starts_with(b"GET /?") {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                             Cache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                            page.len()
+                        )
+                    } else {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    };
+                    let _ = tcp.write_all(response.as_bytes()).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        Ok((addr, task))
+    }
+
+    /// The browser, in its own process group; stopped (SIGTERM, then
+    /// SIGKILL, to that group only) and its profile removed when dropped.
+    struct Browser {
+        child: Child,
+        profile: PathBuf,
+    }
+
+    impl Browser {
+        fn spawn(bin: &Path, url: &str) -> Result<Browser, BoxError> {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let profile = std::env::temp_dir().join(format!(
+                "wsmachine-chromium-corpus-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&profile)?;
+            let log = std::fs::File::create(profile.join("chromium-stderr.log"))?;
+            let mut cmd = Command::new(bin);
+            cmd.args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::CommandExt as _;
+                cmd.process_group(0);
+            }
+            match cmd.spawn() {
+                Ok(child) => Ok(Browser { child, profile }),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&profile);
+                    Err(format!("cannot start {}: {e}", bin.display()).into())
+                }
+            }
+        }
+
+        /// The last lines Chromium wrote to stderr.
+        fn stderr_tail(&self) -> String {
+            let text = std::fs::read_to_string(self.profile.join("chromium-stderr.log"))
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        }
+
+        #[cfg(unix)]
+        fn signal_group(&self, sig: &str) {
+            // The group id is the browser's PID: only what it started is in it.
+            let _ = Command::new("kill")
+                .args([sig, "--", &format!("-{}", self.child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    impl Drop for Browser {
+        fn drop(&mut self) {
+            #[cfg(unix)]
+            {
+                self.signal_group("-TERM");
+                // Not `try_wait`: the browser stays unreaped (a zombie at
+                // worst) until after the SIGKILL, so its PID, the group id,
+                // cannot be reused in between.
+                let stat = format!("/proc/{}/stat", self.child.id());
+                let deadline = std::time::Instant::now() + Duration::from_secs(3);
+                while std::time::Instant::now() < deadline {
+                    let state = std::fs::read_to_string(&stat).unwrap_or_default();
+                    if state.is_empty()
+                        || state
+                            .rsplit(") ")
+                            .next()
+                            .map_or(true, |r| r.starts_with('Z'))
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // Helpers that outlived the browser process.
+                self.signal_group("-KILL");
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.profile);
+        }
+    }
+
+    /// Our side of a session.
+    fn script(scenario: &str) -> Box<dyn Script> {
+        match scenario {
+            "server-close" => Box::new(Steps::new([
+                Step::Echo(1),
+                Step::Do(Action::Close(4000, "bye".into())),
+            ])),
+            "ping" => Box::new(Steps::new([
+                Step::Do(Action::Ping(b"are you there".to_vec())),
+                Step::Pong,
+                Step::Do(Action::SendText("pong received".into())),
+            ])),
+            _ => Box::new(EchoScript),
+        }
+    }
+
+    /// What the page's verdict looks like in the trace: its Close.
+    fn check_close(scenario: &str, trace: &Trace) -> Result<(), String> {
+        let close = trace.items.iter().find_map(|i| match i {
+            Item::Expect(Expected::Close(code, reason)) => Some((*code, reason.clone())),
+            _ => None,
+        });
+        match (scenario, close) {
+            ("server-close", Some(_)) => Ok(()),
+            (_, Some((1000, r))) if r == "done" => Ok(()),
+            (_, c) => Err(format!("the page's Close is {c:?}, expected 1000 \"done\"")),
+        }
+    }
+
+    pub(super) async fn corpus(
+        root: &Path,
+        out: &mut Out,
+        only: Option<&str>,
+    ) -> Result<(), BoxError> {
+        let Some(bin) = find() else {
+            println!(
+                "skipping chromium: not installed (looked at $CHROMIUM, else /usr/bin/chromium and PATH); {INSTALL}"
+            );
+            return Ok(());
+        };
+        let peer = format!(
+            "{} (headless, page peers/chromium/trace.html)",
+            version(&bin)?
+        );
+        let page = std::fs::read_to_string(root.join("conformance/peers/chromium/trace.html"))?;
+        let mut plan = Vec::new();
+        for (scenario, deflate) in SESSIONS {
+            if only.is_some_and(|o| o != scenario) {
+                continue;
+            }
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let name = format!(
+                "{scenario}-{}",
+                if deflate { "deflate" } else { "nodeflate" }
+            );
+            let port = listener.local_addr()?.port();
+            plan.push((scenario, deflate, name, port, listener));
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let (http, page_task) = page_server(page).await?;
+        let query: Vec<String> = plan
+            .iter()
+            .map(|(_, _, n, p, _)| format!("{n}:{p}"))
+            .collect();
+        let url = format!("http://{http}/?plan={}", query.join(","));
+        let browser = Browser::spawn(&bin, &url)?;
+        for (i, (scenario, deflate, _, _, listener)) in plan.iter().enumerate() {
+            let mut s = server_session(
+                &peer,
+                &format!(
+                    "server {scenario}, page script, permessage-deflate offered and {}",
+                    if *deflate { "accepted" } else { "declined" }
+                ),
+                true,
+            );
+            s.accept_compression = *deflate;
+            // The first session waits for the browser to start.
+            let wait = Duration::from_secs(if i == 0 { 60 } else { 30 });
+            let stream = match tokio::time::timeout(wait, listener.accept()).await {
+                Ok(r) => r?.0,
+                Err(_) => {
+                    out.failures.push(format!(
+                        "chromium {scenario}: no connection within {wait:?}; chromium stderr:\n{}",
+                        browser.stderr_tail()
+                    ));
+                    break;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let mut script = script(scenario);
+            let trace = match driver::run(stream, &s, script.as_mut(), Recorder::new()).await {
+                Ok(t) => t,
+                Err(e) => {
+                    out.failures.push(format!("chromium {scenario}: {e}"));
+                    continue;
+                }
+            };
+            let suffix = if *deflate { "-deflate" } else { "" };
+            if let Err(e) = check_close(scenario, &trace) {
+                out.failures
+                    .push(format!("chromium server-{scenario}{suffix}: {e}"));
+            }
+            out.save("chromium", &format!("server-{scenario}{suffix}"), &trace)?;
+        }
+        drop(browser);
+        page_task.abort();
         Ok(())
     }
 }
