@@ -663,10 +663,14 @@ impl Decompressor {
         }
         let limit64 = limit as u64;
         let stream = self.stream.get_or_insert_with(|| Inflate::new(false, 15));
+        // Output space starts at a few times the input and doubles while
+        // inflate fills it, so a short message does not pin a 64 KiB buffer
+        // (found by fuzzing: streamed fragments held 128 KiB each).
+        let mut step = input.len().saturating_mul(4).clamp(256, INFLATE_CHUNK);
         loop {
             // One byte more than the limit allows, so passing it is seen.
             let remaining = limit64.saturating_sub(self.total);
-            let room = remaining.saturating_add(1).min(INFLATE_CHUNK as u64) as usize;
+            let room = remaining.saturating_add(1).min(step as u64) as usize;
             let max_len = out
                 .len()
                 .saturating_add(usize::try_from(remaining).unwrap_or(usize::MAX))
@@ -698,6 +702,9 @@ impl Decompressor {
                     return Ok(());
                 }
                 Ok(_) => {}
+            }
+            if produced == room {
+                step = step.saturating_mul(2).min(INFLATE_CHUNK);
             }
             if produced < room {
                 // Output space left over: inflate stopped for lack of input.
