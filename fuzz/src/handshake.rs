@@ -1,0 +1,291 @@
+//! `server_handshake` and `client_handshake`: the opening-handshake parsers
+//! on arbitrary bytes, fed whole and in pieces (the result must not depend
+//! on the chunking), with the answers they lead to checked for validity.
+//!
+//! Input: one configuration byte (limits, chunk size, deflate policy), then
+//! the HTTP bytes.
+
+use bytes::Bytes;
+use wsmachine::{
+    accept_key, accept_response, error_response, parse_extensions, Accept, ClientHandshake,
+    ClientRequest, Config, Connection, DeflateConfig, Event, HandshakeError, Request,
+    ServerHandshake,
+};
+
+use crate::alloc::Peak;
+use crate::check::{epoch, Checked, Limits};
+
+fn config(cfg: u8) -> Config {
+    let deflate = (cfg & 4 != 0).then(|| DeflateConfig {
+        server_no_context_takeover: cfg & 8 != 0,
+        request_server_max_window_bits: cfg & 8 != 0,
+        client_no_context_takeover: cfg & 16 != 0,
+        ..DeflateConfig::default()
+    });
+    Config {
+        max_handshake_size: if cfg & 1 != 0 { 256 } else { 4096 },
+        max_headers: if cfg & 2 != 0 { 8 } else { 64 },
+        max_frame_size: 4096,
+        max_message_size: 16 << 10,
+        deflate,
+        ..Config::default()
+    }
+}
+
+fn chunk(cfg: u8) -> usize {
+    usize::from(cfg >> 5) * 3 + 1
+}
+
+/// A parsed HTTP response of ours: status and headers.
+fn parse_response(bytes: &[u8]) -> (u16, Vec<(String, String)>, usize) {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut r = httparse::Response::new(&mut headers);
+    let n = match r.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("our response does not parse: {other:?}"),
+    };
+    let hs = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8(h.value.to_vec()).expect("ASCII header"),
+            )
+        })
+        .collect();
+    (r.code.expect("status"), hs, n)
+}
+
+fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    hs.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+type ServerResult = Result<Option<(Request, Bytes)>, HandshakeError>;
+
+fn feed_server(config: &Config, data: &[u8], chunk: usize) -> ServerResult {
+    let mut hs = ServerHandshake::new(config);
+    let mut pieces = data.chunks(chunk.max(1));
+    for piece in pieces.by_ref() {
+        if let Some(req) = hs.receive(piece)? {
+            let mut rest = hs.take_rest().to_vec();
+            pieces.for_each(|p| rest.extend_from_slice(p));
+            return Ok(Some((req, rest.into())));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs the server-side target.
+pub fn server_handshake(data: &[u8]) {
+    let Some((&cfg, http)) = data.split_first() else {
+        return;
+    };
+    let config = config(cfg);
+    let peak = Peak::start();
+    let whole = feed_server(&config, http, http.len());
+    let pieces = feed_server(&config, http, chunk(cfg));
+    assert_eq!(whole, pieces, "result depends on chunking");
+    match &whole {
+        Ok(Some((req, rest))) => {
+            assert!(http.ends_with(rest), "rest is not the tail of the input");
+            assert!(!req.host().trim().is_empty(), "accepted without Host");
+            for compression in [false, true] {
+                let accept = Accept::new().compression(compression);
+                let (resp, neg) = accept_response(req, &accept, config.deflate.as_ref())
+                    .expect("accepting a valid request");
+                let (status, hs, n) = parse_response(&resp);
+                assert_eq!((status, n), (101, resp.len()));
+                assert_eq!(
+                    header(&hs, "sec-websocket-accept"),
+                    Some(&*accept_key(req.key()))
+                );
+                match header(&hs, "sec-websocket-extensions") {
+                    Some(v) => {
+                        let ext = parse_extensions(v).expect("our extension header parses");
+                        assert_eq!(ext.len(), 1);
+                        let p = neg.deflate.expect("header implies negotiation");
+                        assert!((8..=15).contains(&p.server_max_window_bits));
+                        assert!((8..=15).contains(&p.client_max_window_bits));
+                    }
+                    None => assert_eq!(neg.deflate, None),
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let resp = error_response(e);
+            let (status, hs, n) = parse_response(&resp);
+            assert!(
+                matches!(status, 400 | 405 | 426 | 431),
+                "status {status} for {e}"
+            );
+            let len: usize = header(&hs, "content-length")
+                .expect("length")
+                .parse()
+                .expect("number");
+            assert_eq!(n + len, resp.len());
+            if status == 426 {
+                assert_eq!(header(&hs, "sec-websocket-version"), Some("13"));
+            }
+        }
+    }
+    // The same bytes through a server connection.
+    let limits = Limits {
+        max_frame_size: config.max_frame_size,
+        max_message_size: config.max_message_size,
+        auto_pong: true,
+    };
+    let mut c = Checked::new(Connection::server(config.clone(), epoch()), limits, true);
+    for piece in http.chunks(chunk(cfg)) {
+        c.conn.receive(epoch(), piece);
+        for ev in c.step().events {
+            assert!(matches!(ev, Event::Request(_) | Event::Error(_)), "{ev:?}");
+        }
+    }
+    c.conn.receive_eof(epoch());
+    c.step();
+    peak.check(
+        (1 << 20) + 8 * config.max_handshake_size + 16 * data.len(),
+        "server_handshake",
+    );
+}
+
+/// The fixed client key, so the fuzzer can keep a valid `Sec-WebSocket-Accept`.
+pub const CLIENT_KEY: [u8; 16] = [0; 16];
+/// `Sec-WebSocket-Accept` for [`CLIENT_KEY`].
+pub const CLIENT_ACCEPT: &str = "ICX+Yqv66kxgM0FcWaLWlFLwTAI=";
+
+fn client_request() -> ClientRequest {
+    ClientRequest::new("example.com", "/")
+        .subprotocol("chat")
+        .subprotocol("superchat")
+}
+
+type ClientResult = Result<(wsmachine::Negotiated, wsmachine::Response, Bytes), HandshakeError>;
+
+fn feed_client(config: &Config, data: &[u8], chunk: usize) -> ClientResult {
+    let (mut hs, _) = ClientHandshake::new(client_request(), CLIENT_KEY, config);
+    let mut pieces = data.chunks(chunk.max(1));
+    for piece in pieces.by_ref() {
+        if let Some((neg, resp, rest)) = hs.receive(piece)? {
+            let mut rest = rest.to_vec();
+            pieces.for_each(|p| rest.extend_from_slice(p));
+            return Ok((neg, resp, rest.into()));
+        }
+    }
+    Err(hs.receive_eof())
+}
+
+/// A non-101 response's body is whatever arrived with it, up to its
+/// Content-Length: compare only that much across chunkings.
+fn normalise(r: ClientResult) -> ClientResult {
+    match r {
+        Err(HandshakeError::Status(mut resp)) => {
+            let want = resp
+                .headers
+                .get("content-length")
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            match want {
+                Some(n) if resp.body.len() > n => resp.body.truncate(n),
+                Some(_) => {}
+                None => resp.body = Bytes::new(),
+            }
+            Err(HandshakeError::Status(resp))
+        }
+        other => other,
+    }
+}
+
+/// Runs the client-side target.
+pub fn client_handshake(data: &[u8]) {
+    let Some((&cfg, http)) = data.split_first() else {
+        return;
+    };
+    let config = config(cfg);
+    let peak = Peak::start();
+    let whole = feed_client(&config, http, http.len());
+    let pieces = feed_client(&config, http, chunk(cfg));
+    assert_eq!(
+        normalise(whole.clone()),
+        normalise(pieces),
+        "result depends on chunking"
+    );
+    match &whole {
+        Ok((neg, resp, rest)) => {
+            assert_eq!(resp.status, 101);
+            assert!(http.ends_with(rest), "rest is not the tail of the input");
+            assert_eq!(
+                resp.headers.get("sec-websocket-accept").map(str::trim),
+                Some(CLIENT_ACCEPT)
+            );
+            if let Some(p) = &neg.subprotocol {
+                assert!(
+                    p == "chat" || p == "superchat",
+                    "unoffered subprotocol {p:?}"
+                );
+            }
+            if let Some(d) = &neg.deflate {
+                let ours = config
+                    .deflate
+                    .as_ref()
+                    .expect("deflate accepted but not offered");
+                assert!((8..=15).contains(&d.server_max_window_bits));
+                assert!((8..=15).contains(&d.client_max_window_bits));
+                if ours.server_no_context_takeover {
+                    assert!(d.server_no_context_takeover);
+                }
+                if ours.client_no_context_takeover {
+                    assert!(d.client_no_context_takeover);
+                }
+            }
+        }
+        Err(HandshakeError::Status(resp)) => {
+            assert_ne!(resp.status, 101);
+            // Bytes after the declared body are not part of it.
+            let declared = resp
+                .headers
+                .get("content-length")
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(n) = declared {
+                assert!(
+                    resp.body.len() <= n,
+                    "body of {} bytes, Content-Length {n}",
+                    resp.body.len()
+                );
+            }
+            assert!(
+                resp.body.len() <= config.max_handshake_size,
+                "body kept past the limit"
+            );
+        }
+        Err(_) => {}
+    }
+    // The same bytes through a client connection.
+    let limits = Limits {
+        max_frame_size: config.max_frame_size,
+        max_message_size: config.max_message_size,
+        auto_pong: true,
+    };
+    let conn = Connection::client(
+        config.clone(),
+        client_request(),
+        CLIENT_KEY,
+        wsmachine::SeededMask::new([3; 32]),
+        epoch(),
+    );
+    let mut c = Checked::new(conn, limits, true);
+    c.step();
+    for piece in http.chunks(chunk(cfg)) {
+        c.conn.receive(epoch(), piece);
+        c.step();
+    }
+    c.conn.receive_eof(epoch());
+    c.step();
+    peak.check(
+        (1 << 20) + 8 * config.max_handshake_size + 16 * data.len(),
+        "client_handshake",
+    );
+}
