@@ -132,11 +132,22 @@ impl Proxy {
         all_proxy: Option<&str>,
         no_proxy: Option<&str>,
     ) -> Option<Result<Proxy, ProxyError>> {
+        let host = target_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        // Loopback is never sent through a proxy found in the environment
+        // (as Go's ProxyFromEnvironment does): a proxy elsewhere cannot reach
+        // this machine's loopback anyway. An explicit proxy still applies.
+        let loopback = host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            return None;
+        }
         if let Some(list) = no_proxy {
-            let host = target_host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase();
             for entry in list.split(',').map(|e| e.trim().to_ascii_lowercase()) {
                 if entry.is_empty() {
                     continue;
@@ -448,6 +459,13 @@ mod tests {
             .unwrap();
         assert_eq!(all.kind, ProxyKind::Socks5);
         assert!(Proxy::from_env_values(false, "h", None, None, None, None).is_none());
+        for local in ["localhost", "127.0.0.1", "127.9.8.7", "[::1]", "::1"] {
+            assert_eq!(
+                pick(false, local, None),
+                None,
+                "{local} is never proxied from the environment"
+            );
+        }
     }
 
     #[test]
