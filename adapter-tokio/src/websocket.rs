@@ -36,6 +36,10 @@ pub struct WebSocket<S> {
     pub(crate) conn: Connection,
     pub(crate) out: OutQueue,
     pub(crate) events: EventQueue,
+    /// The last event handed out left more waiting: the application is in
+    /// a recv -> send loop, and the next `send` leaves its output for the
+    /// batch that `recv` writes once no event is left.
+    batching: bool,
     timer: Timer,
     wakers: Arc<Wakers>,
     waker: Waker,
@@ -173,6 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             conn,
             out: OutQueue::default(),
             events: EventQueue::default(),
+            batching: false,
             timer: Timer::default(),
             wakers,
             waker,
@@ -281,7 +286,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.poll_event(cx)).await
     }
 
-    /// Sends a message and waits until the transport has accepted it.
+    /// Sends a message and waits until the transport has accepted it, with
+    /// one exception that makes echo loops fast: right after a `recv` that
+    /// left more received messages waiting, the message is only queued, and
+    /// the `recv` that finds nothing left writes every queued answer in one
+    /// system call (16 pipelined echoes cost one write, not 16). Call
+    /// [`WebSocket::flush`] or [`WebSocket::close`] before dropping the
+    /// socket if the last `send` may have been such a one.
     ///
     /// First waits while more than `Config::write_buffer_high_water` bytes
     /// of output are pending (only possible when messages were queued with
@@ -306,7 +317,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let msg = msg.into();
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
         self.start_send_msg(msg)?;
+        if std::mem::take(&mut self.batching) && self.events_waiting() {
+            // More received events wait for `recv`: the application is in a
+            // recv -> send loop. The output stays queued and the `recv` that
+            // finds no event left writes it all in one system call, instead
+            // of one write per message.
+            return Ok(());
+        }
         poll_fn(|cx| self.poll_flush_out(cx)).await
+    }
+
+    /// Whether received events wait for the application.
+    fn events_waiting(&self) -> bool {
+        self.events.len() > 0 || self.conn.pending_events() > 0
     }
 
     /// Sends a Ping (payload at most 125 bytes); its Pong is reported by
@@ -546,14 +569,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let waker = self.combined_waker(RECV, cx);
         let cx = &mut Context::from_waker(&waker);
         loop {
-            // Replies first: a Pong or Close echo must not wait for the app.
-            let _ = self.poll_output(cx);
             if let Some(ev) = self.next_event() {
-                // Taking a Close or Error event may have released our Close
-                // frame: start writing it now, in case the app stops here.
-                let _ = self.poll_output(cx);
+                // Output (answers to earlier messages, Pongs) is written once
+                // no event is left, in one batch; sooner only when it passes
+                // the high-water mark, or when taking a Close or Error event
+                // released our Close frame (the app may stop here).
+                if matches!(ev, Event::Close(_) | Event::Error(_))
+                    || self.pending_output() > self.high_water
+                {
+                    let _ = self.poll_output(cx);
+                }
+                // A `send` right after this may leave its output for the
+                // batch (an application that only sends never sets this).
+                self.batching = self.events_waiting();
                 return Poll::Ready(Some(event_result(ev)));
             }
+            // Nothing left to hand out: write everything queued before waiting.
+            let _ = self.poll_output(cx);
             if let Some(e) = self.fatal.take() {
                 return Poll::Ready(Some(Err(Error::Io(e))));
             }
@@ -595,7 +627,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.shut {
                 return Poll::Ready(Err(self.closed_error()));
             }
-            let _ = self.poll_output(cx);
+            // In a recv -> send loop the output waits for the batch `recv`
+            // writes (see `send`), unless it passed the high-water mark.
+            if !self.batching || self.pending_output() > self.high_water {
+                let _ = self.poll_output(cx);
+            }
             if self.poll_timers(cx).is_ready() {
                 continue;
             }
