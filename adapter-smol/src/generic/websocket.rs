@@ -62,6 +62,9 @@ pub struct WebSocket<S> {
     done: bool,
     /// The first connection error seen by `close`, reported when it returns.
     close_error: Option<ConnectionError>,
+    /// The last event handed out left more waiting: the next `send` only
+    /// queues, and the `recv` that finds nothing left writes the batch.
+    batching: bool,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -110,6 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             negotiated,
             done: false,
             close_error: None,
+            batching: false,
         }
     }
 
@@ -129,6 +133,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Config::write_buffer_high_water`] bytes are waiting to be written,
     /// then queues the message and writes as much as the transport accepts
     /// now; call [`flush`](WebSocket::flush) to wait until all is written.
+    /// Right after a `recv` that left more received messages waiting (an
+    /// echo loop), the message is only queued: the `recv` that finds nothing
+    /// left writes every queued answer in one call.
     /// While waiting it also reads what has arrived (so Pings are answered),
     /// as long as few received events wait for the application.
     ///
@@ -144,9 +151,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ready!(self.poll_ready_send(cx))?;
             let queued = msg.take().map_or(Ok(()), |m| self.w.tx.send(m));
             self.r.take_lone_event();
-            // Even when the core refused (e.g. a Close echo went first),
-            // write what it queued: the application may drop us on the error.
-            self.poll_write_now(cx)?;
+            // Right after a recv that left more received events waiting (an
+            // echo loop), leave the output queued: the recv that finds
+            // nothing left writes all the answers in one call.
+            let batch = std::mem::take(&mut self.batching) && self.r.has_events() && queued.is_ok();
+            if !batch {
+                // Even when the core refused (e.g. a Close echo went first),
+                // write what it queued: the application may drop us on the error.
+                self.poll_write_now(cx)?;
+            }
             Poll::Ready(queued.map_err(Error::from))
         })
         .await
@@ -316,6 +329,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Poll::Ready(Some(Err(e)));
         }
         let ev = self.r.pop();
+        self.batching = self.r.has_events();
         if matches!(ev, Some(Event::Close(_) | Event::Error(_))) {
             // Taking this event released our Close frame (the echo, or the
             // answer to a protocol error): best effort to get it onto the
