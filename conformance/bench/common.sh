@@ -1,0 +1,109 @@
+# Shared by echo.sh and idle_memory.sh: build, start and stop servers.
+# Every server started is recorded in STARTED and killed by PID on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+R="$ROOT/target/release"
+# The load generator and servers run from here (see build_all).
+BIN="$ROOT/target/bench-bin"
+OUT="$ROOT/target/bench"
+mkdir -p "$BIN" "$OUT"
+STARTED=()
+
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Enough descriptors for 10 000 connections, here and in every server we start.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Builds every binary in release and copies it to target/bench-bin, so the
+# runs use a fixed set of binaries even if the workspace is rebuilt
+# meanwhile (NO_BUILD=1 runs the copies already there).
+# Copies by rename, so a copy still running elsewhere does not block it.
+freeze() { cp "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; }
+
+build_all() {
+  echo "==> building (release)" >&2
+  cargo build --release -q -p wsmachine-conformance --bin loadgen --examples
+  freeze "$R/loadgen" "$BIN/loadgen"
+  local e
+  for e in peer_tungstenite_echo peer_fastwebsockets_echo peer_tokio_websockets_echo \
+    peer_wsmachine_forward_echo peer_wsmachine_core_echo; do
+    freeze "$R/examples/$e" "$BIN/$e"
+  done
+  # The three adapters' examples share a name: build and copy them one by one.
+  local a
+  for a in tokio smol async-std; do
+    cargo build --release -q -p "wsmachine-$a" --example echo_server
+    freeze "$R/examples/echo_server" "$BIN/echo_$a"
+  done
+}
+
+# The command line of a server by name; its listen address is the argument.
+server_cmd() {
+  case "$1" in
+    wsmachine-tokio) echo "$BIN/echo_tokio" ;;
+    wsmachine-smol) echo "$BIN/echo_smol" ;;
+    wsmachine-async-std) echo "$BIN/echo_async-std" ;;
+    wsmachine-tokio-forward) echo "$BIN/peer_wsmachine_forward_echo" ;;
+    wsmachine-core) echo "$BIN/peer_wsmachine_core_echo" ;;
+    tokio-tungstenite) echo "$BIN/peer_tungstenite_echo" ;;
+    fastwebsockets) echo "$BIN/peer_fastwebsockets_echo" ;;
+    tokio-websockets) echo "$BIN/peer_tokio_websockets_echo" ;;
+    raw-tcp) echo "$BIN/loadgen --max-secs 3600 --raw-echo-server" ;;
+    *) echo "unknown server $1" >&2; return 1 ;;
+  esac
+}
+
+# start_server NAME PORT: starts it, waits for "listening on", sets SPID.
+start_server() {
+  local name=$1 port=$2 log="$OUT/server-$1.log"
+  # shellcheck disable=SC2046
+  $(server_cmd "$name") "127.0.0.1:$port" >"$log" 2>&1 &
+  SPID=$!
+  STARTED+=("$SPID")
+  local i
+  for i in $(seq 100); do
+    grep -q "listening on" "$log" && return 0
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server $name did not start; see $log" >&2
+  return 1
+}
+
+stop_server() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+wait_for_quiet() {
+  # QUIET_LOAD=1.5 QUIET_WAIT=1800: wait (polling each minute) for the
+  # 1-minute load average to fall below QUIET_LOAD, at most QUIET_WAIT s.
+  local limit=${QUIET_LOAD:-} waited=0
+  [ -z "$limit" ] && return 0
+  while :; do
+    local load
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    if awk "BEGIN{exit !($load < $limit)}"; then
+      echo "==> load average $load < $limit" >&2
+      return 0
+    fi
+    if [ "$waited" -ge "${QUIET_WAIT:-1800}" ]; then
+      echo "==> load average still $load after ${waited}s: running anyway" >&2
+      return 0
+    fi
+    echo "==> load average $load >= $limit, waiting" >&2
+    sleep 60
+    waited=$((waited + 60))
+  done
+}
