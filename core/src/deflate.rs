@@ -1286,6 +1286,48 @@ mod tests {
     }
 
     #[test]
+    fn a_message_ended_by_the_trailer_as_a_final_block_resets_the_stream() {
+        // `01` opens a final stored block; the appended `00 00 ff ff` is its
+        // LEN/NLEN. The stream has ended: the next message needs a fresh one
+        // (found by fuzzing: every later message failed with 1007).
+        let mut d = Decompressor::new(&DeflateParams::default(), Role::Server);
+        let mut out = BytesMut::new();
+        d.decompress(&[0x01], true, &mut out, 100).unwrap();
+        assert!(out.is_empty());
+        d.decompress(
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
+        assert_eq!(&out[..], b"Hello");
+    }
+
+    #[test]
+    fn short_messages_do_not_hold_large_output_buffers() {
+        // Each event's Bytes keeps its whole allocation alive (found by
+        // fuzzing: a streamed 5-byte fragment held 128 KiB).
+        let mut d = Decompressor::new(&DeflateParams::default(), Role::Server);
+        for _ in 0..3 {
+            let mut out = BytesMut::new();
+            d.decompress(
+                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                true,
+                &mut out,
+                1 << 20,
+            )
+            .unwrap();
+            assert_eq!(&out[..], b"Hello");
+            assert!(
+                out.capacity() <= 1024,
+                "{} bytes reserved for 5",
+                out.capacity()
+            );
+        }
+    }
+
+    #[test]
     fn rfc7692_stored_block_and_bfinal_vectors() {
         // §7.2.3.3: "Hello" in a stored (uncompressed) block.
         let mut d = Decompressor::new(&DeflateParams::default(), Role::Client);
