@@ -82,6 +82,11 @@ impl CloseFrame {
         }
     }
 
+    /// Whether this frame's code means a normal closure.
+    pub fn is_normal(&self) -> bool {
+        self.code == CloseCode::NORMAL
+    }
+
     /// Parses a Close frame payload (RFC 6455 §5.5.1): empty, or a sendable
     /// code followed by a UTF-8 reason. A one-byte body is a protocol error.
     pub(crate) fn parse(payload: &[u8]) -> Result<CloseFrame, ProtocolError> {

@@ -459,10 +459,3 @@ impl Connection {
         (&mut self.rx, &mut self.tx)
     }
 }
-
-impl CloseFrame {
-    /// Whether this frame's code means a normal closure.
-    pub fn is_normal(&self) -> bool {
-        self.code == CloseCode::NORMAL
-    }
-}

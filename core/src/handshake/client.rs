@@ -128,9 +128,8 @@ fn percent_encode_non_ascii(s: &str) -> String {
     out
 }
 
-/// A header value may not contain CR, LF or NUL (RFC 9110 §5.5).
 fn check_value(what: &str, v: &str) -> Result<(), HandshakeError> {
-    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+    if !super::is_field_value(v) {
         return Err(HandshakeError::InvalidRequest(format!(
             "line break or NUL in {what}"
         )));

@@ -191,6 +191,12 @@ fn encode_key(key: &[u8; 16]) -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
+/// A header value may not contain CR, LF or NUL (RFC 9110 §5.5): they
+/// would end the header line and let the value inject others.
+fn is_field_value(v: &str) -> bool {
+    !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()

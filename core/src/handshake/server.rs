@@ -3,7 +3,7 @@
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{accept_key, is_token, map_httparse, HeadBuffer, Headers, Negotiated};
+use super::{accept_key, is_field_value, is_token, map_httparse, HeadBuffer, Headers, Negotiated};
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
 use crate::error::{HandshakeError, SendError};
@@ -318,7 +318,7 @@ pub fn error_response(err: &HandshakeError) -> Bytes {
 }
 
 fn put_header(out: &mut BytesMut, name: &str, value: &str) -> Result<(), SendError> {
-    if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+    if !is_token(name) || !is_field_value(value) {
         return Err(SendError::InvalidAccept(format!("invalid header {name:?}")));
     }
     out.put_slice(name.as_bytes());
