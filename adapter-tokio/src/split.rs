@@ -317,6 +317,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
+        if !self.finished {
+            // Events a read already decoded are handed out without touching
+            // the write side; replies queued meanwhile are written, in one
+            // batch, once no event is left (before waiting for input).
+            if let Some(ev) = self.next_event() {
+                if !matches!(ev, Event::Close(_) | Event::Error(_)) {
+                    return Poll::Ready(Some(event_result(ev)));
+                }
+                self.events.push_front(ev);
+            }
+        }
         let waker = self.shared.waker(RECV, cx);
         let cx = &mut Context::from_waker(&waker);
         loop {
@@ -454,6 +465,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
     }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        {
+            // Below the high-water mark the message is only encoded: it is
+            // written by `flush` (which `send` and `forward` call) with
+            // everything queued before it, in one system call.
+            let w = self.shared.lock();
+            if w.shut {
+                return Poll::Ready(Err(w.closed_error()));
+            }
+            if w.pending() <= self.shared.high_water {
+                return Poll::Ready(Ok(()));
+            }
+        }
         let waker = self.shared.waker(SEND, cx);
         let cx = &mut Context::from_waker(&waker);
         let mut w = self.shared.lock();

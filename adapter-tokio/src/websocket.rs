@@ -40,6 +40,13 @@ pub struct WebSocket<S> {
     /// a recv -> send loop, and the next `send` leaves its output for the
     /// batch that `recv` writes once no event is left.
     batching: bool,
+    /// Output that an operation promised to deliver without waiting for it
+    /// (a batched `send`, or one whose future was dropped mid-write): any
+    /// later operation writes it. Messages queued with the `Sink`'s
+    /// `start_send` are written only by `poll_flush` (or past the high-water
+    /// mark), as the `Sink` contract has it, so that `forward` writes once
+    /// per batch.
+    deferred: bool,
     timer: Timer,
     wakers: Arc<Wakers>,
     waker: Waker,
@@ -121,6 +128,13 @@ impl EventQueue {
         self.queue.push_back(ev);
     }
 
+    /// Puts back an event taken with `pop` (or from the core) so that it
+    /// is handed out next.
+    pub(crate) fn push_front(&mut self, ev: Event) {
+        self.bytes += Self::cost(&ev);
+        self.queue.push_front(ev);
+    }
+
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let ev = self.queue.pop_front()?;
         self.bytes -= Self::cost(&ev);
@@ -178,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             out: OutQueue::default(),
             events: EventQueue::default(),
             batching: false,
+            deferred: false,
             timer: Timer::default(),
             wakers,
             waker,
@@ -317,6 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let msg = msg.into();
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
         self.start_send_msg(msg)?;
+        self.deferred = true;
         if std::mem::take(&mut self.batching) && self.events_waiting() {
             // More received events wait for `recv`: the application is in a
             // recv -> send loop. The output stays queued and the `recv` that
@@ -343,6 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.check_open()?;
         self.conn.ping(payload)?;
         self.release_lone_close();
+        self.deferred = true;
         poll_fn(|cx| self.poll_flush_out(cx)).await
     }
 
@@ -475,7 +492,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let conn = &mut self.conn;
         self.out.refill(|| conn.poll_transmit());
         match ready!(self.out.poll_write(&mut self.io, cx)) {
-            Ok(()) => {}
+            Ok(()) => self.deferred = false,
             Err(e) => {
                 self.kill(e);
                 return Poll::Ready(());
@@ -549,6 +566,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(())
     }
 
+    /// Whether pending output has to go out before waiting for input (see
+    /// `deferred`).
+    fn must_write(&mut self) -> bool {
+        self.deferred
+            || self.pending_output() > self.high_water
+            || self.conn.state() != State::Open
+            || self.conn.halves().0.has_pending_replies()
+    }
+
     /// Whether the sending side may read ahead (to answer Pings) without
     /// buffering received messages without bound (see [`READ_AHEAD_EVENTS`]).
     fn may_read_ahead(&self) -> bool {
@@ -562,10 +588,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.waker.clone()
     }
 
+    /// Hands out the next event without touching the transport when one
+    /// is ready and nothing forces a write: the common case of a read that
+    /// brought several messages costs no waker or clock work per message.
+    fn poll_ready_event(&mut self) -> Option<Event> {
+        if self.pending_output() > self.high_water {
+            return None;
+        }
+        let ev = self.next_event()?;
+        if matches!(ev, Event::Close(_) | Event::Error(_)) {
+            // Taking it may have released our Close frame: the slow path
+            // writes it out before the application may stop here.
+            self.events.push_front(ev);
+            return None;
+        }
+        Some(ev)
+    }
+
     pub(crate) fn poll_event(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Event, Error>>> {
+        if let Some(ev) = self.poll_ready_event() {
+            // A `send` right after this may leave its output for the batch
+            // (an application that only sends never sets this).
+            self.batching = self.events_waiting();
+            return Poll::Ready(Some(event_result(ev)));
+        }
         let waker = self.combined_waker(RECV, cx);
         let cx = &mut Context::from_waker(&waker);
         loop {
@@ -579,13 +628,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 {
                     let _ = self.poll_output(cx);
                 }
-                // A `send` right after this may leave its output for the
-                // batch (an application that only sends never sets this).
                 self.batching = self.events_waiting();
                 return Poll::Ready(Some(event_result(ev)));
             }
-            // Nothing left to hand out: write everything queued before waiting.
-            let _ = self.poll_output(cx);
+            // Nothing left to hand out: before waiting, write the answers
+            // batched `send`s left queued, control replies, and anything
+            // the closing handshake needs.
+            if self.must_write() {
+                let _ = self.poll_output(cx);
+            }
             if let Some(e) = self.fatal.take() {
                 return Poll::Ready(Some(Err(Error::Io(e))));
             }
@@ -621,15 +672,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Makes progress without blocking on input; `Ready` once pending
     /// output is at or below the high-water mark.
     pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.batching && !self.shut && self.pending_output() <= self.high_water {
+            // In a recv -> send loop: events wait, so `recv` comes back at
+            // once and does the I/O and the timers for the whole batch.
+            return Poll::Ready(Ok(()));
+        }
         let waker = self.combined_waker(SEND, cx);
         let cx = &mut Context::from_waker(&waker);
         loop {
             if self.shut {
                 return Poll::Ready(Err(self.closed_error()));
             }
-            // In a recv -> send loop the output waits for the batch `recv`
-            // writes (see `send`), unless it passed the high-water mark.
-            if !self.batching || self.pending_output() > self.high_water {
+            // Output is written by `send`/`flush` together with the message
+            // about to be encoded (one write, not two), or by the `recv` that
+            // ends a batch; here only once it passes the high-water mark.
+            if self.pending_output() > self.high_water {
                 let _ = self.poll_output(cx);
             }
             if self.poll_timers(cx).is_ready() {
@@ -686,6 +743,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.may_read_ahead() && self.poll_input(cx).is_ready() {
                 continue;
             }
+            // A flush that did not finish is finished by the next operation
+            // even if this future is dropped.
+            self.deferred = true;
             return Poll::Pending;
         }
     }

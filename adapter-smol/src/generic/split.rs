@@ -386,6 +386,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         if self.shared.is_finished() {
             return Poll::Ready(Err(Error::Closed));
         }
+        {
+            // Below the high-water mark there is nothing to wait for: skip
+            // registering a waker (the message is written by the flush).
+            let side = self
+                .shared
+                .side
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if side.w.pending() <= side.w.high_water() {
+                return Poll::Ready(Ok(()));
+            }
+        }
         let res = ready!(self.shared.with(cx, |s, cx| s.w.poll_room(&mut s.io, cx)));
         Poll::Ready(res.map_err(Error::Io))
     }

@@ -248,6 +248,11 @@ impl WriteState {
         }
     }
 
+    /// Output above this makes senders wait (`Config::write_buffer_high_water`).
+    pub(crate) fn high_water(&self) -> usize {
+        self.high_water
+    }
+
     /// Bytes encoded and not yet accepted by the transport.
     pub(crate) fn pending(&self) -> usize {
         self.queued + self.tx.pending_output()

@@ -65,6 +65,13 @@ pub struct WebSocket<S> {
     /// The last event handed out left more waiting: the next `send` only
     /// queues, and the `recv` that finds nothing left writes the batch.
     batching: bool,
+    /// Output that an operation promised to deliver without waiting for it
+    /// (`send`, `ping`, byte-stream writes, or a flush whose future was
+    /// dropped): any later operation writes it. Messages queued with the
+    /// `Sink`'s `start_send` are written only by `poll_flush` (or past the
+    /// high-water mark), as the `Sink` contract has it, so that `forward`
+    /// writes once per batch.
+    deferred: bool,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -114,6 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             done: false,
             close_error: None,
             batching: false,
+            deferred: false,
         }
     }
 
@@ -155,6 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // echo loop), leave the output queued: the recv that finds
             // nothing left writes all the answers in one call.
             let batch = std::mem::take(&mut self.batching) && self.r.has_events() && queued.is_ok();
+            self.deferred = true;
             if !batch {
                 // Even when the core refused (e.g. a Close echo went first),
                 // write what it queued: the application may drop us on the error.
@@ -280,6 +289,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     // ----- poll-level machinery, shared with the Stream/Sink impls and ByteStream -----
 
+    /// Writes and flushes everything queued; clears `deferred` once done.
+    fn flush_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = ready!(self.w.poll_flush_out(&mut self.io, cx));
+        if r.is_ok() {
+            self.deferred = false;
+        }
+        Poll::Ready(r)
+    }
+
+    /// Whether pending output has to go out before waiting for input (see
+    /// `deferred`): promised output, control replies, anything the closing
+    /// handshake needs, or output past the high-water mark.
+    fn must_write(&self) -> bool {
+        self.deferred
+            || self.w.pending() > self.w.high_water()
+            || self.r.rx.state() != State::Open
+            || self.w.tx.is_close_sent()
+            || self.r.rx.has_pending_replies()
+    }
+
     fn fail(&mut self, e: std::io::Error) -> Error {
         self.done = true;
         self.r.set_failed();
@@ -294,7 +323,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.r.has_events() || self.done {
                 return Poll::Ready(Ok(()));
             }
-            match self.w.poll_flush_out(&mut self.io, cx) {
+            let write = if self.must_write() {
+                self.flush_out(cx)
+            } else {
+                Poll::Ready(Ok(()))
+            };
+            match write {
                 Poll::Ready(Ok(())) => {
                     if self.r.rx.should_close_transport() {
                         ready!(self.w.poll_shutdown(&mut self.io, cx));
@@ -334,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Taking this event released our Close frame (the echo, or the
             // answer to a protocol error): best effort to get it onto the
             // wire now, in case the application stops here.
-            let _ = self.w.poll_flush_out(&mut self.io, cx);
+            let _ = self.flush_out(cx);
         }
         match ev {
             Some(Event::Error(e)) => Poll::Ready(Some(Err(Error::Ws(e)))),
@@ -369,6 +403,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.done {
             return Poll::Ready(Err(Error::Closed));
         }
+        if self.batching && self.w.pending() <= self.w.high_water() {
+            // In a recv -> send loop: events wait, so `recv` comes back at
+            // once and reads and runs the timers for the whole batch.
+            return Poll::Ready(Ok(()));
+        }
         if let Err(e) = self
             .r
             .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
@@ -398,7 +437,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Writes what the transport accepts now, without waiting.
     pub(crate) fn poll_write_now(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
-        match self.w.poll_flush_out(&mut self.io, cx) {
+        self.deferred = true;
+        match self.flush_out(cx) {
             Poll::Ready(Err(e)) => Err(self.fail(e)),
             _ => Ok(()),
         }
@@ -414,7 +454,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         {
             return Poll::Ready(Err(self.fail(e)));
         }
-        match ready!(self.w.poll_flush_out(&mut self.io, cx)) {
+        // Dropped before it finished, the flush is finished by the next operation.
+        self.deferred = true;
+        match ready!(self.flush_out(cx)) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(self.fail(e))),
         }
