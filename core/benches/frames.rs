@@ -179,6 +179,32 @@ fn encode(c: &mut Criterion) {
                     written
                 })
             });
+            // The same, draining with `peek_transmit`/`advance_transmit` (a
+            // driver writing from a borrowed slice) instead of `poll_transmit`.
+            g.bench_function(BenchmarkId::new("wsmachine_peek", size), |b| {
+                let mask =
+                    (role == Role::Client).then(|| Box::new(SeededMask::new([1; 32])) as Box<_>);
+                let mut conn = Connection::upgraded(
+                    role,
+                    config(),
+                    Negotiated::default(),
+                    mask,
+                    Instant::now(),
+                );
+                b.iter(|| {
+                    let mut written = 0;
+                    for _ in 0..count {
+                        conn.send(payload.clone()).unwrap();
+                        let (_, tx) = conn.halves();
+                        while let Some(out) = tx.peek_transmit() {
+                            let n = std::hint::black_box(out).len();
+                            written += n;
+                            tx.advance_transmit(n);
+                        }
+                    }
+                    written
+                })
+            });
             g.bench_function(BenchmarkId::new("tungstenite", size), |b| {
                 use tungstenite::protocol::{Message, Role as TRole, WebSocket};
                 let role = if role == Role::Client {

@@ -168,6 +168,35 @@ impl FrameHeader {
         len + if self.mask.is_some() { 4 } else { 0 }
     }
 
+    /// Writes the header in its minimal encoding to the start of `dst` and
+    /// returns its length (at most [`MAX_HEADER_LEN`]).
+    #[inline]
+    pub fn encode_to(&self, dst: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        dst[0] = (self.fin as u8) << 7 | (self.rsv & 0b111) << 4 | self.opcode.as_u8();
+        let mbit = if self.mask.is_some() { 0x80 } else { 0 };
+        let mut n = match self.payload_len {
+            l @ 0..=125 => {
+                dst[1] = mbit | l as u8;
+                2
+            }
+            l @ 126..=0xFFFF => {
+                dst[1] = mbit | 126;
+                dst[2..4].copy_from_slice(&(l as u16).to_be_bytes());
+                4
+            }
+            l => {
+                dst[1] = mbit | 127;
+                dst[2..10].copy_from_slice(&l.to_be_bytes());
+                10
+            }
+        };
+        if let Some(m) = self.mask {
+            dst[n..n + 4].copy_from_slice(&m);
+            n += 4;
+        }
+        n
+    }
+
     /// Appends the header in its minimal encoding.
     pub fn encode<B: BufMut>(&self, dst: &mut B) {
         let b0 = (self.fin as u8) << 7 | (self.rsv & 0b111) << 4 | self.opcode.as_u8();
@@ -282,6 +311,9 @@ mod tests {
                 let mut buf = Vec::new();
                 h.encode(&mut buf);
                 assert_eq!(buf.len(), h.encoded_len());
+                let mut arr = [0u8; MAX_HEADER_LEN];
+                let n = h.encode_to(&mut arr);
+                assert_eq!(&arr[..n], &buf[..]);
                 assert_eq!(dec(&buf).unwrap().unwrap(), (h, buf.len()));
             }
         }

@@ -4,13 +4,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::link::{Link, Reply};
 use crate::close::{CloseCode, CloseFrame};
 use crate::deflate::Compressor;
 use crate::error::SendError;
-use crate::frame::{FrameHeader, OpCode, RSV1};
+use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
 use crate::mask::{apply_mask, MaskSource};
 use crate::message::{Message, MessageKind};
 use crate::Role;
@@ -93,14 +93,14 @@ impl SendHalf {
     /// Sends a message; a server sends large uncompressed payloads without copying them.
     pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
         let (kind, bytes) = msg.into().into_parts();
-        self.send_payload(kind, &bytes.clone(), Some(bytes), true)
+        self.send_payload(kind, &bytes, Some(&bytes), true)
     }
 
     /// Sends a message uncompressed even when compression was negotiated
     /// (e.g. data that is already compressed).
     pub fn send_uncompressed(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
         let (kind, bytes) = msg.into().into_parts();
-        self.send_payload(kind, &bytes.clone(), Some(bytes), false)
+        self.send_payload(kind, &bytes, Some(&bytes), false)
     }
 
     /// Sends one fragment of a message streamed in pieces: the first call
@@ -191,6 +191,66 @@ impl SendHalf {
         Some(b)
     }
 
+    /// The next bytes to write, borrowed rather than handed out: write what
+    /// the transport takes, then report it with [`SendHalf::advance_transmit`].
+    /// Returns `None` when nothing is queued.
+    ///
+    /// An alternative to [`SendHalf::poll_transmit`] for a driver that
+    /// writes from a borrowed slice (`write(2)`, a TLS session's plaintext
+    /// writer): it costs no reference-count traffic per call, where each
+    /// `Bytes` that `poll_transmit` returns shares the output buffer. The
+    /// two may be mixed; the bytes come out in the same order.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use wsmachine::{Config, Connection, Negotiated, Role};
+    /// let mut conn = Connection::upgraded(Role::Server, Config::default(), Negotiated::default(), None, Instant::now());
+    /// conn.send_binary(b"hi").unwrap();
+    /// let (_, tx) = conn.halves();
+    /// let mut wire = Vec::new();
+    /// while let Some(buf) = tx.peek_transmit() {
+    ///     let n = buf.len().min(3); // a transport that takes 3 bytes at a time
+    ///     wire.extend_from_slice(&buf[..n]);
+    ///     tx.advance_transmit(n);
+    /// }
+    /// assert_eq!(wire, b"\x82\x02hi");
+    /// ```
+    #[must_use]
+    pub fn peek_transmit(&mut self) -> Option<&[u8]> {
+        self.take_replies();
+        if let Some(c) = self.chunks.front() {
+            return Some(c);
+        }
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(&self.out)
+        }
+    }
+
+    /// Marks `n` bytes of what [`SendHalf::peek_transmit`] returned as
+    /// written. `n` larger than that slice counts as its length.
+    pub fn advance_transmit(&mut self, n: usize) {
+        let n = match self.chunks.front_mut() {
+            Some(c) => {
+                let n = n.min(c.len());
+                c.advance(n);
+                if c.is_empty() {
+                    self.chunks.pop_front();
+                }
+                n
+            }
+            None => {
+                let n = n.min(self.out.len());
+                // No reference counting: the written bytes' room is reused by
+                // a later `reserve` once the buffer has drained.
+                self.out.advance(n);
+                n
+            }
+        };
+        self.queued -= n;
+    }
+
     /// Bytes queued and not yet handed out by `poll_transmit`.
     pub fn pending_output(&self) -> usize {
         self.queued
@@ -255,7 +315,7 @@ impl SendHalf {
         &mut self,
         kind: MessageKind,
         data: &[u8],
-        owned: Option<Bytes>,
+        owned: Option<&Bytes>,
         allow_compress: bool,
     ) -> Result<(), SendError> {
         self.check_data()?;
@@ -278,14 +338,16 @@ impl SendHalf {
 
     /// Encodes one frame. `owned` is the same payload as `data` when the
     /// caller has it as `Bytes`, so a large unmasked payload can be queued
-    /// without a copy.
+    /// without a copy (a reference: the common small frame costs no
+    /// reference-count traffic).
+    #[inline]
     fn write_frame(
         &mut self,
         opcode: OpCode,
         rsv: u8,
         fin: bool,
         data: &[u8],
-        owned: Option<Bytes>,
+        owned: Option<&Bytes>,
     ) {
         let mask = match self.role {
             Role::Client => Some(self.mask.as_mut().map(|m| m.next_mask()).unwrap_or([0; 4])),
@@ -298,17 +360,19 @@ impl SendHalf {
             mask,
             payload_len: data.len() as u64,
         };
-        let hlen = header.encoded_len();
+        // The header is built on the stack and appended with one copy:
+        // cheaper than a bounds-checked `put_*` per field.
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let hlen = header.encode_to(&mut head);
         self.queued += hlen + data.len();
         match (mask, owned) {
             (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
-                self.out.reserve(hlen);
-                header.encode(&mut self.out);
-                self.push_chunk(bytes);
+                self.out.extend_from_slice(&head[..hlen]);
+                self.push_chunk(bytes.clone());
             }
             _ => {
                 self.out.reserve(hlen + data.len());
-                header.encode(&mut self.out);
+                self.out.extend_from_slice(&head[..hlen]);
                 let start = self.out.len();
                 self.out.extend_from_slice(data);
                 if let Some(m) = mask {

@@ -1092,3 +1092,65 @@ fn a_small_message_after_a_large_frame_does_not_pin_its_buffer() {
     assert!(!big_range.contains(&(small.as_bytes().as_ptr() as usize)));
     assert_eq!(small, "hi");
 }
+
+/// `peek_transmit`/`advance_transmit` hand out the same bytes as
+/// `poll_transmit`, in any write sizes, mixed with it, across zero-copy
+/// chunks and control replies.
+#[test]
+fn peek_transmit_matches_poll_transmit() {
+    fn queue(c: &mut Connection) {
+        c.send_binary(b"a").unwrap();
+        c.send(Bytes::from(payload(5000))).unwrap(); // a zero-copy chunk (server)
+        c.send_text("tail").unwrap();
+        c.ping(b"p").unwrap();
+        c.send(Bytes::from(payload(300))).unwrap();
+    }
+    for role in [Role::Server, Role::Client] {
+        let open = || {
+            let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([3; 32])) as Box<_>);
+            Connection::upgraded(
+                role,
+                Config::default(),
+                Negotiated::default(),
+                mask,
+                Instant::now(),
+            )
+        };
+        let mut reference = open();
+        queue(&mut reference);
+        let want: Vec<u8> = std::iter::from_fn(|| reference.poll_transmit())
+            .flatten()
+            .collect();
+        for step in [1, 2, 7, 100, 4096, usize::MAX] {
+            let mut c = open();
+            queue(&mut c);
+            let mut got = Vec::new();
+            let mut turn = 0;
+            loop {
+                turn += 1;
+                if turn % 5 == 0 {
+                    // Mixed with poll_transmit.
+                    match c.poll_transmit() {
+                        Some(b) => got.extend_from_slice(&b),
+                        None => break,
+                    }
+                    continue;
+                }
+                let (_, tx) = c.halves();
+                let Some(buf) = tx.peek_transmit() else { break };
+                let n = buf.len().min(step);
+                got.extend_from_slice(&buf[..n]);
+                tx.advance_transmit(n);
+            }
+            assert_eq!(got, want, "{role:?} step {step}");
+            assert_eq!(c.pending_output(), 0);
+            // Over-advancing past what was peeked is clamped.
+            c.send_binary(b"xyz").unwrap();
+            let (_, tx) = c.halves();
+            let len = tx.peek_transmit().unwrap().len();
+            tx.advance_transmit(len + 10);
+            assert_eq!(tx.pending_output(), 0);
+            assert!(tx.peek_transmit().is_none());
+        }
+    }
+}
