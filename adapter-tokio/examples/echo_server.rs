@@ -53,22 +53,10 @@ async fn main() {
 
 async fn serve(mut tcp: TcpStream) -> Result<(), wsmachine_tokio::Error> {
     let config = Config::with_deflate();
-    // Read the request head ourselves to tell a browser's page request from
-    // a WebSocket upgrade; the core's handshake parser decides which it is.
-    let mut head = Vec::new();
-    let mut hs = ServerHandshake::new(&config);
-    let mut chunk = [0u8; 4096];
-    let verdict = loop {
-        let n = tcp.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&chunk[..n]);
-        match hs.receive(&chunk[..n]) {
-            Ok(None) => continue,
-            Ok(Some(_)) => break Ok(()),
-            Err(e) => break Err(e),
-        }
+    // Boxed, so the head-reading state is freed once it is done instead of
+    // sizing this connection's task for its whole life.
+    let Some((head, verdict)) = Box::pin(read_head(&mut tcp, &config)).await? else {
+        return Ok(());
     };
     if let Err(HandshakeError::Upgrade | HandshakeError::Connection) = verdict {
         if head.starts_with(b"GET ") {
@@ -88,6 +76,28 @@ async fn serve(mut tcp: TcpStream) -> Result<(), wsmachine_tokio::Error> {
         ws.send(msg?).await?;
     }
     Ok(())
+}
+
+/// Reads the request head ourselves to tell a browser's page request from a
+/// WebSocket upgrade; the core's handshake parser decides which it is.
+/// `None` when the client left before sending a whole head.
+async fn read_head(
+    tcp: &mut TcpStream,
+    config: &Config,
+) -> std::io::Result<Option<(Vec<u8>, Result<(), HandshakeError>)>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut hs = ServerHandshake::new(config);
+    loop {
+        let start = head.len();
+        if tcp.read_buf(&mut head).await? == 0 {
+            return Ok(None);
+        }
+        match hs.receive(&head[start..]) {
+            Ok(None) => continue,
+            Ok(Some(_)) => return Ok(Some((head, Ok(())))),
+            Err(e) => return Ok(Some((head, Err(e)))),
+        }
+    }
 }
 
 async fn serve_page(mut tcp: TcpStream, head: &[u8]) -> Result<(), wsmachine_tokio::Error> {

@@ -64,6 +64,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
 {
+    // Boxed: the handshake's state (a second `WebSocket` in flight, the
+    // request) is freed when it completes, instead of enlarging, for the
+    // connection's whole life, the future of every task that accepts.
+    Box::pin(accept_inner(stream, config, callback)).await
+}
+
+async fn accept_inner<S, F>(stream: S, config: Config, callback: F) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
     let conn = Connection::server(config, Instant::now());
     let mut ws = WebSocket::new(stream, conn);
     let request = match ws.handshake_event().await {

@@ -113,6 +113,21 @@ where
 /// # drop(ws); Ok(()) }
 /// ```
 pub async fn accept_with<S, F>(
+    stream: S,
+    config: Config,
+    callback: F,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    // Boxed: the handshake's state is freed when it completes, instead of
+    // enlarging, for the connection's whole life, the future of every task
+    // that accepts.
+    Box::pin(accept_inner(stream, config, callback)).await
+}
+
+async fn accept_inner<S, F>(
     mut stream: S,
     config: Config,
     callback: F,
