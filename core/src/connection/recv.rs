@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::deflate::Decompressor;
 use crate::error::{ConnectionError, ProtocolError, Timeout};
 use crate::frame::{FrameHeader, OpCode, RSV1};
-use crate::mask::apply_mask;
+use crate::mask::{apply_mask, apply_mask_short};
 use crate::message::{Fragment, MessageKind, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 use crate::Role;
@@ -124,6 +124,10 @@ pub struct ReceiveHalf {
     failed_at: Option<Instant>,
     /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
     large_buffer: bool,
+    /// Frames with a payload shorter than this may take the small-frame
+    /// fast path (`parse_small`): at most 125 bytes, and never one that a
+    /// configured limit would refuse (those take the full path and its error).
+    small_bound: usize,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -167,6 +171,12 @@ impl ReceiveHalf {
             deferred_close: None,
             failed_at: None,
             large_buffer: false,
+            small_bound: if cfg.max_fragments == 0 {
+                0
+            } else {
+                126.min(cfg.max_frame_size.saturating_add(1))
+                    .min(cfg.max_message_size.saturating_add(1))
+            },
         }
     }
 
@@ -226,19 +236,27 @@ impl ReceiveHalf {
 
     /// The next event, if any.
     #[must_use]
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
         if let Event::Close(_) | Event::Error(_) = ev {
-            if let Some((frame, at, done)) = self.deferred_close.take() {
-                if self.link.close_sent_at().is_none() {
-                    self.link.push(Reply::Close(frame, at));
-                }
-                if done {
-                    self.set_transport_done();
-                }
-            }
+            self.release_deferred_close();
         }
         Some(ev)
+    }
+
+    /// The Close frame held back until the application took the Close or
+    /// Error event (out of line: `poll_event` runs once per message).
+    #[cold]
+    fn release_deferred_close(&mut self) {
+        if let Some((frame, at, done)) = self.deferred_close.take() {
+            if self.link.close_sent_at().is_none() {
+                self.link.push(Reply::Close(frame, at));
+            }
+            if done {
+                self.set_transport_done();
+            }
+        }
     }
 
     fn set_transport_done(&mut self) {
@@ -398,6 +416,9 @@ impl ReceiveHalf {
 
     fn parse(&mut self, now: Instant) -> Result<(), ProtocolError> {
         while !self.failed && self.close_received_at.is_none() {
+            if self.header.is_none() && self.current.kind.is_none() {
+                self.parse_small()?;
+            }
             let header = match self.header {
                 Some(h) => h,
                 None => match FrameHeader::decode(&self.buf)? {
@@ -448,6 +469,89 @@ impl ReceiveHalf {
             self.handle_frame(header, payload, now)?;
         }
         Ok(())
+    }
+
+    /// The fast path for what most traffic is: whole small messages. Takes
+    /// every complete frame at the front of the buffer that is a final,
+    /// uncompressed Text or Binary frame with a 7-bit length, masked as the
+    /// role requires and within the limits, while no message is in
+    /// progress; it stops at anything else (a control frame, a fragment, a
+    /// partial frame, any RSV bit, any error) and leaves it to the full path
+    /// in `parse`, which decides exactly as before. For the frames it takes,
+    /// the outcome is the full path's: the same event, the same payload
+    /// bytes (zero-copy, or copied under the `SMALL_COPY` rule), and invalid
+    /// UTF-8 is the same error (the whole payload is here, so incremental
+    /// validation and one pass agree). What it saves is the header struct,
+    /// the per-frame state (`header`, `processed`, `current`), and a second
+    /// buffer operation: one `split_to` covers header and payload.
+    #[inline]
+    fn parse_small(&mut self) -> Result<(), ProtocolError> {
+        let server = self.role == Role::Server;
+        let mask_bit = if server { 0x80 } else { 0 };
+        let hlen = if server { 6 } else { 2 };
+        loop {
+            let buf = &mut self.buf[..];
+            if buf.len() < 2 {
+                return Ok(());
+            }
+            let (b0, b1) = (buf[0], buf[1]);
+            // FIN, no RSV bit, Text (0x1) or Binary (0x2).
+            if (b0 != 0x81 && b0 != 0x82) || b1 & 0x80 != mask_bit {
+                return Ok(());
+            }
+            let len = (b1 & 0x7F) as usize;
+            let total = hlen + len;
+            // `small_bound` is at most 126: 16/64-bit lengths never get here.
+            if len >= self.small_bound || buf.len() < total {
+                return Ok(());
+            }
+            let (head, payload) = buf[..total].split_at_mut(hlen);
+            if server {
+                apply_mask_short(payload, [head[2], head[3], head[4], head[5]]);
+            }
+            if b0 == 0x81 && std::str::from_utf8(payload).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            let payload = if self.large_buffer {
+                let copy = Bytes::copy_from_slice(payload);
+                self.buf.advance(total);
+                copy
+            } else {
+                let mut frame = self.buf.split_to(total).freeze();
+                frame.advance(hlen);
+                frame
+            };
+            self.push_small(b0, payload);
+        }
+    }
+
+    /// Turns the small-frame fast path off, so tests can compare it with
+    /// the full path on the same bytes.
+    #[cfg(test)]
+    pub(crate) fn disable_fast_path(&mut self) {
+        self.small_bound = 0;
+    }
+
+    /// The event for a frame `parse_small` took (`b0` is 0x81 or 0x82).
+    #[inline]
+    fn push_small(&mut self, b0: u8, payload: Bytes) {
+        let text = b0 == 0x81;
+        self.events.push_back(if !self.reassemble {
+            Event::Fragment(Fragment {
+                kind: if text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                },
+                data: payload,
+                first: true,
+                last: true,
+            })
+        } else if text {
+            Event::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Event::Binary(payload)
+        });
     }
 
     fn check_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {

@@ -1154,3 +1154,175 @@ fn peek_transmit_matches_poll_transmit() {
         }
     }
 }
+
+/// One frame as `role`'s peer sends it: masked (with a key derived from
+/// `seed`) when it goes to a server.
+fn peer_frame(role: Role, first: u8, payload: &[u8], seed: u32) -> Vec<u8> {
+    let mask = (role == Role::Server).then(|| (seed.wrapping_mul(0x9E37_79B9) | 1).to_le_bytes());
+    let mut out = BytesMut::new();
+    FrameHeader {
+        fin: first & 0x80 != 0,
+        rsv: (first >> 4) & 7,
+        opcode: OpCode::from_u8(first & 0xF).unwrap_or(OpCode::Binary),
+        mask,
+        payload_len: payload.len() as u64,
+    }
+    .encode(&mut out);
+    out[0] = first; // reserved opcodes cannot be built through OpCode
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(m) = mask {
+        apply_mask(&mut out[start..], m, 0);
+    }
+    out.to_vec()
+}
+
+/// Everything a core does with `input` fed in `pieces`: its events and its
+/// output bytes, with the small-frame fast path on or off.
+fn run_core(role: Role, cfg: &Config, fast: bool, pieces: &[&[u8]]) -> (Vec<Event>, Vec<u8>) {
+    let now = Instant::now();
+    let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([5; 32])) as Box<_>);
+    let mut c = Connection::upgraded(role, cfg.clone(), Negotiated::default(), mask, now);
+    if !fast {
+        c.halves().0.disable_fast_path();
+    }
+    let mut events = Vec::new();
+    for p in pieces {
+        c.receive(now, p);
+        events.extend(std::iter::from_fn(|| c.poll_event()));
+    }
+    let out = std::iter::from_fn(|| c.poll_transmit()).flatten().collect();
+    (events, out)
+}
+
+/// Traffic that mixes what the fast path takes (small whole Text/Binary
+/// frames, empty ones, 125-byte ones, multi-byte characters) with what it
+/// must leave to the full path (control frames, fragments, 16-bit
+/// lengths, a message in progress), ending with a Close.
+fn mixed_traffic(role: Role) -> Vec<u8> {
+    let mut wire = Vec::new();
+    let mut seed = 0;
+    let mut f = |first: u8, payload: &[u8]| {
+        seed += 1;
+        wire.extend(peer_frame(role, first, payload, seed));
+    };
+    f(0x81, "héllo".as_bytes());
+    f(0x82, &[]);
+    f(0x81, b"");
+    f(0x82, &payload(125));
+    f(0x82, &payload(126));
+    f(0x81, text(125).as_bytes());
+    f(0x89, b"ping");
+    f(0x82, &payload(16));
+    f(0x01, "frag".as_bytes());
+    f(0x8A, b"pong in between");
+    f(0x80, " mënt".as_bytes());
+    f(0x81, "𝄞 after a fragmented message".as_bytes());
+    f(0x02, &payload(3));
+    f(0x00, &payload(4));
+    f(0x80, &payload(5));
+    for i in 0..20 {
+        if i % 2 == 0 {
+            f(0x81, text(i * 6).as_bytes());
+        } else {
+            f(0x82, &payload(i * 6));
+        }
+    }
+    f(0x88, &[0x03, 0xe8, b'b', b'y', b'e']);
+    wire
+}
+
+#[test]
+fn small_frame_fast_path_matches_the_full_path_at_every_split() {
+    for role in [Role::Server, Role::Client] {
+        let wire = mixed_traffic(role);
+        for reassemble in [true, false] {
+            let cfg = Config {
+                reassemble,
+                ..Config::default()
+            };
+            let want = run_core(role, &cfg, false, &[&wire]);
+            assert!(
+                want.0.len() > 30 && matches!(want.0.last(), Some(Event::Close(_))),
+                "{role:?}: {:?}",
+                want.0.last()
+            );
+            assert_eq!(run_core(role, &cfg, true, &[&wire]), want, "{role:?} whole");
+            for cut in 0..=wire.len() {
+                let (a, b) = wire.split_at(cut);
+                assert_eq!(
+                    run_core(role, &cfg, true, &[a, b]),
+                    want,
+                    "{role:?} reassemble {reassemble} cut {cut}"
+                );
+            }
+            let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+            assert_eq!(run_core(role, &cfg, true, &bytes), want, "{role:?} bytes");
+        }
+    }
+}
+
+#[test]
+fn small_frame_fast_path_rejects_what_the_full_path_rejects() {
+    let d = Config::default;
+    let tight = Config {
+        max_frame_size: 10,
+        max_message_size: 12,
+        ..Config::default()
+    };
+    for role in [Role::Server, Role::Client] {
+        let good = |i: u32| peer_frame(role, 0x81, b"fine", i);
+        let other = match role {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        let cases: Vec<(Vec<u8>, Config)> = vec![
+            (peer_frame(role, 0x81, b"bad \xff utf-8", 9), d()),
+            (peer_frame(role, 0x81, b"cut \xe2\x82", 9), d()),
+            (peer_frame(role, 0x81, b"\xed\xa0\x80 surrogate", 9), d()),
+            (peer_frame(role, 0xC1, b"rsv1", 9), d()),
+            (peer_frame(role, 0xA2, b"rsv2", 9), d()),
+            (peer_frame(role, 0x83, b"reserved op", 9), d()),
+            (peer_frame(other, 0x82, b"wrong masking", 9), d()),
+            (peer_frame(role, 0x80, b"stray continuation", 9), d()),
+            (peer_frame(role, 0x82, &payload(11), 9), tight.clone()),
+            (
+                [
+                    peer_frame(role, 0x02, &payload(8), 8),
+                    peer_frame(role, 0x80, &payload(8), 9),
+                ]
+                .concat(),
+                tight.clone(),
+            ),
+            (
+                peer_frame(role, 0x82, &payload(1), 9),
+                Config {
+                    max_fragments: 0,
+                    ..d()
+                },
+            ),
+        ];
+        for (i, (bad, cfg)) in cases.iter().enumerate() {
+            let wire = [good(1), good(2), bad.clone(), good(3)].concat();
+            let want = run_core(role, cfg, false, &[&wire]);
+            assert!(
+                matches!(want.0.last(), Some(Event::Error(_))),
+                "{role:?} case {i}: {:?}",
+                want.0
+            );
+            assert_eq!(
+                run_core(role, cfg, true, &[&wire]),
+                want,
+                "{role:?} case {i}"
+            );
+            for cut in 0..=wire.len() {
+                let (a, b) = wire.split_at(cut);
+                assert_eq!(
+                    run_core(role, cfg, true, &[a, b]),
+                    want,
+                    "{role:?} case {i} cut {cut}"
+                );
+            }
+        }
+    }
+}
