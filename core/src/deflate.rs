@@ -81,22 +81,31 @@ const INFLATE_CHUNK: usize = 64 << 10;
 /// bytes of window and chain, a hash table of fixed size (128 KiB: unlike C
 /// zlib, zlib-rs does not scale it with memLevel, so C zlib's 64 KiB at 12/5
 /// is not reachable) and `7·2^(memLevel+6)` bytes of symbol buffers. The
-/// decompressor is 46 KiB whatever the window: zlib-rs always allocates a
-/// 32 KiB window. A connection has one of each once compression is
-/// negotiated; buffers for messages come on top.
+/// decompressor's stream is 46 KiB whatever the window: zlib-rs always
+/// allocates a 32 KiB window. With context takeover each side also keeps a
+/// copy of its last `2^w` bytes of plaintext (the peer's `w` for the
+/// decompressor), which is what lets idle connections free their streams
+/// (see below). A connection has one of each once compression is
+/// negotiated and used; buffers for messages come on top.
 ///
-/// | window bits | memLevel | compressor | decompressor | per connection |
+/// | window bits | memLevel | compressor | decompressor | per connection, busy |
 /// |---|---|---|---|---|
-/// | 15 | 8 | 371 KiB | 46 KiB | 418 KiB |
-/// | 15 | 5 | 273 KiB | 46 KiB | 320 KiB |
-/// | 12 | 8 | 259 KiB | 46 KiB | 306 KiB |
-/// | 12 (default) | 5 (default) | 161 KiB | 46 KiB | 208 KiB |
-/// | 10 | 5 | 149 KiB | 46 KiB | 196 KiB |
-/// | 9 or 8 | 1 | 134 KiB | 46 KiB | 180 KiB |
+/// | 15 | 8 | 403 KiB | 78 KiB | 482 KiB |
+/// | 15 | 5 | 305 KiB | 78 KiB | 384 KiB |
+/// | 12 | 8 | 263 KiB | 50 KiB | 314 KiB |
+/// | 12 (default) | 5 (default) | 165 KiB | 50 KiB | 216 KiB |
+/// | 10 | 5 | 150 KiB | 47 KiB | 198 KiB |
+/// | 9 or 8 | 1 | 135 KiB | 47 KiB | 181 KiB |
 ///
 /// `no_context_takeover` does not reduce these: the streams are reset, not
 /// freed, between messages, so that steady-state sending and receiving do not
-/// allocate.
+/// allocate. What does reduce them is idleness: after
+/// [`release_after_idle`](Self::release_after_idle) (1 s by default) without
+/// traffic both streams are freed, and a connection keeps only each
+/// direction's last window of plaintext for context takeover (`2^w` bytes
+/// per direction, 4 KiB each at the default window 12; nothing without
+/// context takeover). `core/tests/deflate_memory.rs` measures two connected
+/// ends at about 430 KiB busy and 18 KiB idle at the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeflateConfig {
     /// Client: ask the server not to keep its context; server: demand it.
@@ -125,6 +134,20 @@ pub struct DeflateConfig {
     /// parameter, so compression is still negotiated (with a larger server
     /// window) rather than lost.
     pub request_server_max_window_bits: bool,
+    /// Free both zlib streams of a connection that has neither sent nor
+    /// received anything for this long (they are freed between one and two
+    /// such periods after the last traffic); `None` keeps them for the
+    /// connection's life.
+    ///
+    /// A released stream keeps only the last `2^window` bytes of its
+    /// plaintext (4 KiB at window 12; nothing without context takeover),
+    /// and the next message starts a fresh stream primed with them as its
+    /// dictionary, so context takeover goes on as if nothing had happened
+    /// (the peer sees the same protocol). An idle connection that used
+    /// compression then costs a few KiB instead of ~200 KiB; waking it costs
+    /// a stream allocation and a re-hash of the window (tens of µs), once
+    /// per idle period. Default: 1 s.
+    pub release_after_idle: Option<std::time::Duration>,
 }
 
 impl Default for DeflateConfig {
@@ -138,6 +161,7 @@ impl Default for DeflateConfig {
             mem_level: 5,
             min_compress_size: 128,
             request_server_max_window_bits: false,
+            release_after_idle: Some(std::time::Duration::from_secs(1)),
         }
     }
 }
@@ -396,12 +420,81 @@ impl DeflateConfig {
     }
 }
 
+/// The last `cap` bytes of one direction's plaintext: the LZ77 window a
+/// fresh zlib stream is primed with after [`Compressor::release`] or
+/// [`Decompressor::release`]. A ring, so recording a message costs at most
+/// two copies of at most `cap` bytes; it grows to `cap` only as data comes.
+#[derive(Debug, Default)]
+struct History {
+    buf: Vec<u8>,
+    cap: usize,
+    /// Where the oldest byte is once `buf` is full.
+    pos: usize,
+}
+
+impl History {
+    fn new(cap: usize) -> Self {
+        History {
+            buf: Vec::new(),
+            cap,
+            pos: 0,
+        }
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        if self.cap == 0 || data.is_empty() {
+            return;
+        }
+        if data.len() >= self.cap {
+            data = &data[data.len() - self.cap..];
+            self.buf.clear();
+            self.pos = 0;
+        }
+        if self.buf.len() < self.cap {
+            let n = (self.cap - self.buf.len()).min(data.len());
+            if self.buf.capacity() < self.buf.len() + n {
+                // Geometric growth, but never past `cap`.
+                let want = (self.buf.len() * 2).max(self.buf.len() + n).min(self.cap);
+                self.buf.reserve_exact(want - self.buf.len());
+            }
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if data.is_empty() {
+                return;
+            }
+        }
+        // Full: overwrite the oldest bytes.
+        let first = (self.cap - self.pos).min(data.len());
+        self.buf[self.pos..self.pos + first].copy_from_slice(&data[..first]);
+        let rest = data.len() - first;
+        self.buf[..rest].copy_from_slice(&data[first..]);
+        self.pos = (self.pos + data.len()) % self.cap;
+    }
+
+    /// The bytes, oldest first.
+    fn contiguous(&mut self) -> &[u8] {
+        self.buf.rotate_left(self.pos);
+        self.pos = 0;
+        &self.buf
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+    }
+
+    fn bytes_held(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
 /// Compresses the messages one endpoint sends (RFC 7692 §7.2.1).
 ///
 /// One per connection (per sending half), created from the negotiated
 /// [`DeflateParams`]. Call [`compress`](Self::compress) once per frame of a
 /// message; the zlib stream is kept (context takeover) or reset between
-/// messages as negotiated, and never re-allocated.
+/// messages as negotiated, and not re-allocated unless
+/// [`release`](Self::release) freed it.
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -422,6 +515,10 @@ pub struct Compressor {
     config: zlib_rs::DeflateConfig,
     no_context_takeover: bool,
     min_compress_size: usize,
+    /// With context takeover: what a new stream is primed with.
+    history: History,
+    /// A message is in progress (its stream must not be released).
+    in_message: bool,
 }
 
 impl std::fmt::Debug for Compressor {
@@ -459,12 +556,44 @@ impl Compressor {
             mem_level: i32::from(c.mem_level.clamp(1, 9)),
             strategy: zlib_rs::Strategy::Default,
         };
+        // The compressor's own window (9 when 8 was negotiated): it never
+        // reaches back further, so that is all a new stream needs.
+        let history = if no_context_takeover {
+            0
+        } else {
+            1 << bits.max(9)
+        };
         Compressor {
             stream: None,
             config,
             no_context_takeover,
             min_compress_size: c.min_compress_size,
+            history: History::new(history),
+            in_message: false,
         }
+    }
+
+    /// Frees the zlib stream (about 160 KiB at the default settings) if no
+    /// message is in progress; the next message allocates a new one, primed
+    /// with the last window of plaintext when context takeover is on, so
+    /// what goes on the wire stays valid for the peer's decompressor.
+    /// Returns whether a stream was freed.
+    pub fn release(&mut self) -> bool {
+        if self.in_message {
+            return false;
+        }
+        self.stream.take().is_some()
+    }
+
+    /// Heap bytes held outside the zlib stream (the window kept for
+    /// priming a new stream).
+    pub fn history_bytes(&self) -> usize {
+        self.history.bytes_held()
+    }
+
+    /// Whether the zlib stream is allocated.
+    pub fn is_allocated(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Whether a message of `len` bytes is worth compressing
@@ -489,9 +618,19 @@ impl Compressor {
         // one call usually finishes; the loop handles the rest.
         let mut want = zlib_rs::compress_bound(input.len()) + 16;
         let config = self.config;
-        let stream = self
-            .stream
-            .get_or_insert_with(|| Deflate::new_with_config(config));
+        let history = &mut self.history;
+        let stream = self.stream.get_or_insert_with(|| {
+            let mut stream = Deflate::new_with_config(config);
+            let dict = history.contiguous();
+            if !dict.is_empty() {
+                // Cannot fail: a raw stream at its start takes a dictionary.
+                let primed = stream.set_dictionary(dict);
+                debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
+            }
+            stream
+        });
+        self.history.push(data);
+        self.in_message = !fin;
         loop {
             out.reserve(want);
             let spare = out.spare_capacity_mut();
@@ -555,6 +694,11 @@ pub struct Decompressor {
     tail: [u8; 4],
     /// How many bytes of `tail` are valid.
     tail_len: usize,
+    /// With context takeover: the peer's window of plaintext, what a new
+    /// stream is primed with after [`release`](Self::release).
+    history: History,
+    /// A message is in progress.
+    in_message: bool,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -574,9 +718,16 @@ impl Decompressor {
     /// peer has no context takeover; a message that refers back into an
     /// earlier one then fails to inflate.
     pub fn new(p: &DeflateParams, role: Role) -> Self {
-        let no_context_takeover = match role {
-            Role::Client => p.server_no_context_takeover,
-            Role::Server => p.client_no_context_takeover,
+        let (no_context_takeover, bits) = match role {
+            Role::Client => (p.server_no_context_takeover, p.server_max_window_bits),
+            Role::Server => (p.client_no_context_takeover, p.client_max_window_bits),
+        };
+        // The peer may reach back a whole window of its own (9 bits when it
+        // treats 8 as 9, see the module doc).
+        let history = if no_context_takeover {
+            0
+        } else {
+            1 << clamp_bits(bits).max(9)
         };
         Decompressor {
             stream: None,
@@ -585,7 +736,31 @@ impl Decompressor {
             ended: false,
             tail: [0; 4],
             tail_len: 0,
+            history: History::new(history),
+            in_message: false,
         }
+    }
+
+    /// Frees the zlib stream (46 KiB) if no message is in progress; the
+    /// next message allocates a new one, primed with the peer's last window
+    /// of plaintext when it keeps its context, so its back-references still
+    /// resolve. Returns whether a stream was freed.
+    pub fn release(&mut self) -> bool {
+        if self.in_message {
+            return false;
+        }
+        self.stream.take().is_some()
+    }
+
+    /// Heap bytes held outside the zlib stream (the window kept for
+    /// priming a new stream).
+    pub fn history_bytes(&self) -> usize {
+        self.history.bytes_held()
+    }
+
+    /// Whether the zlib stream is allocated.
+    pub fn is_allocated(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// Inflates `input`, one frame's payload of a compressed message, and
@@ -607,6 +782,8 @@ impl Decompressor {
         limit: usize,
     ) -> Result<(), ProtocolError> {
         self.remember_tail(input);
+        self.in_message = !fin;
+        let start = out.len();
         self.inflate(input, out, limit)?;
         if fin {
             if self.ended {
@@ -630,10 +807,16 @@ impl Decompressor {
                 if let Some(stream) = &mut self.stream {
                     stream.reset(false);
                 }
+                // A stream the peer ended has no history to carry over.
+                self.history.clear();
+            } else {
+                self.history.push(&out[start..]);
             }
             self.total = 0;
             self.ended = false;
             self.tail_len = 0;
+        } else if !self.no_context_takeover {
+            self.history.push(&out[start..]);
         }
         Ok(())
     }
@@ -662,7 +845,18 @@ impl Decompressor {
             return Ok(());
         }
         let limit64 = limit as u64;
-        let stream = self.stream.get_or_insert_with(|| Inflate::new(false, 15));
+        let history = &mut self.history;
+        let stream = self.stream.get_or_insert_with(|| {
+            let mut stream = Inflate::new(false, 15);
+            let dict = history.contiguous();
+            if !dict.is_empty() {
+                // Cannot fail: a raw stream at its start takes a dictionary
+                // of up to its 32 KiB window.
+                let primed = stream.set_dictionary(dict);
+                debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
+            }
+            stream
+        });
         // Output space starts at a few times the input and doubles while
         // inflate fills it, so a short message does not pin a 64 KiB buffer
         // (found by fuzzing: streamed fragments held 128 KiB each).
@@ -1457,6 +1651,137 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn history_keeps_the_last_window_of_bytes() {
+        for cap in [1usize, 7, 512, 4096] {
+            let mut h = History::new(cap);
+            let mut all = Vec::new();
+            let mut seed = cap as u64;
+            for step in 0..200usize {
+                let n = [0, 1, 3, cap / 2, cap, cap + 5, 3 * cap][step % 7];
+                let piece = random(n, seed);
+                seed += 1;
+                h.push(&piece);
+                all.extend_from_slice(&piece);
+                let want = &all[all.len().saturating_sub(cap)..];
+                assert_eq!(h.contiguous(), want, "cap {cap} step {step}");
+                assert!(h.bytes_held() <= cap, "cap {cap}: {} held", h.bytes_held());
+            }
+        }
+    }
+
+    /// Messages that each refer back into the ones before (same records,
+    /// new ids), so a stream without the right window would mis-inflate.
+    fn related_messages() -> Vec<Vec<u8>> {
+        (0..8).map(|i| text(700 + 300 * i, 40 + i as u32)).collect()
+    }
+
+    #[test]
+    fn released_streams_resume_with_their_window_for_every_setting() {
+        for bits in 8..=15u8 {
+            for nct in [false, true] {
+                for role in [Role::Client, Role::Server] {
+                    let p = params(nct, nct, bits, bits);
+                    let peer = match role {
+                        Role::Client => Role::Server,
+                        Role::Server => Role::Client,
+                    };
+                    let cfg = DeflateConfig {
+                        server_max_window_bits: bits,
+                        client_max_window_bits: bits,
+                        ..cfg15()
+                    };
+                    // A continuous pair as the reference, and a pair that
+                    // releases both streams between messages.
+                    let mut c_ref = Compressor::new(&p, &cfg, role);
+                    let mut c = Compressor::new(&p, &cfg, role);
+                    let mut d = Decompressor::new(&p, peer);
+                    for (i, m) in related_messages().iter().enumerate() {
+                        let pieces = [1, 3][i % 2];
+                        let reference = compress_msg(&mut c_ref, m, pieces).concat();
+                        let frames = compress_msg(&mut c, m, pieces);
+                        let mut out = BytesMut::new();
+                        for (j, f) in frames.iter().enumerate() {
+                            d.decompress(f, j + 1 == frames.len(), &mut out, m.len())
+                                .unwrap();
+                        }
+                        let ctx = format!("bits {bits} nct {nct} {role:?} msg {i}");
+                        assert!(out[..] == m[..], "{ctx}");
+                        // A primed stream finds the same back-references:
+                        // within a few bytes of the continuous stream (block
+                        // boundaries may differ), and far below a cold start.
+                        let wire = frames.concat().len();
+                        assert!(
+                            wire <= reference.len() + 16,
+                            "{ctx}: {wire} vs {}",
+                            reference.len()
+                        );
+                        assert!(c.release(), "{ctx}: compressor stream freed");
+                        assert!(d.release(), "{ctx}: decompressor stream freed");
+                        assert!(!c.is_allocated() && !d.is_allocated());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_released_compressor_still_uses_context_takeover() {
+        let p = params(false, false, 12, 12);
+        let cfg = DeflateConfig::default();
+        let m = text(2000, 5);
+        let mut c = Compressor::new(&p, &cfg, Role::Server);
+        let cold = compress_msg(&mut c, &m, 1).concat();
+        assert!(c.release());
+        let warm = compress_msg(&mut c, &m, 1).concat();
+        assert!(
+            warm.len() < cold.len() / 4,
+            "after release: {} bytes, cold {} bytes",
+            warm.len(),
+            cold.len()
+        );
+        // The window kept is the compressor's own: 2^12 bytes at most.
+        assert!(c.history_bytes() <= 4096, "{}", c.history_bytes());
+    }
+
+    #[test]
+    fn streams_are_not_released_mid_message() {
+        let p = params(false, false, 15, 15);
+        let mut c = Compressor::new(&p, &cfg15(), Role::Client);
+        let mut d = Decompressor::new(&p, Role::Server);
+        let m = text(3000, 2);
+        let mut wire = BytesMut::new();
+        c.compress(&m[..1000], false, &mut wire);
+        assert!(!c.release(), "compressor freed in the middle of a message");
+        let first = wire.split().freeze();
+        c.compress(&m[1000..], true, &mut wire);
+        let mut out = BytesMut::new();
+        d.decompress(&first, false, &mut out, m.len()).unwrap();
+        assert!(
+            !d.release(),
+            "decompressor freed in the middle of a message"
+        );
+        d.decompress(&wire, true, &mut out, m.len()).unwrap();
+        assert_eq!(&out[..], &m[..]);
+        assert!(c.release() && d.release());
+    }
+
+    #[test]
+    fn no_context_takeover_keeps_no_history() {
+        let p = params(true, true, 15, 15);
+        let mut c = Compressor::new(&p, &cfg15(), Role::Client);
+        let mut d = Decompressor::new(&p, Role::Server);
+        for i in 0..3 {
+            let m = text(5000, i);
+            let frames = compress_msg(&mut c, &m, 1);
+            let mut out = BytesMut::new();
+            d.decompress(&frames[0], true, &mut out, m.len()).unwrap();
+            assert_eq!(&out[..], &m[..]);
+            assert!(c.release() && d.release());
+        }
+        assert_eq!((c.history_bytes(), d.history_bytes()), (0, 0));
     }
 
     #[test]

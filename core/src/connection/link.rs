@@ -19,6 +19,9 @@ pub(crate) enum Reply {
     /// A Close frame to send, with the time the decision was made (the
     /// closing-handshake timer starts then).
     Close(CloseFrame, Instant),
+    /// Not a frame: the connection is idle, free the compressor's zlib
+    /// stream (`DeflateConfig::release_after_idle`).
+    ReleaseCompressor,
 }
 
 /// Pongs waiting to be sent, at most. RFC 6455 §5.5.3 allows answering only
@@ -33,6 +36,10 @@ pub(crate) struct Link {
     /// The receiving half is done (failure, end of stream, timeout): the
     /// sending half refuses new frames.
     finished: AtomicBool,
+    /// The sending half sent a message since the receiving half last
+    /// looked (only noted when compression is on: it keeps idle zlib
+    /// streams from being released while the application only sends).
+    sent: AtomicBool,
     replies: Mutex<VecDeque<Reply>>,
 }
 
@@ -60,6 +67,22 @@ impl Link {
         let mut q = self.replies.lock().unwrap_or_else(|e| e.into_inner());
         self.has_replies.store(false, Ordering::Release);
         std::mem::take(&mut *q)
+    }
+
+    pub(crate) fn note_sent(&self) {
+        // A load first: the common case (already set) costs no write to a
+        // cache line the receiving half reads.
+        if !self.sent.load(Ordering::Relaxed) {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn sent_since_check(&self) -> bool {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn take_sent(&self) -> bool {
+        self.sent.swap(false, Ordering::Relaxed)
     }
 
     pub(crate) fn set_finished(&self) {

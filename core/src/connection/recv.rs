@@ -57,6 +57,9 @@ enum Due {
     Ping,
     /// The keepalive Ping was not answered.
     Pong,
+    /// No message either way for `DeflateConfig::release_after_idle`: free
+    /// the zlib streams.
+    ReleaseDeflate,
 }
 
 /// `t + d`, or `None` when that is past what `Instant` can hold (a
@@ -124,6 +127,13 @@ pub struct ReceiveHalf {
     failed_at: Option<Instant>,
     /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
     large_buffer: bool,
+    /// `DeflateConfig::release_after_idle`, once compression is negotiated.
+    deflate_idle: Option<Duration>,
+    /// When the sending half was last seen active (see `Link::take_sent`).
+    deflate_mark: Instant,
+    /// When the zlib streams were last released (the timer then waits for
+    /// new traffic before it is armed again).
+    deflate_released_at: Option<Instant>,
     /// Frames with a payload shorter than this may take the small-frame
     /// fast path (`parse_small`): at most 125 bytes, and never one that a
     /// configured limit would refuse (those take the full path and its error).
@@ -171,6 +181,9 @@ impl ReceiveHalf {
             deferred_close: None,
             failed_at: None,
             large_buffer: false,
+            deflate_idle: cfg.deflate.as_ref().and_then(|d| d.release_after_idle),
+            deflate_mark: now,
+            deflate_released_at: None,
             small_bound: if cfg.max_fragments == 0 {
                 0
             } else {
@@ -181,9 +194,14 @@ impl ReceiveHalf {
     }
 
     pub(crate) fn set_open(&mut self, decompressor: Option<Decompressor>, now: Instant) {
+        if decompressor.is_none() {
+            // Compression was not negotiated: nothing to release.
+            self.deflate_idle = None;
+        }
         self.decompressor = decompressor;
         self.open = true;
         self.last_rx = now;
+        self.deflate_mark = now;
     }
 
     pub(crate) fn push_event(&mut self, ev: Event) {
@@ -327,15 +345,34 @@ impl ReceiveHalf {
             (Some(s), Some(r)) => after(s.max(r), self.close_timeout).map(|d| (d, Due::Linger)),
             (None, Some(_)) => None,
             (None, None) => {
-                let iv = self.ping_interval?;
-                match self.ping_sent {
+                let keepalive = self.ping_interval.and_then(|iv| match self.ping_sent {
                     None => after(self.last_rx, iv).map(|d| (d, Due::Ping)),
                     Some(p) => {
                         after(p.max(self.last_rx), self.pong_timeout).map(|d| (d, Due::Pong))
                     }
+                });
+                match (keepalive, self.deflate_deadline()) {
+                    (Some(k), Some(r)) => Some(if r.0 < k.0 { r } else { k }),
+                    (k, r) => k.or(r),
                 }
             }
         }
+    }
+
+    /// When to free idle zlib streams: `release_after_idle` after the last
+    /// traffic. Once released, armed again only by new traffic (bytes
+    /// received, or a message sent, which the sending half notes in the
+    /// link), so an idle connection does not wake up for nothing.
+    fn deflate_deadline(&self) -> Option<(Instant, Due)> {
+        let idle = self.deflate_idle?;
+        let armed = match self.deflate_released_at {
+            None => true,
+            Some(at) => self.last_rx > at || self.link.sent_since_check(),
+        };
+        if !armed {
+            return None;
+        }
+        after(self.last_rx.max(self.deflate_mark), idle).map(|d| (d, Due::ReleaseDeflate))
     }
 
     /// Runs the timers that are due at `now`. Calling it early is harmless.
@@ -371,6 +408,20 @@ impl ReceiveHalf {
                 let payload = Bytes::copy_from_slice(&self.ping_count.to_be_bytes());
                 self.link.push(Reply::Ping(payload));
                 self.ping_sent = Some(now);
+            }
+            Due::ReleaseDeflate => {
+                if self.link.take_sent() {
+                    // The sending half was busy meanwhile: wait a full
+                    // period from now.
+                    self.deflate_mark = now;
+                    self.deflate_released_at = None;
+                } else {
+                    if let Some(d) = &mut self.decompressor {
+                        d.release();
+                    }
+                    self.link.push(Reply::ReleaseCompressor);
+                    self.deflate_released_at = Some(now);
+                }
             }
             Due::Pong => {
                 self.events

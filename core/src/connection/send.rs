@@ -117,6 +117,7 @@ impl SendHalf {
         last: bool,
     ) -> Result<(), SendError> {
         self.check_data()?;
+        self.note_sent();
         let (opcode, compressed, first) = match self.streaming {
             None => {
                 let compressed = self.compressor.is_some();
@@ -272,11 +273,18 @@ impl SendHalf {
             return;
         }
         for reply in self.link.take_replies() {
+            if let Reply::ReleaseCompressor = reply {
+                if let Some(c) = &mut self.compressor {
+                    c.release();
+                }
+                continue;
+            }
             if self.close_sent {
                 // Nothing may follow our Close frame (RFC 6455 §5.5.1).
                 break;
             }
             match reply {
+                Reply::ReleaseCompressor => {}
                 Reply::Pong(p) => self.write_frame(OpCode::Pong, 0, true, &p, None),
                 Reply::Ping(p) => self.write_frame(OpCode::Ping, 0, true, &p, None),
                 Reply::Close(f, at) => self.write_close(at, &f),
@@ -289,6 +297,14 @@ impl SendHalf {
         self.write_frame(OpCode::Close, 0, true, &payload, None);
         self.close_sent = true;
         let _ = self.link.close_sent_at.set(now);
+    }
+
+    /// Tells the receiving half's idle timer that messages are flowing
+    /// (see `DeflateConfig::release_after_idle`).
+    fn note_sent(&self) {
+        if self.compressor.is_some() {
+            self.link.note_sent();
+        }
     }
 
     fn check_data(&mut self) -> Result<(), SendError> {
@@ -319,6 +335,7 @@ impl SendHalf {
         allow_compress: bool,
     ) -> Result<(), SendError> {
         self.check_data()?;
+        self.note_sent();
         if self.streaming.is_some() {
             return Err(SendError::MessageInProgress);
         }
