@@ -57,7 +57,7 @@ pub enum Event {
 
 enum Phase {
     Client(Box<ClientHandshake>),
-    Server(ServerHandshake),
+    Server(Box<ServerHandshake>),
     AwaitingAccept(Box<Request>),
     Open,
     Done,
@@ -162,7 +162,7 @@ impl Connection {
     /// A server connection waiting for the client's request.
     pub fn server(config: Config, now: Instant) -> Self {
         let hs = ServerHandshake::new(&config);
-        Connection::new(Role::Server, config, Phase::Server(hs), None, now)
+        Connection::new(Role::Server, config, Phase::Server(Box::new(hs)), None, now)
     }
 
     /// A connection whose handshake was done elsewhere (for example a stream

@@ -105,7 +105,9 @@ pub struct ReceiveHalf {
     processed: usize,
     current: Current,
     utf8: Utf8Validator,
-    decompressor: Option<Decompressor>,
+    /// Boxed: a connection without compression keeps one pointer, not
+    /// the codec's ~200 bytes of state.
+    decompressor: Option<Box<Decompressor>>,
     events: VecDeque<Event>,
     link: Arc<Link>,
 
@@ -198,7 +200,7 @@ impl ReceiveHalf {
             // Compression was not negotiated: nothing to release.
             self.deflate_idle = None;
         }
-        self.decompressor = decompressor;
+        self.decompressor = decompressor.map(Box::new);
         self.open = true;
         self.last_rx = now;
         self.deflate_mark = now;

@@ -31,7 +31,9 @@ pub struct SendHalf {
     chunks: VecDeque<Bytes>,
     queued: usize,
     mask: Option<Box<dyn MaskSource>>,
-    compressor: Option<Compressor>,
+    /// Boxed: a connection without compression keeps one pointer, not
+    /// the codec's ~200 bytes of state.
+    compressor: Option<Box<Compressor>>,
     scratch: BytesMut,
     close_sent: bool,
     /// A message being sent in fragments: its kind and whether it is compressed.
@@ -68,7 +70,7 @@ impl SendHalf {
     }
 
     pub(crate) fn set_open(&mut self, compressor: Option<Compressor>) {
-        self.compressor = compressor;
+        self.compressor = compressor.map(Box::new);
         self.open = true;
     }
 

@@ -1,0 +1,104 @@
+//! Heap bytes an idle server connection keeps: after the opening handshake
+//! and one small echo, with every output chunk written and every event
+//! taken, a `Connection` must hold little more than its own struct (808
+//! bytes on x86-64; the rest is the link between the halves and the
+//! capacity the event and output queues keep so that the steady state does
+//! not allocate).
+//!
+//! A counting global allocator tracks live bytes; the connection is boxed so
+//! that its own size is counted too.
+// This is the event loop around the core: it owns the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use wsmachine::{apply_mask, Accept, Config, Connection, Event, FrameHeader, OpCode};
+
+struct Live;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Live {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Live = Live;
+
+const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+
+fn masked_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let m = [1, 2, 3, 4];
+    FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: Some(m),
+        payload_len: payload.len() as u64,
+    }
+    .encode(&mut out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], m, 0);
+    out.to_vec()
+}
+
+/// Runs a server connection through the handshake and `echoes` echoes,
+/// returns it idle (output drained, no event left).
+fn idle_server(cfg: Config, echoes: usize) -> Box<Connection> {
+    let now = Instant::now();
+    let mut conn = Box::new(Connection::server(cfg, now));
+    conn.receive(now, REQUEST);
+    match conn.poll_event() {
+        Some(Event::Request(_)) => conn.accept(now, Accept::new()).unwrap(),
+        other => panic!("expected the request, got {other:?}"),
+    }
+    while conn.poll_transmit().is_some() {}
+    let frame = masked_frame(OpCode::Binary, &[7; 16]);
+    for _ in 0..echoes {
+        conn.receive(now, &frame);
+        match conn.poll_event() {
+            Some(Event::Binary(b)) => conn.send(b).unwrap(),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        while conn.poll_transmit().is_some() {}
+    }
+    assert!(conn.poll_event().is_none());
+    conn
+}
+
+#[test]
+fn idle_connection_after_one_echo_holds_under_one_and_a_half_kibibytes() {
+    let cfg = Config {
+        ping_interval: None,
+        ..Config::default()
+    };
+    // Warm up anything lazily allocated once per process.
+    drop(idle_server(cfg.clone(), 1));
+    let before = LIVE.load(Ordering::Relaxed);
+    let conns: Vec<Box<Connection>> = (0..100).map(|_| idle_server(cfg.clone(), 1)).collect();
+    let held = (LIVE.load(Ordering::Relaxed) - before) / conns.len() as isize;
+    let own = std::mem::size_of::<Connection>() as isize;
+    eprintln!("idle connection: {held} bytes of heap ({own} of them the Connection struct)");
+    assert!(
+        held <= 1536,
+        "an idle connection holds {held} bytes ({own} in its struct)"
+    );
+    drop(conns);
+}
