@@ -64,11 +64,13 @@ server_cmd() {
   esac
 }
 
-# start_server NAME PORT: starts it, waits for "listening on", sets SPID.
+# start_server NAME PORT [VAR=VALUE...]: starts it (with those environment
+# variables), waits for "listening on", sets SPID.
 start_server() {
   local name=$1 port=$2 log="$OUT/server-$1.log"
+  shift 2
   # shellcheck disable=SC2046
-  $(server_cmd "$name") "127.0.0.1:$port" >"$log" 2>&1 &
+  env "$@" $(server_cmd "$name") "127.0.0.1:$port" >"$log" 2>&1 &
   SPID=$!
   STARTED+=("$SPID")
   local i

@@ -147,6 +147,14 @@ pub struct DeflateConfig {
     /// compression then costs a few KiB instead of ~200 KiB; waking it costs
     /// a stream allocation and a re-hash of the window (tens of µs), once
     /// per idle period. Default: 1 s.
+    ///
+    /// Whether the process's resident memory drops too is the allocator's
+    /// business: glibc's malloc keeps freed blocks of this size in its heap
+    /// once its dynamic mmap threshold has risen past them (after the first
+    /// such block is freed). Servers holding many compressed connections
+    /// should pin the threshold (`MALLOC_MMAP_THRESHOLD_=65536` in the
+    /// environment, or `mallopt`) or use an allocator that returns memory;
+    /// `conformance/bench/idle_memory.sh` measures both.
     pub release_after_idle: Option<std::time::Duration>,
 }
 
