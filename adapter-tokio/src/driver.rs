@@ -18,13 +18,19 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// Bytes read from the transport at most per read call.
-///
-/// The buffer lives on the stack for the duration of one `poll_read` only: an
-/// idle connection holds no read buffer at all (the core copies what it is
-/// given into its own input buffer, which it releases when it empties, so a
-/// heap buffer here would only add a second resident copy).
-pub(crate) const READ_CHUNK: usize = 16 << 10;
+/// Bytes read from the transport at most per read call: a 64 KiB message
+/// takes one read system call, not four.
+pub(crate) const READ_CHUNK: usize = 64 << 10;
+
+thread_local! {
+    /// One read buffer per thread instead of one per connection: a read
+    /// completes synchronously inside `poll_read` and its bytes are copied
+    /// into the core at once, so the buffer is free again before `poll_*`
+    /// returns. Idle connections therefore hold no read buffer at all, and
+    /// no 64 KiB array sits on the stack of whatever thread polls.
+    static READ_BUF: std::cell::Cell<Option<Box<[MaybeUninit<u8>]>>> =
+        const { std::cell::Cell::new(None) };
+}
 
 /// Slices handed to one `write_vectored` call at most (Linux's `UIO_MAXIOV`
 /// is 1024; a few dozen already saturate a socket).
@@ -123,13 +129,27 @@ pub(crate) fn poll_read_once<S: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
     f: impl FnOnce(&[u8]),
 ) -> Poll<io::Result<usize>> {
-    let mut storage = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    // Taken, not borrowed: a WebSocket tunnelled through another one's byte
+    // stream reads from inside this call and gets a fresh buffer.
+    let mut storage = READ_BUF
+        .try_with(std::cell::Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![MaybeUninit::uninit(); READ_CHUNK].into_boxed_slice());
     let mut buf = ReadBuf::uninit(&mut storage);
-    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
-    let data = buf.filled();
-    let n = data.len();
-    f(data);
-    Poll::Ready(Ok(n))
+    let r = Pin::new(io).poll_read(cx, &mut buf);
+    let out = match r {
+        Poll::Ready(Ok(())) => {
+            let data = buf.filled();
+            let n = data.len();
+            f(data);
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    };
+    let _ = READ_BUF.try_with(|c| c.set(Some(storage)));
+    out
 }
 
 /// Sleeps until the core's next deadline.
