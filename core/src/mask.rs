@@ -1,5 +1,7 @@
 //! Payload masking (RFC 6455 §5.3) and the injected source of masking keys.
 
+use bytes::BytesMut;
+
 /// A source of 32-bit masking keys for client frames.
 ///
 /// RFC 6455 §5.3 requires keys from a strong source of entropy. The core never
@@ -170,6 +172,43 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// Appends `src` to `dst` XORed with `mask` from key byte `offset`:
+/// [`apply_mask`] fused with the copy into the input buffer, so received
+/// payload bytes are written once instead of copied and then rewritten.
+pub(crate) fn extend_masked(dst: &mut BytesMut, src: &[u8], mask: [u8; 4], offset: usize) {
+    const LANE: usize = 32;
+    let m = rotate(mask, offset);
+    // The key repeated over a lane; lanes are a multiple of 4 bytes long,
+    // so every lane starts at the same key position.
+    let mut wide = [0u8; LANE];
+    for (i, b) in wide.iter_mut().enumerate() {
+        *b = m[i & 3];
+    }
+    dst.reserve(src.len());
+    let spare = &mut dst.spare_capacity_mut()[..src.len()];
+    let mut out = spare.chunks_exact_mut(LANE);
+    let mut inp = src.chunks_exact(LANE);
+    for (o, i) in (&mut out).zip(&mut inp) {
+        let i: &[u8; LANE] = i.try_into().expect("a lane");
+        for k in 0..LANE {
+            o[k].write(i[k] ^ wide[k]);
+        }
+    }
+    for (k, (o, i)) in out
+        .into_remainder()
+        .iter_mut()
+        .zip(inp.remainder())
+        .enumerate()
+    {
+        o.write(i ^ m[k & 3]);
+    }
+    let len = dst.len() + src.len();
+    // SAFETY: `reserve` made room for `src.len()` more bytes, and the two
+    // loops above initialised exactly those (`spare` is that long, and the
+    // lanes plus the remainder cover it).
+    unsafe { dst.set_len(len) };
+}
+
 /// [`apply_mask`] from key offset 0 for short payloads (a small frame's,
 /// at most 125 bytes): eight bytes at a time through unaligned loads, with
 /// none of the alignment set-up that pays off only on long buffers.
@@ -225,6 +264,25 @@ mod tests {
                     apply_mask(&mut a[start..start + len], mask, off);
                     naive(&mut b[start..start + len], mask, off);
                     assert_eq!(a, b, "start {start} len {len} off {off}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extend_masked_matches_copy_then_mask() {
+        let mask = [0x5a, 0x01, 0xee, 0x73];
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 11 + 1) as u8).collect();
+        for len in [0, 1, 3, 4, 31, 32, 33, 64, 100, 300] {
+            for off in 0..4 {
+                for prefix in [0, 5] {
+                    let mut dst = BytesMut::from(&src[..prefix]);
+                    extend_masked(&mut dst, &src[..len], mask, off);
+                    let mut want = src[..prefix].to_vec();
+                    let mut tail = src[..len].to_vec();
+                    naive(&mut tail, mask, off);
+                    want.extend(tail);
+                    assert_eq!(&dst[..], &want[..], "len {len} off {off} prefix {prefix}");
                 }
             }
         }

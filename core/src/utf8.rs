@@ -48,8 +48,26 @@ impl Utf8Validator {
                 Err(_) => return Err(Utf8Error),
             }
         }
-        if simdutf8::basic::from_utf8(data).is_ok() {
-            return Ok(());
+        // The fast validator sees everything up to the last character that
+        // is complete in this piece; only a cut character at the end (at
+        // most 3 bytes) needs the careful look. So a message cut into
+        // pieces anywhere costs one fast pass, not a fast and a slow one.
+        let cut = incomplete_tail(data);
+        let (body, tail) = data.split_at(cut);
+        if simdutf8::basic::from_utf8(body).is_ok() {
+            if tail.is_empty() {
+                return Ok(());
+            }
+            return match std::str::from_utf8(tail) {
+                Err(e) if e.valid_up_to() == 0 && e.error_len().is_none() => {
+                    // A possible start of a character: wait for the rest.
+                    self.partial[..tail.len()].copy_from_slice(tail);
+                    self.partial_len = tail.len() as u8;
+                    Ok(())
+                }
+                // Bytes that cannot start a character fail now (fail fast).
+                _ => Err(Utf8Error),
+            };
         }
         match simdutf8::compat::from_utf8(data) {
             Ok(_) => Ok(()),
@@ -73,6 +91,29 @@ impl Utf8Validator {
             Ok(())
         }
     }
+}
+
+/// Where a character cut by the end of `data` starts: the position of the
+/// last lead byte when fewer bytes follow it than it announces, else
+/// `data.len()`. Looks at the last three bytes only; anything odd there
+/// (stray continuation bytes, invalid lead bytes) is left to the validators.
+#[inline]
+fn incomplete_tail(data: &[u8]) -> usize {
+    let n = data.len();
+    for back in 1..=n.min(3) {
+        let b = data[n - back];
+        if b & 0xC0 != 0x80 {
+            // ASCII or a lead byte: cut if its sequence is longer than what is here.
+            let width = match b {
+                0x00..=0x7F => 1,
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            return if width > back { n - back } else { n };
+        }
+    }
+    n
 }
 
 fn char_width(first: u8) -> usize {
@@ -122,6 +163,65 @@ mod tests {
         assert_eq!(feed_all(&[&[0xed], &[0xa0]]), Err(Utf8Error));
         assert_eq!(feed_all(&[&[0xe2, 0x82]]), Err(Utf8Error));
         assert_eq!(feed_all(&[&[0xff]]), Err(Utf8Error));
+    }
+
+    /// The careful reference: std's validator on everything seen so far.
+    fn reference(pieces: &[&[u8]]) -> Vec<Result<(), Utf8Error>> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            seen.extend_from_slice(p);
+            out.push(match std::str::from_utf8(&seen) {
+                Ok(_) => Ok(()),
+                Err(e) if e.error_len().is_none() => Ok(()),
+                Err(_) => Err(Utf8Error),
+            });
+            if out.last() == Some(&Err(Utf8Error)) {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_two_piece_split_of_valid_and_invalid_text_agrees_with_std() {
+        let mut samples: Vec<Vec<u8>> =
+            vec!["aé€𝄞 κόσμε ascii tail".into(), "€€€€".into(), "𝄞𝄞".into()];
+        for bad in [
+            &b"\xc0\xaf"[..],
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xff",
+            b"\x80",
+            b"\xe2\x82",
+            b"\xe2\x82x",
+            b"\xf0\x9d\x84",
+            b"\xc2",
+        ] {
+            for at in [0, 3, 7] {
+                let mut v = "ab€d𝄞xyz".as_bytes().to_vec();
+                v.splice(at..at, bad.iter().copied());
+                samples.push(v);
+            }
+        }
+        for s in &samples {
+            for cut in 0..=s.len() {
+                let pieces: [&[u8]; 2] = [&s[..cut], &s[cut..]];
+                let mut v = Utf8Validator::new();
+                let mut got = Vec::new();
+                for p in pieces {
+                    got.push(v.feed(p));
+                    if got.last() == Some(&Err(Utf8Error)) {
+                        break;
+                    }
+                }
+                assert_eq!(got, reference(&pieces), "{s:x?} cut {cut}");
+                let whole_ok = std::str::from_utf8(s).is_ok();
+                if got.iter().all(|r| r.is_ok()) {
+                    assert_eq!(v.finish().is_ok(), whole_ok, "{s:x?} cut {cut}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1326,3 +1326,49 @@ fn small_frame_fast_path_rejects_what_the_full_path_rejects() {
         }
     }
 }
+
+/// Large reads are parsed in steps, and the payload of a frame in progress
+/// is copied, unmasked and validated on the way in: whatever the read
+/// sizes, the events are those of the whole input, and invalid UTF-8 deep
+/// in a large frame still fails as soon as it has arrived.
+#[test]
+fn large_frames_in_any_read_sizes() {
+    let big_text = text(200_000);
+    for role in [Role::Server, Role::Client] {
+        let mut wire = peer_frame(role, 0x81, big_text.as_bytes(), 1);
+        wire.extend(peer_frame(role, 0x89, b"between", 2));
+        wire.extend(peer_frame(role, 0x02, &payload(70_000), 3));
+        wire.extend(peer_frame(role, 0x80, &payload(30_000), 4));
+        wire.extend(peer_frame(role, 0x81, "small é".as_bytes(), 5));
+        let want = run_core(role, &Config::default(), true, &[&wire]);
+        assert_eq!(want.0.len(), 4, "{:?}", want.0.len());
+        assert_eq!(want.0[0], Event::Text(big_text.as_str().into()));
+        for size in [1, 999, 16 << 10, (16 << 10) + 1, 65536, 100_000] {
+            let pieces: Vec<&[u8]> = wire.chunks(size).collect();
+            assert_eq!(
+                run_core(role, &Config::default(), true, &pieces),
+                want,
+                "{role:?} reads of {size}"
+            );
+        }
+        for at in [0, 16383, 16384, 100_001, 199_999] {
+            let mut bad = big_text.clone().into_bytes();
+            bad[at] = 0xFF;
+            let wire = peer_frame(role, 0x81, &bad, 7);
+            let hlen = wire.len() - bad.len();
+            // Only up to the bad byte: the error is already there.
+            let upto = &wire[..hlen + at + 1];
+            for size in [1000, 16 << 10, 65536, upto.len()] {
+                let pieces: Vec<&[u8]> = upto.chunks(size).collect();
+                let (events, _) = run_core(role, &Config::default(), true, &pieces);
+                assert_eq!(
+                    events,
+                    vec![Event::Error(ConnectionError::Protocol(
+                        ProtocolError::InvalidUtf8
+                    ))],
+                    "{role:?} bad byte at {at}, reads of {size}"
+                );
+            }
+        }
+    }
+}
