@@ -270,10 +270,17 @@ impl SendHalf {
         self.link.has_replies()
     }
 
+    /// Encodes the replies the receiving half queued. Called on every send
+    /// and transmit, so the common case (none) is one inlined load.
+    #[inline]
     pub(crate) fn take_replies(&mut self) {
-        if !self.link.has_replies() {
-            return;
+        if self.link.has_replies() {
+            self.encode_replies();
         }
+    }
+
+    #[cold]
+    fn encode_replies(&mut self) {
         for reply in self.link.take_replies() {
             if let Reply::ReleaseCompressor = reply {
                 if let Some(c) = &mut self.compressor {
@@ -391,7 +398,13 @@ impl SendHalf {
             }
             _ => {
                 self.out.reserve(hlen + data.len());
-                self.out.extend_from_slice(&head[..hlen]);
+                // One arm per header length, so each copy has a constant
+                // size and compiles to a store or two instead of a call.
+                match hlen {
+                    2 => self.out.extend_from_slice(&head[..2]),
+                    6 => self.out.extend_from_slice(&head[..6]),
+                    _ => self.out.extend_from_slice(&head[..hlen]),
+                }
                 let start = self.out.len();
                 self.out.extend_from_slice(data);
                 if let Some(m) = mask {
