@@ -12,7 +12,9 @@
 //! `decode_fragmented` (messages in many frames, reassembled),
 //! `decode_compressed` and `encode_compressed` (permessage-deflate against
 //! the same messages uncompressed; ours only, tungstenite has no
-//! compression), `encode_binary_*` and `unmask_vs_memcpy`.
+//! compression), `encode_binary_*` (`wsmachine` drains each message with
+//! `poll_transmit`, `wsmachine_peek` with `peek_transmit`/`advance_transmit`)
+//! and `unmask_vs_memcpy`.
 // This is the event loop around the core: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 

@@ -619,7 +619,7 @@ impl ReceiveHalf {
             if server {
                 apply_mask_short(payload, [head[2], head[3], head[4], head[5]]);
             }
-            if b0 == 0x81 && std::str::from_utf8(payload).is_err() {
+            if b0 == 0x81 && simdutf8::basic::from_utf8(payload).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
             let payload = if self.large_buffer {
