@@ -1666,11 +1666,9 @@ mod tests {
         for cap in [1usize, 7, 512, 4096] {
             let mut h = History::new(cap);
             let mut all = Vec::new();
-            let mut seed = cap as u64;
             for step in 0..200usize {
                 let n = [0, 1, 3, cap / 2, cap, cap + 5, 3 * cap][step % 7];
-                let piece = random(n, seed);
-                seed += 1;
+                let piece = random(n, (cap + step) as u64);
                 h.push(&piece);
                 all.extend_from_slice(&piece);
                 let want = &all[all.len().saturating_sub(cap)..];

@@ -1,0 +1,151 @@
+//! Frame decoding side by side with fastwebsockets, whose codec only runs
+//! over an async stream: both get the same back-to-back masked frames
+//! (client to server) in 64 KiB reads, from memory, and hand out every
+//! message. fastwebsockets runs in `FragmentCollector`, as its own echo
+//! example does (that is where it validates UTF-8); its stream is polled
+//! on a current-thread Tokio runtime, whose overhead per read is part of
+//! what it costs to use.
+//!
+//! ```text
+//! cargo bench -p wsmachine --bench peers
+//! ```
+// This is the event loop around the core: it owns the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use wsmachine::{apply_mask, Config, Connection, Event, FrameHeader, Negotiated, OpCode, Role};
+
+const READ: usize = 64 << 10;
+
+/// Back-to-back masked frames totalling about 4 MiB (at least 8 frames).
+fn frames(size: usize, opcode: OpCode) -> (Bytes, usize) {
+    let count = ((4 << 20) / size).max(8);
+    let payload: Vec<u8> = match opcode {
+        OpCode::Text => "héllo wörld, ".bytes().cycle().take(size).collect(),
+        _ => (0..size).map(|i| i as u8).collect(),
+    };
+    let mut out = BytesMut::new();
+    for i in 0..count {
+        let mask = (i as u32 | 1).to_be_bytes();
+        FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: Some(mask),
+            payload_len: size as u64,
+        }
+        .encode(&mut out);
+        let start = out.len();
+        out.extend_from_slice(&payload);
+        apply_mask(&mut out[start..], mask, 0);
+    }
+    (out.freeze(), count)
+}
+
+fn ours(input: &[u8]) -> usize {
+    let cfg = Config {
+        ping_interval: None,
+        ..Config::default()
+    };
+    let now = Instant::now();
+    let mut c = Connection::upgraded(Role::Server, cfg, Negotiated::default(), None, now);
+    let mut n = 0;
+    for chunk in input.chunks(READ) {
+        c.receive(now, chunk);
+        while let Some(e) = c.poll_event() {
+            if let Event::Text(_) | Event::Binary(_) = e {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// A stream that reads `data` at most `READ` bytes at a time and swallows
+/// writes (fastwebsockets writes nothing for data frames).
+struct Memory {
+    data: Bytes,
+}
+
+impl AsyncRead for Memory {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = self.data.len().min(buf.remaining()).min(READ);
+        let chunk = self.data.split_to(n);
+        buf.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Memory {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(b.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn fastwebsockets(rt: &tokio::runtime::Runtime, input: &Bytes, count: usize) -> usize {
+    rt.block_on(async {
+        let ws = fastwebsockets::WebSocket::after_handshake(
+            Memory {
+                data: input.clone(),
+            },
+            fastwebsockets::Role::Server,
+        );
+        let mut ws = fastwebsockets::FragmentCollector::new(ws);
+        let mut n = 0;
+        while n < count {
+            let frame = ws.read_frame().await.expect("valid frames");
+            std::hint::black_box(&frame.payload);
+            n += 1;
+        }
+        n
+    })
+}
+
+fn decode(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for (name, opcode) in [("binary", OpCode::Binary), ("text", OpCode::Text)] {
+        let mut g = c.benchmark_group(format!("peers_decode_{name}_server_masked"));
+        for size in [16usize, 125, 1024, 65536] {
+            let (input, count) = frames(size, opcode);
+            g.throughput(Throughput::Bytes((size * count) as u64));
+            assert_eq!(ours(&input), count);
+            assert_eq!(fastwebsockets(&rt, &input, count), count);
+            g.bench_with_input(BenchmarkId::new("wsmachine", size), &input, |b, i| {
+                b.iter(|| ours(i))
+            });
+            g.bench_with_input(BenchmarkId::new("fastwebsockets", size), &input, |b, i| {
+                b.iter(|| fastwebsockets(&rt, i, count))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = decode
+}
+criterion_main!(benches);
