@@ -753,6 +753,12 @@ impl Decompressor {
     /// next message allocates a new one, primed with the peer's last window
     /// of plaintext when it keeps its context, so its back-references still
     /// resolve. Returns whether a stream was freed.
+    ///
+    /// A peer that ends every message on a block boundary, as RFC 7692
+    /// §7.2.1 requires, cannot tell the difference. After a message that
+    /// does not (its data stops inside a block), the part-read block is
+    /// forgotten along with the stream: what such a peer sends next is
+    /// decoded from a clean state instead of from the middle of that block.
     pub fn release(&mut self) -> bool {
         if self.in_message {
             return false;

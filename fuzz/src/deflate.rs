@@ -64,6 +64,9 @@ pub fn inflate(data: &[u8]) {
     let mut reference = flate2::Decompress::new(false);
     let mut out = BytesMut::new();
     let mut input = Vec::new();
+    // The output a primed stream may refer back into (see `release` below).
+    let mut history = Vec::new();
+    let window = 1usize << bits.max(9);
     for (fin, frame) in records {
         let r = d.decompress(frame, fin, &mut out, limit);
         input.extend_from_slice(frame);
@@ -115,8 +118,35 @@ pub fn inflate(data: &[u8]) {
             if nct {
                 reference = flate2::Decompress::new(false);
             }
+            if reference.total_in() == 0 {
+                // A fresh stream (no context takeover, or one the peer
+                // ended with BFINAL): no history carries over.
+                history.clear();
+            } else {
+                history.extend_from_slice(&out);
+                let excess = history.len().saturating_sub(window);
+                history.drain(..excess);
+            }
             input.clear();
             out = BytesMut::new();
+            if flags & 32 != 0 {
+                // Free the stream between messages, as an idle connection
+                // does. The model: a fresh flate2 stream primed with the
+                // last window of output. For a peer that ends every message
+                // on a block boundary (RFC 7692 §7.2.1) that is the same as
+                // the uninterrupted stream (the unit tests check it); here
+                // it also covers messages that end mid-block.
+                if d.release() {
+                    reference = flate2::Decompress::new(false);
+                    if !history.is_empty() {
+                        reference
+                            .set_dictionary(&history)
+                            .expect("a fresh raw stream takes a dictionary");
+                    }
+                }
+            }
+        } else if flags & 32 != 0 {
+            assert!(!d.release(), "stream freed in the middle of a message");
         }
     }
     peak.check(
