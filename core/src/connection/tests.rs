@@ -1372,3 +1372,40 @@ fn large_frames_in_any_read_sizes() {
         }
     }
 }
+
+/// Large and small messages in reads of pseudo-random sizes (the way a
+/// socket delivers them): every message arrives whole and in order.
+#[test]
+fn messages_in_reads_of_random_sizes() {
+    for role in [Role::Server, Role::Client] {
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..300u32 {
+            if i % 10 == 0 {
+                let p = vec![i as u8; 300_000];
+                wire.extend(peer_frame(role, 0x82, &p, i));
+                want.push(Event::Binary(Bytes::from(p)));
+            } else {
+                let t = format!("msg {i}");
+                wire.extend(peer_frame(role, 0x81, t.as_bytes(), i));
+                want.push(Event::Text(t.as_str().into()));
+            }
+        }
+        let mut seed = 12345u64;
+        for _round in 0..5 {
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let n = ((seed >> 33) as usize % 70_000 + 1).min(wire.len() - at);
+                pieces.push(&wire[at..at + n]);
+                at += n;
+            }
+            let (events, _) = run_core(role, &Config::default(), true, &pieces);
+            assert_eq!(events.len(), want.len(), "{role:?}");
+            assert!(events == want, "{role:?}");
+        }
+    }
+}
