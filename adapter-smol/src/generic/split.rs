@@ -85,6 +85,10 @@ struct Shared<S> {
     finished: AtomicBool,
     /// Tasks waiting for `finished` (a writer's `close`).
     finish_wakers: WakerList,
+    /// The reader while it waits for input: a writer that leaves bytes
+    /// queued wakes it so that it keeps flushing them (it only looks at
+    /// `dirty` when polled, and a read may be all it waits for).
+    reader_waker: WakerList,
 }
 
 impl<S: AsyncWrite + AsyncRead + Unpin> Shared<S> {
@@ -131,6 +135,7 @@ pub(crate) fn split<S: AsyncRead + AsyncWrite + Unpin>(
         dirty: AtomicBool::new(true),
         finished: AtomicBool::new(done),
         finish_wakers: WakerList::default(),
+        reader_waker: WakerList::default(),
     });
     (
         WebSocketReader {
@@ -252,6 +257,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e))),
                     Poll::Pending => {}
                 }
+            }
+            self.shared.reader_waker.register(cx.waker());
+            // A writer may have left bytes queued after the check above;
+            // now that it would wake us, look again.
+            if !self.flushing && self.shared.dirty.load(Ordering::Acquire) {
+                continue;
             }
             return Poll::Pending;
         }
@@ -419,7 +430,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
             .with(cx, |s, cx| s.w.poll_flush_out(&mut s.io, cx))
         {
             Poll::Ready(Err(e)) => Err(Error::Io(e)),
-            _ => Ok(()),
+            Poll::Ready(Ok(())) => Ok(()),
+            Poll::Pending => {
+                // Bytes stay queued and this task may not come back (a
+                // `send` returns here): the reader takes over the flushing.
+                self.shared.reader_waker.wake_all();
+                Ok(())
+            }
         }
     }
 

@@ -403,6 +403,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.done {
             return Poll::Ready(Err(Error::Closed));
         }
+        if self.batching && self.w.pending() <= self.w.high_water() {
+            // In a recv -> send loop: events wait, so `recv` comes back at
+            // once and reads and runs the timers for the whole batch.
+            return Poll::Ready(Ok(()));
+        }
         if let Err(e) = self
             .r
             .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
