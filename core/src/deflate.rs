@@ -449,6 +449,33 @@ impl History {
         }
     }
 
+    /// The history a stream with a `bits` window needs: the whole window
+    /// (9 bits when 8 was negotiated, see the module doc), or nothing
+    /// without context takeover.
+    fn for_window(bits: u8, no_context_takeover: bool) -> Self {
+        History::new(if no_context_takeover {
+            0
+        } else {
+            1 << clamp_bits(bits).max(9)
+        })
+    }
+
+    /// Primes a new `stream` with the kept window as its dictionary.
+    fn prime<S, E: std::fmt::Debug>(
+        &mut self,
+        mut stream: S,
+        set_dictionary: impl FnOnce(&mut S, &[u8]) -> Result<u32, E>,
+    ) -> S {
+        let dict = self.contiguous();
+        if !dict.is_empty() {
+            // Cannot fail: a raw stream at its start takes a dictionary of
+            // up to its window.
+            let primed = set_dictionary(&mut stream, dict);
+            debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
+        }
+        stream
+    }
+
     fn push(&mut self, mut data: &[u8]) {
         if self.cap == 0 || data.is_empty() {
             return;
@@ -564,19 +591,13 @@ impl Compressor {
             mem_level: i32::from(c.mem_level.clamp(1, 9)),
             strategy: zlib_rs::Strategy::Default,
         };
-        // The compressor's own window (9 when 8 was negotiated): it never
-        // reaches back further, so that is all a new stream needs.
-        let history = if no_context_takeover {
-            0
-        } else {
-            1 << bits.max(9)
-        };
         Compressor {
             stream: None,
             config,
             no_context_takeover,
             min_compress_size: c.min_compress_size,
-            history: History::new(history),
+            // The compressor's own window: it never reaches back further.
+            history: History::for_window(bits, no_context_takeover),
             in_message: false,
         }
     }
@@ -628,14 +649,7 @@ impl Compressor {
         let config = self.config;
         let history = &mut self.history;
         let stream = self.stream.get_or_insert_with(|| {
-            let mut stream = Deflate::new_with_config(config);
-            let dict = history.contiguous();
-            if !dict.is_empty() {
-                // Cannot fail: a raw stream at its start takes a dictionary.
-                let primed = stream.set_dictionary(dict);
-                debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
-            }
-            stream
+            history.prime(Deflate::new_with_config(config), Deflate::set_dictionary)
         });
         self.history.push(data);
         self.in_message = !fin;
@@ -730,13 +744,6 @@ impl Decompressor {
             Role::Client => (p.server_no_context_takeover, p.server_max_window_bits),
             Role::Server => (p.client_no_context_takeover, p.client_max_window_bits),
         };
-        // The peer may reach back a whole window of its own (9 bits when it
-        // treats 8 as 9, see the module doc).
-        let history = if no_context_takeover {
-            0
-        } else {
-            1 << clamp_bits(bits).max(9)
-        };
         Decompressor {
             stream: None,
             no_context_takeover,
@@ -744,7 +751,8 @@ impl Decompressor {
             ended: false,
             tail: [0; 4],
             tail_len: 0,
-            history: History::new(history),
+            // The peer may reach back a whole window of its own.
+            history: History::for_window(bits, no_context_takeover),
             in_message: false,
         }
     }
@@ -860,17 +868,9 @@ impl Decompressor {
         }
         let limit64 = limit as u64;
         let history = &mut self.history;
-        let stream = self.stream.get_or_insert_with(|| {
-            let mut stream = Inflate::new(false, 15);
-            let dict = history.contiguous();
-            if !dict.is_empty() {
-                // Cannot fail: a raw stream at its start takes a dictionary
-                // of up to its 32 KiB window.
-                let primed = stream.set_dictionary(dict);
-                debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
-            }
-            stream
-        });
+        let stream = self
+            .stream
+            .get_or_insert_with(|| history.prime(Inflate::new(false, 15), Inflate::set_dictionary));
         // Output space starts at a few times the input and doubles while
         // inflate fills it, so a short message does not pin a 64 KiB buffer
         // (found by fuzzing: streamed fragments held 128 KiB each).
