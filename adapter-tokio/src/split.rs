@@ -240,12 +240,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// peer's Close (which releases its echo) comes after the application
     /// has answered the messages before it.
     fn next_event(&mut self) -> Option<Event> {
-        if let Some(ev) = self.events.pop() {
-            return Some(ev);
-        }
-        let ev = self.rx.poll_event()?;
-        self.events.note(&ev);
-        Some(ev)
+        let rx = &mut self.rx;
+        self.events.next(|| rx.poll_event())
     }
 
     /// Writes replies and whatever else is queued; shuts the transport down
@@ -321,11 +317,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
             // Events a read already decoded are handed out without touching
             // the write side; replies queued meanwhile are written, in one
             // batch, once no event is left (before waiting for input).
-            if let Some(ev) = self.next_event() {
-                if !matches!(ev, Event::Close(_) | Event::Error(_)) {
-                    return Poll::Ready(Some(event_result(ev)));
-                }
-                self.events.push_front(ev);
+            let rx = &mut self.rx;
+            if let Some(ev) = self.events.next_without_io(|| rx.poll_event()) {
+                return Poll::Ready(Some(event_result(ev)));
             }
         }
         let waker = self.shared.waker(RECV, cx);

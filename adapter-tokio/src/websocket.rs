@@ -128,11 +128,32 @@ impl EventQueue {
         self.queue.push_back(ev);
     }
 
-    /// Puts back an event taken with `pop` (or from the core) so that it
-    /// is handed out next.
-    pub(crate) fn push_front(&mut self, ev: Event) {
-        self.bytes += Self::cost(&ev);
-        self.queue.push_front(ev);
+    /// The next event for the application: those taken from the core
+    /// earlier first (they came first), then the core's (`poll`).
+    pub(crate) fn next(&mut self, poll: impl FnOnce() -> Option<Event>) -> Option<Event> {
+        if let Some(ev) = self.pop() {
+            return Some(ev);
+        }
+        let ev = poll()?;
+        self.note(&ev);
+        Some(ev)
+    }
+
+    /// As [`EventQueue::next`], for the path that does no I/O: a Close or
+    /// Error event is left queued (`None`), because taking it may have
+    /// released our Close frame, which the caller writes out before
+    /// handing it over.
+    pub(crate) fn next_without_io(
+        &mut self,
+        poll: impl FnOnce() -> Option<Event>,
+    ) -> Option<Event> {
+        let ev = self.next(poll)?;
+        if matches!(ev, Event::Close(_) | Event::Error(_)) {
+            self.bytes += Self::cost(&ev);
+            self.queue.push_front(ev);
+            return None;
+        }
+        Some(ev)
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
@@ -444,12 +465,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The next event for the application: those drained after our Close
     /// first (they came first), then the core's.
     fn next_event(&mut self) -> Option<Event> {
-        if let Some(ev) = self.events.pop() {
-            return Some(ev);
-        }
-        let ev = self.conn.poll_event()?;
-        self.events.note(&ev);
-        Some(ev)
+        let conn = &mut self.conn;
+        self.events.next(|| conn.poll_event())
     }
 
     /// The transport failed: nothing more is read or written.
@@ -595,14 +612,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.pending_output() > self.high_water {
             return None;
         }
-        let ev = self.next_event()?;
-        if matches!(ev, Event::Close(_) | Event::Error(_)) {
-            // Taking it may have released our Close frame: the slow path
-            // writes it out before the application may stop here.
-            self.events.push_front(ev);
-            return None;
-        }
-        Some(ev)
+        let conn = &mut self.conn;
+        self.events.next_without_io(|| conn.poll_event())
     }
 
     pub(crate) fn poll_event(
