@@ -17,37 +17,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use wsmachine::{apply_mask, Config, Connection, Event, FrameHeader, Negotiated, OpCode, Role};
+use wsmachine::{Config, Connection, Event, Negotiated, OpCode, Role};
+
+mod input;
 
 const READ: usize = 64 << 10;
-
-/// Back-to-back masked frames totalling about 4 MiB (at least 8 frames).
-fn frames(size: usize, opcode: OpCode) -> (Bytes, usize) {
-    let count = ((4 << 20) / size).max(8);
-    let payload: Vec<u8> = match opcode {
-        OpCode::Text => "héllo wörld, ".bytes().cycle().take(size).collect(),
-        _ => (0..size).map(|i| i as u8).collect(),
-    };
-    let mut out = BytesMut::new();
-    for i in 0..count {
-        let mask = (i as u32 | 1).to_be_bytes();
-        FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: Some(mask),
-            payload_len: size as u64,
-        }
-        .encode(&mut out);
-        let start = out.len();
-        out.extend_from_slice(&payload);
-        apply_mask(&mut out[start..], mask, 0);
-    }
-    (out.freeze(), count)
-}
 
 fn ours(input: &[u8]) -> usize {
     let cfg = Config {
@@ -125,7 +102,8 @@ fn decode(c: &mut Criterion) {
     for (name, opcode) in [("binary", OpCode::Binary), ("text", OpCode::Text)] {
         let mut g = c.benchmark_group(format!("peers_decode_{name}_server_masked"));
         for size in [16usize, 125, 1024, 65536] {
-            let (input, count) = frames(size, opcode);
+            let (input, count) = input::frames(size, true, opcode);
+            let input = Bytes::from(input);
             g.throughput(Throughput::Bytes((size * count) as u64));
             assert_eq!(ours(&input), count);
             assert_eq!(fastwebsockets(&rt, &input, count), count);
