@@ -49,6 +49,8 @@ build_all() {
 }
 
 # The command line of a server by name; its listen address is the argument.
+# Leading VAR=VALUE words are environment variables (start_server runs it
+# through env).
 server_cmd() {
   case "$1" in
     wsmachine-tokio) echo "$BIN/echo_tokio" ;;
@@ -57,6 +59,8 @@ server_cmd() {
     wsmachine-tokio-forward) echo "$BIN/peer_wsmachine_forward_echo" ;;
     wsmachine-core) echo "$BIN/peer_wsmachine_core_echo" ;;
     tokio-tungstenite) echo "$BIN/peer_tungstenite_echo" ;;
+    # Read a message, send it (one flush per message), like our echo_server.
+    tokio-tungstenite-send-each) echo "TT_MODE=send-each $BIN/peer_tungstenite_echo" ;;
     fastwebsockets) echo "$BIN/peer_fastwebsockets_echo" ;;
     tokio-websockets) echo "$BIN/peer_tokio_websockets_echo" ;;
     raw-tcp) echo "$BIN/loadgen --max-secs 3600 --raw-echo-server" ;;

@@ -26,6 +26,7 @@ STYLE = {
     "wsmachine-tokio-forward": ("tab:blue", ":", "s"),
     "wsmachine-core": ("navy", "--", "D"),
     "tokio-tungstenite": ("tab:orange", "-", "^"),
+    "tokio-tungstenite-send-each": ("tab:orange", ":", "^"),
     "fastwebsockets": ("tab:red", "-", "v"),
     "tokio-websockets": ("tab:green", "-", "<"),
     "raw-tcp": ("black", "--", "x"),

@@ -7,7 +7,13 @@
 import statistics
 import sys
 
-PEERS = ["tokio-tungstenite", "fastwebsockets", "tokio-websockets", "raw-tcp"]
+PEERS = [
+    "tokio-tungstenite",
+    "tokio-tungstenite-send-each",
+    "fastwebsockets",
+    "tokio-websockets",
+    "raw-tcp",
+]
 
 
 def parse(path):

@@ -3,18 +3,32 @@
 //! forwarded into the write half, which flushes when the read side has
 //! nothing more buffered), no compression, tokio's default runtime.
 //!
+//! `TT_MODE=send-each` selects the other common idiom instead: read a
+//! message, `send` it back (`send` flushes, so one write per message), the
+//! same read-then-send loop as our own `echo_server` examples. The default
+//! (`TT_MODE=forward`) stays tokio-tungstenite's best case.
+//!
 //! ```text
 //! cargo run --release -p wsmachine-conformance --example peer_tungstenite_echo -- 127.0.0.1:9102
+//! TT_MODE=send-each cargo run --release -p wsmachine-conformance --example peer_tungstenite_echo
 //! ```
 //! Prints `listening on ws://ADDR` once ready.
 
 use std::io::Write;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main]
 async fn main() {
+    let send_each = match std::env::var("TT_MODE").as_deref() {
+        Ok("send-each") => true,
+        Ok("forward") | Err(_) => false,
+        Ok(other) => {
+            eprintln!("peer_tungstenite_echo: TT_MODE={other}: expected forward or send-each");
+            std::process::exit(2);
+        }
+    };
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9102".into());
@@ -32,7 +46,11 @@ async fn main() {
         match listener.accept().await {
             Ok((tcp, _)) => {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve(tcp));
+                if send_each {
+                    tokio::spawn(serve_send_each(tcp));
+                } else {
+                    tokio::spawn(serve(tcp));
+                }
             }
             Err(e) => {
                 eprintln!("peer_tungstenite_echo: accept failed: {e}");
@@ -51,4 +69,15 @@ async fn serve(tcp: TcpStream) {
         .try_filter(|m| std::future::ready(m.is_text() || m.is_binary()))
         .forward(write)
         .await;
+}
+
+async fn serve_send_each(tcp: TcpStream) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    while let Some(Ok(m)) = ws.next().await {
+        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+            break;
+        }
+    }
 }
