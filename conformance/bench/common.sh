@@ -37,7 +37,7 @@ build_all() {
   freeze "$R/loadgen" "$BIN/loadgen"
   local e
   for e in peer_tungstenite_echo peer_fastwebsockets_echo peer_tokio_websockets_echo \
-    peer_wsmachine_forward_echo peer_wsmachine_core_echo; do
+    peer_wtx_echo peer_wsmachine_forward_echo peer_wsmachine_core_echo; do
     freeze "$R/examples/$e" "$BIN/$e"
   done
   # The three adapters' examples share a name: build and copy them one by one.
@@ -63,6 +63,7 @@ server_cmd() {
     tokio-tungstenite-send-each) echo "TT_MODE=send-each $BIN/peer_tungstenite_echo" ;;
     fastwebsockets) echo "$BIN/peer_fastwebsockets_echo" ;;
     tokio-websockets) echo "$BIN/peer_tokio_websockets_echo" ;;
+    wtx) echo "$BIN/peer_wtx_echo" ;;
     raw-tcp) echo "$BIN/loadgen --max-secs 3600 --raw-echo-server" ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac

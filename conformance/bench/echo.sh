@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Echo throughput and latency: our three adapters' echo servers against
-# tokio-tungstenite (in its forward and send-each forms), fastwebsockets and
-# tokio-websockets echo servers and a raw TCP echo (the ceiling), alternating
-# A B C ... A B C ... (ROUNDS rounds), 64 connections each, then a table of
-# medians and ratios.
+# tokio-tungstenite (in its forward and send-each forms), fastwebsockets,
+# tokio-websockets and wtx echo servers and a raw TCP echo (the ceiling),
+# alternating A B C ... A B C ... (ROUNDS rounds), 64 connections each, then
+# a table of medians and ratios.
 #
 #   conformance/bench/echo.sh                 # everything, 2 rounds, 5 s runs
 #   ROUNDS=3 DURATION=5 conformance/bench/echo.sh
@@ -20,7 +20,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
 SWEEP=${SWEEP:-1}
-SERVERS=${SERVERS:-"wsmachine-tokio wsmachine-smol wsmachine-async-std wsmachine-tokio-forward wsmachine-core tokio-tungstenite tokio-tungstenite-send-each fastwebsockets tokio-websockets raw-tcp"}
+SERVERS=${SERVERS:-"wsmachine-tokio wsmachine-smol wsmachine-async-std wsmachine-tokio-forward wsmachine-core tokio-tungstenite tokio-tungstenite-send-each fastwebsockets tokio-websockets wtx raw-tcp"}
 # name size window
 SCENARIOS=${SCENARIOS:-"16B-pipelined:16:16 1KiB-pipelined:1024:16 64KiB-pipelined:65536:16 16B-ping-pong:16:1"}
 SWEEP_SCENARIOS=${SWEEP_SCENARIOS:-"128B-pipelined:128:16 4KiB-pipelined:4096:16 16KiB-pipelined:16384:16"}

@@ -6,6 +6,7 @@
 #
 #   conformance/bench/idle_memory.sh
 #   IDLE=2000 conformance/bench/idle_memory.sh
+#   SERVERS="wsmachine-tokio wtx" conformance/bench/idle_memory.sh  # only their cases
 #
 # Results: target/bench/idle-results.txt and target/bench/idle-table.md.
 source "$(dirname "$0")/common.sh"
@@ -39,10 +40,14 @@ CASES=(
   "tokio-tungstenite||"
   "fastwebsockets||"
   "tokio-websockets||"
+  "wtx||"
 )
 port=9500
 for c in "${CASES[@]}"; do
   IFS='|' read -r name flags senv <<<"$c"
+  if [ -n "${SERVERS:-}" ] && [[ " $SERVERS " != *" $name "* ]]; then
+    continue
+  fi
   # shellcheck disable=SC2086
   start_server "$name" "$port" $senv
   echo "==> $name $flags $senv: $IDLE idle connections" >&2

@@ -29,6 +29,7 @@ STYLE = {
     "tokio-tungstenite-send-each": ("tab:orange", ":", "^"),
     "fastwebsockets": ("tab:red", "-", "v"),
     "tokio-websockets": ("tab:green", "-", "<"),
+    "wtx": ("tab:brown", "-", ">"),
     "raw-tcp": ("black", "--", "x"),
 }
 

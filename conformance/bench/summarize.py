@@ -12,6 +12,7 @@ PEERS = [
     "tokio-tungstenite-send-each",
     "fastwebsockets",
     "tokio-websockets",
+    "wtx",
     "raw-tcp",
 ]
 
