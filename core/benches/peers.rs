@@ -1,10 +1,13 @@
-//! Frame decoding side by side with fastwebsockets, whose codec only runs
-//! over an async stream: both get the same back-to-back masked frames
-//! (client to server) in 64 KiB reads, from memory, and hand out every
-//! message. fastwebsockets runs in `FragmentCollector`, as its own echo
-//! example does (that is where it validates UTF-8); its stream is polled
-//! on a current-thread Tokio runtime, whose overhead per read is part of
-//! what it costs to use.
+//! Frame decoding side by side with fastwebsockets and wtx, whose codecs
+//! only run over an async stream: all get the same back-to-back masked
+//! frames (client to server) in reads of at most 64 KiB, from memory, and
+//! hand out every message. fastwebsockets runs in `FragmentCollector`, as
+//! its own echo example does (that is where it validates UTF-8); wtx reads
+//! with `WebSocketPayloadOrigin::Adaptive`, as its echo examples do (it
+//! validates text by default), through its own `StreamReader` trait, which
+//! the same in-memory stream implements. Both streams are polled on a
+//! current-thread Tokio runtime, whose overhead per read is part of what it
+//! costs to use.
 //!
 //! ```text
 //! cargo bench -p wsmachine --bench peers
@@ -46,7 +49,7 @@ fn ours(input: &[u8]) -> usize {
 }
 
 /// A stream that reads `data` at most `READ` bytes at a time and swallows
-/// writes (fastwebsockets writes nothing for data frames).
+/// writes (fastwebsockets and wtx write nothing for data frames).
 struct Memory {
     data: Bytes,
 }
@@ -74,6 +77,50 @@ impl AsyncWrite for Memory {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+impl wtx::stream::StreamReader for Memory {
+    async fn read(&mut self, bytes: &mut [u8]) -> wtx::Result<usize> {
+        let n = self.data.len().min(bytes.len()).min(READ);
+        let chunk = self.data.split_to(n);
+        bytes[..n].copy_from_slice(&chunk);
+        Ok(n)
+    }
+}
+
+impl wtx::stream::StreamWriter for Memory {
+    async fn write_all(&mut self, _: &[u8]) -> wtx::Result<()> {
+        Ok(())
+    }
+    async fn write_all_vectored(&mut self, _: &[&[u8]]) -> wtx::Result<()> {
+        Ok(())
+    }
+}
+
+fn wtx(rt: &tokio::runtime::Runtime, input: &Bytes, count: usize) -> usize {
+    use wtx::web_socket::{WebSocket, WebSocketBuffer, WebSocketPayloadOrigin};
+    rt.block_on(async {
+        let mut ws = WebSocket::<_, _, _, _, false>::new(
+            (),
+            false,
+            wtx::rng::Xorshift64::from(1),
+            Memory {
+                data: input.clone(),
+            },
+            WebSocketBuffer::default(),
+        );
+        let mut buffer = wtx::collection::Vector::new();
+        let mut n = 0;
+        while n < count {
+            let frame = ws
+                .read_frame(&mut buffer, WebSocketPayloadOrigin::Adaptive)
+                .await
+                .expect("valid frames");
+            std::hint::black_box(frame.payload());
+            n += 1;
+        }
+        n
+    })
 }
 
 fn fastwebsockets(rt: &tokio::runtime::Runtime, input: &Bytes, count: usize) -> usize {
@@ -107,11 +154,15 @@ fn decode(c: &mut Criterion) {
             g.throughput(Throughput::Bytes((size * count) as u64));
             assert_eq!(ours(&input), count);
             assert_eq!(fastwebsockets(&rt, &input, count), count);
+            assert_eq!(wtx(&rt, &input, count), count);
             g.bench_with_input(BenchmarkId::new("wsmachine", size), &input, |b, i| {
                 b.iter(|| ours(i))
             });
             g.bench_with_input(BenchmarkId::new("fastwebsockets", size), &input, |b, i| {
                 b.iter(|| fastwebsockets(&rt, i, count))
+            });
+            g.bench_with_input(BenchmarkId::new("wtx", size), &input, |b, i| {
+                b.iter(|| wtx(&rt, i, count))
             });
         }
         g.finish();
