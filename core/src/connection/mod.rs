@@ -400,9 +400,18 @@ impl Connection {
     }
 
     /// The next event.
+    ///
+    /// Taking a `Close` or `Error` event releases the Close frame held back
+    /// for it (see [`Connection::pending_events`]); it is encoded at once, so
+    /// [`pending_output`](Connection::pending_output) counts it and a loop
+    /// that writes while output is pending sends it.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.rx.poll_event()
+        let ev = self.rx.poll_event()?;
+        if let Event::Close(_) | Event::Error(_) = ev {
+            self.tx.take_replies();
+        }
+        Some(ev)
     }
 
     /// Events waiting to be taken with `poll_event`. An adapter that reads

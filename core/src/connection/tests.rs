@@ -518,6 +518,39 @@ fn expect_failure(input: &[u8], cfg: Config, err: ProtocolError) {
     }
 }
 
+/// A loop that writes while `pending_output` says so, and otherwise reads,
+/// must see the Close released by taking the Close or Error event (it
+/// comes in a read of its own here, after the messages were answered).
+#[test]
+fn taking_the_close_or_error_event_counts_the_close_as_pending_output() {
+    for (input, code) in [
+        (client_frame(0x88, &[0x03, 0xe8]), CloseCode::NORMAL),
+        (client_frame(0x81, b"\xff"), CloseCode::INVALID_PAYLOAD),
+    ] {
+        let (mut s, now) = open_server(Config::default());
+        s.receive(now, &client_frame(0x81, b"last"));
+        let Some(Event::Text(t)) = s.poll_event() else {
+            panic!("expected the message")
+        };
+        s.send(t).unwrap();
+        while s.poll_transmit().is_some() {}
+        s.receive(now, &input);
+        assert_eq!(s.pending_output(), 0, "held back until the event is taken");
+        assert!(matches!(
+            s.poll_event(),
+            Some(Event::Close(_) | Event::Error(_))
+        ));
+        assert!(s.pending_output() > 0, "{code:?}");
+        let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+        let (op, body) = sent_frame(&out);
+        assert_eq!(op, OpCode::Close);
+        assert_eq!(
+            CloseCode::from(u16::from_be_bytes([body[0], body[1]])),
+            code
+        );
+    }
+}
+
 #[test]
 fn rfc6455_5_1_to_5_5_every_rejection_with_its_close_code() {
     let d = Config::default;
