@@ -38,6 +38,9 @@ unsafe impl GlobalAlloc for Live {
 #[global_allocator]
 static A: Live = Live;
 
+/// The count is process-wide: the tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\n\r\n";
@@ -85,6 +88,7 @@ fn idle_server(cfg: Config, echoes: usize) -> Box<Connection> {
 
 #[test]
 fn idle_connection_after_one_echo_holds_under_one_and_a_half_kibibytes() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = Config {
         ping_interval: None,
         ..Config::default()
@@ -101,4 +105,46 @@ fn idle_connection_after_one_echo_holds_under_one_and_a_half_kibibytes() {
         "an idle connection holds {held} bytes ({own} in its struct)"
     );
     drop(conns);
+}
+
+/// A read full of tiny frames must not leave a connection holding an event
+/// queue sized for that read once the application took every event: 64 KiB
+/// of 16-byte messages is ~2 900 events (~140 KiB of queue), of empty Pings
+/// ~10 900. Bounded by the same per-connection figure as an idle one.
+#[test]
+fn a_burst_of_tiny_frames_leaves_no_queue_behind() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = Config {
+        ping_interval: None,
+        ..Config::default()
+    };
+    drop(idle_server(cfg.clone(), 1));
+    let now = Instant::now();
+    let data = masked_frame(OpCode::Binary, &[7; 16]);
+    let ping = masked_frame(OpCode::Ping, &[]);
+    for (name, frame) in [("16-byte messages", &data), ("empty Pings", &ping)] {
+        let burst: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * ((64 << 10) / frame.len()))
+            .collect();
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut conns: Vec<Box<Connection>> =
+            (0..10).map(|_| idle_server(cfg.clone(), 1)).collect();
+        for conn in &mut conns {
+            conn.receive(now, &burst);
+            let mut n = 0;
+            while let Some(ev) = conn.poll_event() {
+                assert!(matches!(ev, Event::Binary(_) | Event::Ping(_)), "{ev:?}");
+                n += 1;
+            }
+            assert_eq!(n, burst.len() / frame.len());
+            while conn.poll_transmit().is_some() {}
+        }
+        let held = (LIVE.load(Ordering::Relaxed) - before) / conns.len() as isize;
+        eprintln!("after a 64 KiB burst of {name}: {held} bytes of heap");
+        assert!(held <= 1536, "after a burst of {name}: {held} bytes");
+        drop(conns);
+    }
 }

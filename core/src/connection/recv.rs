@@ -22,6 +22,13 @@ use crate::Role;
 /// connection does not keep the memory of its largest message.
 const KEEP_INPUT_CAPACITY: usize = 8 << 10;
 
+/// A buffer that held more than this at once is released once empty too,
+/// whatever spare capacity it shows: payloads split off it keep it alive,
+/// and a read full of small messages leaves none. Below it (a read of 16
+/// pipelined 1 KiB messages, say) the buffer is kept, so the steady state
+/// does not allocate per read.
+const KEEP_INPUT_PEAK: usize = 32 << 10;
+
 /// A frame at least this large makes the input buffer "large"...
 const LARGE_FRAME: usize = 256 << 10;
 /// ...and while it is, payloads under this size are copied out rather than
@@ -32,6 +39,11 @@ const SMALL_COPY: usize = 4 << 10;
 /// `receive` copies and parses a large read in steps of this size (a third
 /// of a typical 48 KiB L1 data cache).
 const RECEIVE_STEP: usize = 16 << 10;
+
+/// An event queue drained while holding more than this many slots gives
+/// them back: a burst of control frames must not leave an idle connection
+/// holding its queue (48 bytes a slot).
+const KEEP_EVENT_SLOTS: usize = 32;
 
 /// The message being received (one frame or several). A plain field, not an
 /// `Option`, so the per-frame path moves nothing and the reassembly buffer
@@ -133,6 +145,9 @@ pub struct ReceiveHalf {
     failed_at: Option<Instant>,
     /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
     large_buffer: bool,
+    /// The input buffer held more than `KEEP_INPUT_PEAK` bytes since it was
+    /// last released.
+    buffer_peaked: bool,
     /// `DeflateConfig::release_after_idle`, once compression is negotiated.
     deflate_idle: Option<Duration>,
     /// When the sending half was last seen active (see `Link::take_sent`).
@@ -144,6 +159,15 @@ pub struct ReceiveHalf {
     /// fast path (`parse_small`): at most 125 bytes, and never one that a
     /// configured limit would refuse (those take the full path and its error).
     small_bound: usize,
+    /// The first `ready` bytes of `buf` are `ready_count` whole small
+    /// frames that `parse_small` has checked, unmasked and validated but
+    /// not yet turned into events: `poll_event` hands them out straight
+    /// from the buffer, so a read full of small messages costs no event
+    /// queue traffic (nor queue memory). The region only starts while
+    /// `events` is empty and `poll_event` takes it first, so it always
+    /// comes before anything queued after it.
+    ready: usize,
+    ready_count: usize,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -187,6 +211,7 @@ impl ReceiveHalf {
             deferred_close: None,
             failed_at: None,
             large_buffer: false,
+            buffer_peaked: false,
             deflate_idle: cfg.deflate.as_ref().and_then(|d| d.release_after_idle),
             deflate_mark: now,
             deflate_released_at: None,
@@ -196,6 +221,8 @@ impl ReceiveHalf {
                 126.min(cfg.max_frame_size.saturating_add(1))
                     .min(cfg.max_message_size.saturating_add(1))
             },
+            ready: 0,
+            ready_count: 0,
         }
     }
 
@@ -214,6 +241,29 @@ impl ReceiveHalf {
         self.events.push_back(ev);
     }
 
+    /// Moves the frames of the ready region into the event queue, before
+    /// the full parser runs (it works at the front of the buffer) and
+    /// before the buffer is dropped.
+    fn materialize(&mut self) {
+        while self.ready > 0 {
+            let ev = self.take_ready();
+            self.events.push_back(ev);
+        }
+    }
+
+    /// The event for the first frame of the ready region.
+    #[inline]
+    fn take_ready(&mut self) -> Event {
+        let b0 = self.buf[0];
+        let hlen = if self.role == Role::Server { 6 } else { 2 };
+        let total = hlen + usize::from(self.buf[1] & 0x7F);
+        let mut frame = self.buf.split_to(total).freeze();
+        frame.advance(hlen);
+        self.ready -= total;
+        self.ready_count -= 1;
+        self.small_event(b0, frame)
+    }
+
     /// Buffers bytes that arrived before the connection opened.
     pub(crate) fn stash(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
@@ -225,6 +275,7 @@ impl ReceiveHalf {
 
     /// Marks the connection finished (a failed or rejected handshake).
     pub(crate) fn finish(&mut self) {
+        self.materialize();
         self.failed = true;
         self.set_transport_done();
         self.buf = BytesMut::new();
@@ -241,6 +292,7 @@ impl ReceiveHalf {
             return;
         }
         self.last_rx = now;
+        self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
         if data.len() > RECEIVE_STEP {
             self.buf.reserve(data.len());
         }
@@ -311,7 +363,17 @@ impl ReceiveHalf {
     #[must_use]
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.ready > 0 {
+            let ev = self.take_ready();
+            if self.ready == 0 {
+                self.release_idle_buffer();
+            }
+            return Some(ev);
+        }
         let ev = self.events.pop_front()?;
+        if self.events.is_empty() && self.events.capacity() > KEEP_EVENT_SLOTS {
+            self.events = VecDeque::new();
+        }
         if let Event::Close(_) | Event::Error(_) = ev {
             self.release_deferred_close();
         }
@@ -339,7 +401,7 @@ impl ReceiveHalf {
 
     /// Events waiting to be taken with `poll_event`.
     pub fn pending_events(&self) -> usize {
-        self.events.len()
+        self.events.len() + self.ready_count
     }
 
     /// Whether the sending half has control replies to encode and transmit.
@@ -499,9 +561,11 @@ impl ReceiveHalf {
     }
 
     fn release_idle_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > KEEP_INPUT_CAPACITY {
+        if self.buf.is_empty() && (self.buffer_peaked || self.buf.capacity() > KEEP_INPUT_CAPACITY)
+        {
             self.buf = BytesMut::new();
             self.large_buffer = false;
+            self.buffer_peaked = false;
         }
     }
 
@@ -509,6 +573,8 @@ impl ReceiveHalf {
         if self.failed {
             return;
         }
+        // The frames before the bad one are delivered before the Error.
+        self.materialize();
         self.failed = true;
         self.failed_at = Some(now);
         self.buf = BytesMut::new();
@@ -527,7 +593,13 @@ impl ReceiveHalf {
     fn parse(&mut self, now: Instant) -> Result<(), ProtocolError> {
         while !self.failed && self.close_received_at.is_none() {
             if self.header.is_none() && self.current.kind.is_none() {
-                self.parse_small()?;
+                if self.parse_small()? && self.ready > 0 {
+                    // Only a partial small frame follows the ready region:
+                    // it completes with the next read.
+                    return Ok(());
+                }
+                // The full parser works at the front of the buffer.
+                self.materialize();
             }
             let header = match self.header {
                 Some(h) => h,
@@ -594,26 +666,36 @@ impl ReceiveHalf {
     /// validation and one pass agree). What it saves is the header struct,
     /// the per-frame state (`header`, `processed`, `current`), and a second
     /// buffer operation: one `split_to` covers header and payload.
+    ///
+    /// While the event queue is empty the frames it takes join the ready
+    /// region (see `ready`) instead of the queue: checked now, handed out
+    /// by `poll_event`. Returns whether it stopped for want of input (as
+    /// opposed to at a frame the full path must take).
     #[inline]
-    fn parse_small(&mut self) -> Result<(), ProtocolError> {
+    fn parse_small(&mut self) -> Result<bool, ProtocolError> {
         let server = self.role == Role::Server;
         let mask_bit = if server { 0x80 } else { 0 };
         let hlen = if server { 6 } else { 2 };
+        // A region needs zero-copy payloads and nothing queued before it.
+        let lazy = self.events.is_empty() && !self.large_buffer;
         loop {
-            let buf = &mut self.buf[..];
+            let buf = &mut self.buf[self.ready..];
             if buf.len() < 2 {
-                return Ok(());
+                return Ok(true);
             }
             let (b0, b1) = (buf[0], buf[1]);
             // FIN, no RSV bit, Text (0x1) or Binary (0x2).
             if (b0 != 0x81 && b0 != 0x82) || b1 & 0x80 != mask_bit {
-                return Ok(());
+                return Ok(false);
             }
             let len = (b1 & 0x7F) as usize;
             let total = hlen + len;
             // `small_bound` is at most 126: 16/64-bit lengths never get here.
-            if len >= self.small_bound || buf.len() < total {
-                return Ok(());
+            if len >= self.small_bound {
+                return Ok(false);
+            }
+            if buf.len() < total {
+                return Ok(true);
             }
             let (head, payload) = buf[..total].split_at_mut(hlen);
             if server {
@@ -621,6 +703,11 @@ impl ReceiveHalf {
             }
             if b0 == 0x81 && simdutf8::basic::from_utf8(payload).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
+            }
+            if lazy {
+                self.ready += total;
+                self.ready_count += 1;
+                continue;
             }
             let payload = if self.large_buffer {
                 let copy = Bytes::copy_from_slice(payload);
@@ -631,7 +718,8 @@ impl ReceiveHalf {
                 frame.advance(hlen);
                 frame
             };
-            self.push_small(b0, payload);
+            let ev = self.small_event(b0, payload);
+            self.events.push_back(ev);
         }
     }
 
@@ -644,9 +732,9 @@ impl ReceiveHalf {
 
     /// The event for a frame `parse_small` took (`b0` is 0x81 or 0x82).
     #[inline]
-    fn push_small(&mut self, b0: u8, payload: Bytes) {
+    fn small_event(&self, b0: u8, payload: Bytes) -> Event {
         let text = b0 == 0x81;
-        self.events.push_back(if !self.reassemble {
+        if !self.reassemble {
             Event::Fragment(Fragment {
                 kind: if text {
                     MessageKind::Text
@@ -661,7 +749,7 @@ impl ReceiveHalf {
             Event::Text(Utf8Bytes::from_validated(payload))
         } else {
             Event::Binary(payload)
-        });
+        }
     }
 
     fn check_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {

@@ -1213,6 +1213,21 @@ fn peer_frame(role: Role, first: u8, payload: &[u8], seed: u32) -> Vec<u8> {
 /// Everything a core does with `input` fed in `pieces`: its events and its
 /// output bytes, with the small-frame fast path on or off.
 fn run_core(role: Role, cfg: &Config, fast: bool, pieces: &[&[u8]]) -> (Vec<Event>, Vec<u8>) {
+    let (events, out, _) = run_core_taking(role, cfg, fast, pieces, usize::MAX, false);
+    (events, out)
+}
+
+/// Feeds `pieces`, taking at most `take` events after each, then (with
+/// `eof`) ends the stream and takes the rest. Returns the events, the
+/// output, and what `pending_events` said after each piece.
+fn run_core_taking(
+    role: Role,
+    cfg: &Config,
+    fast: bool,
+    pieces: &[&[u8]],
+    take: usize,
+    eof: bool,
+) -> (Vec<Event>, Vec<u8>, Vec<usize>) {
     let now = Instant::now();
     let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([5; 32])) as Box<_>);
     let mut c = Connection::upgraded(role, cfg.clone(), Negotiated::default(), mask, now);
@@ -1220,12 +1235,18 @@ fn run_core(role: Role, cfg: &Config, fast: bool, pieces: &[&[u8]]) -> (Vec<Even
         c.halves().0.disable_fast_path();
     }
     let mut events = Vec::new();
+    let mut pending = Vec::new();
     for p in pieces {
         c.receive(now, p);
-        events.extend(std::iter::from_fn(|| c.poll_event()));
+        pending.push(c.pending_events());
+        events.extend(std::iter::from_fn(|| c.poll_event()).take(take));
     }
+    if eof {
+        c.receive_eof(now);
+    }
+    events.extend(std::iter::from_fn(|| c.poll_event()));
     let out = std::iter::from_fn(|| c.poll_transmit()).flatten().collect();
-    (events, out)
+    (events, out, pending)
 }
 
 /// Traffic that mixes what the fast path takes (small whole Text/Binary
@@ -1291,6 +1312,39 @@ fn small_frame_fast_path_matches_the_full_path_at_every_split() {
             }
             let bytes: Vec<&[u8]> = wire.chunks(1).collect();
             assert_eq!(run_core(role, &cfg, true, &bytes), want, "{role:?} bytes");
+        }
+    }
+}
+
+/// Small frames the fast path checked wait in the input buffer until
+/// `poll_event` takes them; events queued meanwhile (a control frame, an
+/// error, the end of the stream) must still come after them, and
+/// `pending_events` must count them. The application here leaves events
+/// behind between reads, which is when the two can meet.
+#[test]
+fn small_frames_left_between_reads_keep_their_order_and_count() {
+    for role in [Role::Server, Role::Client] {
+        let wire = mixed_traffic(role);
+        // Without the final Close, so the end of the stream is an Error.
+        let close = peer_frame(role, 0x88, &[0x03, 0xe8, b'b', b'y', b'e'], 0).len();
+        let open_wire = &wire[..wire.len() - close];
+        let bad = [open_wire, &peer_frame(role, 0x81, b"bad \xff", 3)].concat();
+        let cfg = Config::default();
+        for (name, wire, eof) in [
+            ("close", &wire[..], false),
+            ("eof", open_wire, true),
+            ("bad utf-8", &bad[..], false),
+        ] {
+            for take in [0, 1, 3] {
+                for cut in (0..=wire.len()).step_by(7) {
+                    let (a, rest) = wire.split_at(cut);
+                    let (b, c) = rest.split_at(rest.len() / 2);
+                    let pieces = [a, b, c];
+                    let want = run_core_taking(role, &cfg, false, &pieces, take, eof);
+                    let got = run_core_taking(role, &cfg, true, &pieces, take, eof);
+                    assert_eq!(got, want, "{role:?} {name} take {take} cut {cut}");
+                }
+            }
         }
     }
 }
