@@ -371,7 +371,12 @@ impl ReceiveHalf {
             return Some(ev);
         }
         let ev = self.events.pop_front()?;
-        if self.events.is_empty() && self.events.capacity() > KEEP_EVENT_SLOTS {
+        if self.events.is_empty()
+            && (self.events.capacity() > KEEP_EVENT_SLOTS
+                || matches!(ev, Event::Request(_) | Event::Connected(_)))
+        {
+            // Messages mostly skip the queue (see `ready`): the slots the
+            // handshake's event took are not kept for the connection's life.
             self.events = VecDeque::new();
         }
         if let Event::Close(_) | Event::Error(_) = ev {

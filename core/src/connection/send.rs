@@ -186,7 +186,10 @@ impl SendHalf {
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.take_replies();
         let b = match self.chunks.pop_front() {
-            Some(b) => b,
+            Some(b) => {
+                self.release_drained_chunks();
+                b
+            }
             None if !self.out.is_empty() => self.out.split().freeze(),
             None => return None,
         };
@@ -240,6 +243,7 @@ impl SendHalf {
                 c.advance(n);
                 if c.is_empty() {
                     self.chunks.pop_front();
+                    self.release_drained_chunks();
                 }
                 n
             }
@@ -411,6 +415,15 @@ impl SendHalf {
                     apply_mask(&mut self.out[start..], m, 0);
                 }
             }
+        }
+    }
+
+    /// Chunks carry the handshake response and large payloads only, so the
+    /// queue is rare on the message path: it is given back once drained
+    /// rather than kept by every idle connection.
+    fn release_drained_chunks(&mut self) {
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
         }
     }
 
