@@ -394,24 +394,19 @@ impl Connection {
         self.tx.poll_transmit()
     }
 
-    /// Bytes queued for writing and not yet handed out.
+    /// Bytes queued for writing and not yet handed out. Control frames the
+    /// connection decided to send but has not encoded yet (a Pong, or the
+    /// Close that taking a `Close` or `Error` event releases) count as at
+    /// least one byte, so a loop that writes while this is non-zero sends
+    /// them; `poll_transmit` encodes them.
     pub fn pending_output(&self) -> usize {
-        self.tx.pending_output()
+        self.tx.pending_output() + usize::from(self.tx.has_pending_replies())
     }
 
     /// The next event.
-    ///
-    /// Taking a `Close` or `Error` event releases the Close frame held back
-    /// for it (see [`Connection::pending_events`]); it is encoded at once, so
-    /// [`pending_output`](Connection::pending_output) counts it and a loop
-    /// that writes while output is pending sends it.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let ev = self.rx.poll_event()?;
-        if let Event::Close(_) | Event::Error(_) = ev {
-            self.tx.take_replies();
-        }
-        Some(ev)
+        self.rx.poll_event()
     }
 
     /// Events waiting to be taken with `poll_event`. An adapter that reads
