@@ -394,6 +394,34 @@ impl Connection {
         self.tx.poll_transmit()
     }
 
+    /// The next bytes to write, borrowed: write what the transport takes,
+    /// then report it with [`Connection::advance_transmit`]. No reference
+    /// counting per call, unlike `poll_transmit`; see
+    /// [`SendHalf::peek_transmit`].
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use wsmachine::{Config, Connection, Negotiated, Role};
+    /// let mut conn = Connection::upgraded(Role::Server, Config::default(), Negotiated::default(), None, Instant::now());
+    /// conn.send_text("hi").unwrap();
+    /// let mut wire = Vec::new();
+    /// while let Some(buf) = conn.peek_transmit() {
+    ///     let n = buf.len();
+    ///     wire.extend_from_slice(buf);
+    ///     conn.advance_transmit(n);
+    /// }
+    /// assert_eq!(wire, b"\x81\x02hi");
+    /// ```
+    #[must_use]
+    pub fn peek_transmit(&mut self) -> Option<&[u8]> {
+        self.tx.peek_transmit()
+    }
+
+    /// Marks `n` bytes of what [`Connection::peek_transmit`] returned as written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.tx.advance_transmit(n)
+    }
+
     /// Bytes queued for writing and not yet handed out. Control frames the
     /// connection decided to send but has not encoded yet (a Pong, or the
     /// Close that taking a `Close` or `Error` event releases) count as at
