@@ -46,9 +46,14 @@ fn ours_decode(role: Role, input: &[u8]) -> usize {
     ours_decode_with(role, config(), Negotiated::default(), input)
 }
 
-fn ours_decode_with(role: Role, config: Config, negotiated: Negotiated, input: &[u8]) -> usize {
+/// An open connection in `role` (a client masks with a seeded source).
+fn connection(role: Role, config: Config, negotiated: Negotiated) -> Connection {
     let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([1; 32])) as Box<_>);
-    let mut c = Connection::upgraded(role, config, negotiated, mask, Instant::now());
+    Connection::upgraded(role, config, negotiated, mask, Instant::now())
+}
+
+fn ours_decode_with(role: Role, config: Config, negotiated: Negotiated, input: &[u8]) -> usize {
+    let mut c = connection(role, config, negotiated);
     let now = Instant::now();
     let mut n = 0;
     for chunk in input.chunks(READ) {
@@ -137,15 +142,7 @@ fn encode(c: &mut Criterion) {
             let payload = Bytes::from(vec![7u8; size]);
             g.throughput(Throughput::Bytes((count * size) as u64));
             g.bench_function(BenchmarkId::new("wsmachine", size), |b| {
-                let mask =
-                    (role == Role::Client).then(|| Box::new(SeededMask::new([1; 32])) as Box<_>);
-                let mut conn = Connection::upgraded(
-                    role,
-                    config(),
-                    Negotiated::default(),
-                    mask,
-                    Instant::now(),
-                );
+                let mut conn = connection(role, config(), Negotiated::default());
                 b.iter(|| {
                     let mut written = 0;
                     for _ in 0..count {
@@ -160,24 +157,15 @@ fn encode(c: &mut Criterion) {
             // The same, draining with `peek_transmit`/`advance_transmit` (a
             // driver writing from a borrowed slice) instead of `poll_transmit`.
             g.bench_function(BenchmarkId::new("wsmachine_peek", size), |b| {
-                let mask =
-                    (role == Role::Client).then(|| Box::new(SeededMask::new([1; 32])) as Box<_>);
-                let mut conn = Connection::upgraded(
-                    role,
-                    config(),
-                    Negotiated::default(),
-                    mask,
-                    Instant::now(),
-                );
+                let mut conn = connection(role, config(), Negotiated::default());
                 b.iter(|| {
                     let mut written = 0;
                     for _ in 0..count {
                         conn.send(payload.clone()).unwrap();
-                        let (_, tx) = conn.halves();
-                        while let Some(out) = tx.peek_transmit() {
+                        while let Some(out) = conn.peek_transmit() {
                             let n = std::hint::black_box(out).len();
                             written += n;
-                            tx.advance_transmit(n);
+                            conn.advance_transmit(n);
                         }
                     }
                     written
@@ -409,13 +397,7 @@ fn encode_compressed(c: &mut Criterion) {
                 (config(), Negotiated::default())
             };
             g.bench_function(BenchmarkId::new(name, size), |b| {
-                let mut conn = Connection::upgraded(
-                    Role::Server,
-                    cfg.clone(),
-                    negotiated.clone(),
-                    None,
-                    Instant::now(),
-                );
+                let mut conn = connection(Role::Server, cfg.clone(), negotiated.clone());
                 b.iter(|| {
                     let mut written = 0;
                     for _ in 0..count {
