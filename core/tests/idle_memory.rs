@@ -63,6 +63,20 @@ fn masked_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// What an idle connection may hold: its struct and this much heap.
+const HEAP_BESIDES_STRUCT: isize = 256;
+
+fn bound() -> isize {
+    std::mem::size_of::<Connection>() as isize + HEAP_BESIDES_STRUCT
+}
+
+fn quiet() -> Config {
+    Config {
+        ping_interval: None,
+        ..Config::default()
+    }
+}
+
 /// Runs a server connection through the handshake and `echoes` echoes,
 /// returns it idle (output drained, no event left).
 fn idle_server(cfg: Config, echoes: usize) -> Box<Connection> {
@@ -90,10 +104,7 @@ fn idle_server(cfg: Config, echoes: usize) -> Box<Connection> {
 #[test]
 fn idle_connection_after_one_echo_holds_its_struct_and_at_most_256_bytes() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cfg = Config {
-        ping_interval: None,
-        ..Config::default()
-    };
+    let cfg = quiet();
     // Warm up anything lazily allocated once per process.
     drop(idle_server(cfg.clone(), 1));
     let before = LIVE.load(Ordering::Relaxed);
@@ -102,7 +113,7 @@ fn idle_connection_after_one_echo_holds_its_struct_and_at_most_256_bytes() {
     let own = std::mem::size_of::<Connection>() as isize;
     eprintln!("idle connection: {held} bytes of heap ({own} of them the Connection struct)");
     assert!(
-        held <= own + 256,
+        held <= bound(),
         "an idle connection holds {held} bytes ({own} in its struct)"
     );
     drop(conns);
@@ -115,10 +126,7 @@ fn idle_connection_after_one_echo_holds_its_struct_and_at_most_256_bytes() {
 #[test]
 fn a_burst_of_tiny_frames_leaves_no_queue_behind() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cfg = Config {
-        ping_interval: None,
-        ..Config::default()
-    };
+    let cfg = quiet();
     drop(idle_server(cfg.clone(), 1));
     let now = Instant::now();
     let data = masked_frame(OpCode::Binary, &[7; 16]);
@@ -145,8 +153,7 @@ fn a_burst_of_tiny_frames_leaves_no_queue_behind() {
         }
         let held = (LIVE.load(Ordering::Relaxed) - before) / conns.len() as isize;
         eprintln!("after a 64 KiB burst of {name}: {held} bytes of heap");
-        let own = std::mem::size_of::<Connection>() as isize;
-        assert!(held <= own + 256, "after a burst of {name}: {held} bytes");
+        assert!(held <= bound(), "after a burst of {name}: {held} bytes");
         drop(conns);
     }
 }
