@@ -1,6 +1,7 @@
 //! Limits, timers and behaviour switches, with defaults safe for a server on
 //! the open internet.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::deflate::DeflateConfig;
@@ -28,6 +29,11 @@ use crate::deflate::DeflateConfig;
 /// let cfg = Config { max_message_size: 1 << 20, ..Config::default() };
 /// assert_eq!(cfg.max_frame_size, 16 << 20);
 /// ```
+///
+/// Connections take it as `impl Into<Arc<Config>>`: pass a `Config` (one
+/// copy per connection, on the heap), or clone one `Arc<Config>` into
+/// every connection a server accepts, so that they share it (8 bytes each
+/// instead of about 180).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Largest accepted frame payload, in bytes.
@@ -86,5 +92,21 @@ impl Config {
             deflate: Some(DeflateConfig::default()),
             ..Config::default()
         }
+    }
+
+    /// [`Config::with_deflate`], one instance per process: what the
+    /// adapters' `accept` gives each connection, so that connections
+    /// accepted with the defaults share one copy.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wsmachine::Config;
+    /// assert!(Arc::ptr_eq(&Config::shared_with_deflate(), &Config::shared_with_deflate()));
+    /// ```
+    pub fn shared_with_deflate() -> Arc<Config> {
+        static SHARED: OnceLock<Arc<Config>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Arc::new(Config::with_deflate()))
+            .clone()
     }
 }

@@ -97,7 +97,6 @@ enum Phase {
 /// ```
 pub struct Connection {
     role: Role,
-    config: Config,
     phase: Phase,
     rx: ReceiveHalf,
     tx: SendHalf,
@@ -118,7 +117,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     fn new(
         role: Role,
-        config: Config,
+        config: Arc<Config>,
         phase: Phase,
         mask: Option<Box<dyn MaskSource>>,
         now: Instant,
@@ -126,10 +125,9 @@ impl Connection {
         let link = Arc::new(Link::default());
         Connection {
             role,
-            rx: ReceiveHalf::new(role, &config, link.clone(), now),
-            tx: SendHalf::new(role, mask, link),
             handshake_deadline: now.checked_add(config.opening_handshake_timeout),
-            config,
+            rx: ReceiveHalf::new(role, config, link.clone(), now),
+            tx: SendHalf::new(role, mask, link),
             phase,
             negotiated: Negotiated::default(),
         }
@@ -141,12 +139,13 @@ impl Connection {
     /// of masking keys; take both from the OS random generator (RFC 6455
     /// §4.1, §5.3), or from fixed seeds in tests.
     pub fn client(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         request: ClientRequest,
         key: [u8; 16],
         mask: impl MaskSource + 'static,
         now: Instant,
     ) -> Self {
+        let config = config.into();
         let (hs, bytes) = ClientHandshake::new(request, key, &config);
         let mut c = Connection::new(
             Role::Client,
@@ -160,7 +159,8 @@ impl Connection {
     }
 
     /// A server connection waiting for the client's request.
-    pub fn server(config: Config, now: Instant) -> Self {
+    pub fn server(config: impl Into<Arc<Config>>, now: Instant) -> Self {
+        let config = config.into();
         let hs = ServerHandshake::new(&config);
         Connection::new(Role::Server, config, Phase::Server(Box::new(hs)), None, now)
     }
@@ -176,7 +176,7 @@ impl Connection {
     /// no safe default.
     pub fn upgraded(
         role: Role,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         negotiated: Negotiated,
         mask: Option<Box<dyn MaskSource>>,
         now: Instant,
@@ -185,13 +185,13 @@ impl Connection {
             role == Role::Server || mask.is_some(),
             "a client connection needs a MaskSource"
         );
-        let mut c = Connection::new(role, config, Phase::Done, mask, now);
+        let mut c = Connection::new(role, config.into(), Phase::Done, mask, now);
         c.open(negotiated, now);
         c
     }
 
     fn open(&mut self, negotiated: Negotiated, now: Instant) {
-        let (comp, decomp) = match (&negotiated.deflate, &self.config.deflate) {
+        let (comp, decomp) = match (&negotiated.deflate, &self.rx.config().deflate) {
             (Some(params), cfg) => {
                 let default = crate::deflate::DeflateConfig::default();
                 let cfg = cfg.as_ref().unwrap_or(&default);
@@ -240,7 +240,7 @@ impl Connection {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        self.rx.config()
     }
 
     /// Whether the transport should be closed now: the connection is over and
@@ -279,9 +279,9 @@ impl Connection {
             Phase::AwaitingAccept(_) => {
                 // A client may not send frames before the 101 (RFC 6455 §4.1);
                 // bound what an impatient one makes us hold.
-                if self.rx.stashed() + data.len() > self.config.max_handshake_size {
+                if self.rx.stashed() + data.len() > self.rx.config().max_handshake_size {
                     self.fail_handshake(HandshakeError::HeadTooLarge {
-                        limit: self.config.max_handshake_size,
+                        limit: self.rx.config().max_handshake_size,
                     });
                 } else {
                     self.rx.stash(data);
@@ -316,7 +316,7 @@ impl Connection {
                 SendError::NoPendingRequest
             });
         };
-        let (bytes, negotiated) = accept_response(req, &accept, self.config.deflate.as_ref())?;
+        let (bytes, negotiated) = accept_response(req, &accept, self.rx.config().deflate.as_ref())?;
         self.tx.queue_raw(bytes);
         self.open(negotiated, now);
         self.rx.process(now);
@@ -415,9 +415,23 @@ impl Connection {
         self.tx.peek_transmit()
     }
 
-    /// Marks `n` bytes of what [`Connection::peek_transmit`] returned as written.
+    /// The queued output as slices for one vectored write; see
+    /// [`SendHalf::peek_transmit_vectored`].
+    pub fn peek_transmit_vectored<'a>(&'a mut self, bufs: &mut [std::io::IoSlice<'a>]) -> usize {
+        self.tx.peek_transmit_vectored(bufs)
+    }
+
+    /// Marks the first `n` bytes of the queued output as written (what
+    /// [`Connection::peek_transmit`] or
+    /// [`Connection::peek_transmit_vectored`] showed).
     pub fn advance_transmit(&mut self, n: usize) {
         self.tx.advance_transmit(n)
+    }
+
+    /// Drops every byte queued for the transport; see
+    /// [`SendHalf::clear_transmit`].
+    pub fn clear_transmit(&mut self) {
+        self.tx.clear_transmit()
     }
 
     /// Bytes queued for writing and not yet handed out. Control frames the

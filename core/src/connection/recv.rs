@@ -60,6 +60,34 @@ struct Current {
     data: BytesMut,
 }
 
+/// The closing handshake's and a failure's state: none of it exists while
+/// the connection is open, so it lives behind one lazily allocated box.
+#[derive(Debug, Default)]
+struct Closing {
+    /// When the peer's Close arrived.
+    received_at: Option<Instant>,
+    /// A Close frame to send (the echo of the peer's, or ours after a
+    /// protocol error), released when the application takes the Close or
+    /// Error event, so its answers to the messages before still go out
+    /// first. The flag says whether the transport is done after it.
+    deferred: Option<(CloseFrame, Instant, bool)>,
+    /// When a protocol error failed the connection.
+    failed_at: Option<Instant>,
+}
+
+/// The decompressor and its idle-release timer, together behind one box.
+#[derive(Debug)]
+struct Inflate {
+    codec: Decompressor,
+    /// `DeflateConfig::release_after_idle`.
+    idle: Option<Duration>,
+    /// When the sending half was last seen active (see `Link::take_sent`).
+    mark: Instant,
+    /// When the zlib streams were last released (the timer then waits for
+    /// new traffic before it is armed again).
+    released_at: Option<Instant>,
+}
+
 /// Which timer `next_deadline` found.
 #[derive(Clone, Copy, Debug)]
 enum Due {
@@ -106,14 +134,12 @@ pub enum State {
 /// after `receive`/`handle_timeout` to know that the sending side has work.
 pub struct ReceiveHalf {
     role: Role,
-    max_frame_size: usize,
-    max_message_size: usize,
-    max_fragments: usize,
+    /// Shared with the `Connection` (and with every connection a server
+    /// built from the same `Arc<Config>`): limits and timers are read from
+    /// it rather than copied into each connection.
+    config: Arc<Config>,
+    /// Copied from `config`: read once per message on the fast path.
     reassemble: bool,
-    auto_pong: bool,
-    ping_interval: Option<Duration>,
-    pong_timeout: Duration,
-    close_timeout: Duration,
 
     buf: BytesMut,
     header: Option<FrameHeader>,
@@ -123,12 +149,14 @@ pub struct ReceiveHalf {
     utf8: Utf8Validator,
     /// Boxed: a connection without compression keeps one pointer, not
     /// the codec's ~200 bytes of state.
-    decompressor: Option<Box<Decompressor>>,
+    inflate: Option<Box<Inflate>>,
     events: VecDeque<Event>,
     link: Arc<Link>,
 
     open: bool,
-    close_received_at: Option<Instant>,
+    /// Set once the peer's Close arrives or the connection fails (boxed: an
+    /// open connection keeps one pointer).
+    closing: Option<Box<Closing>>,
     failed: bool,
     eof: bool,
     /// The transport should be closed once pending output is written.
@@ -136,25 +164,11 @@ pub struct ReceiveHalf {
     last_rx: Instant,
     ping_sent: Option<Instant>,
     ping_count: u32,
-    /// A Close frame to send (the echo of the peer's, or ours after a
-    /// protocol error), released when the application takes the Close or
-    /// Error event, so its answers to the messages before still go out
-    /// first. The flag says whether the transport is done after it.
-    deferred_close: Option<(CloseFrame, Instant, bool)>,
-    /// When a protocol error failed the connection.
-    failed_at: Option<Instant>,
     /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
     large_buffer: bool,
     /// The input buffer held more than `KEEP_INPUT_PEAK` bytes since it was
     /// last released.
     buffer_peaked: bool,
-    /// `DeflateConfig::release_after_idle`, once compression is negotiated.
-    deflate_idle: Option<Duration>,
-    /// When the sending half was last seen active (see `Link::take_sent`).
-    deflate_mark: Instant,
-    /// When the zlib streams were last released (the timer then waits for
-    /// new traffic before it is armed again).
-    deflate_released_at: Option<Instant>,
     /// Frames with a payload shorter than this may take the small-frame
     /// fast path (`parse_small`): at most 125 bytes, and never one that a
     /// configured limit would refuse (those take the full path and its error).
@@ -181,40 +195,28 @@ impl std::fmt::Debug for ReceiveHalf {
 }
 
 impl ReceiveHalf {
-    pub(crate) fn new(role: Role, cfg: &Config, link: Arc<Link>, now: Instant) -> Self {
+    pub(crate) fn new(role: Role, cfg: Arc<Config>, link: Arc<Link>, now: Instant) -> Self {
         ReceiveHalf {
             role,
-            max_frame_size: cfg.max_frame_size,
-            max_message_size: cfg.max_message_size,
-            max_fragments: cfg.max_fragments,
             reassemble: cfg.reassemble,
-            auto_pong: cfg.auto_pong,
-            ping_interval: cfg.ping_interval,
-            pong_timeout: cfg.pong_timeout,
-            close_timeout: cfg.close_timeout,
             buf: BytesMut::new(),
             header: None,
             processed: 0,
             current: Current::default(),
             utf8: Utf8Validator::new(),
-            decompressor: None,
+            inflate: None,
             events: VecDeque::new(),
             link,
             open: false,
-            close_received_at: None,
+            closing: None,
             failed: false,
             eof: false,
             transport_done: false,
             last_rx: now,
             ping_sent: None,
             ping_count: 0,
-            deferred_close: None,
-            failed_at: None,
             large_buffer: false,
             buffer_peaked: false,
-            deflate_idle: cfg.deflate.as_ref().and_then(|d| d.release_after_idle),
-            deflate_mark: now,
-            deflate_released_at: None,
             small_bound: if cfg.max_fragments == 0 {
                 0
             } else {
@@ -223,18 +225,45 @@ impl ReceiveHalf {
             },
             ready: 0,
             ready_count: 0,
+            config: cfg,
         }
     }
 
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
     pub(crate) fn set_open(&mut self, decompressor: Option<Decompressor>, now: Instant) {
-        if decompressor.is_none() {
-            // Compression was not negotiated: nothing to release.
-            self.deflate_idle = None;
-        }
-        self.decompressor = decompressor.map(Box::new);
+        let idle = self
+            .config
+            .deflate
+            .as_ref()
+            .and_then(|d| d.release_after_idle);
+        self.inflate = decompressor.map(|codec| {
+            Box::new(Inflate {
+                codec,
+                idle,
+                mark: now,
+                released_at: None,
+            })
+        });
         self.open = true;
         self.last_rx = now;
-        self.deflate_mark = now;
+    }
+
+    /// When the peer's Close arrived.
+    fn close_received_at(&self) -> Option<Instant> {
+        self.closing.as_ref().and_then(|c| c.received_at)
+    }
+
+    fn close_received(&self) -> bool {
+        self.closing
+            .as_ref()
+            .is_some_and(|c| c.received_at.is_some())
+    }
+
+    fn closing_mut(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_with(Box::default)
     }
 
     pub(crate) fn push_event(&mut self, ev: Event) {
@@ -287,7 +316,7 @@ impl ReceiveHalf {
     /// sending half transmit (there may be replies), then re-arm the timer
     /// from [`ReceiveHalf::poll_timeout`].
     pub fn receive(&mut self, now: Instant, data: &[u8]) {
-        if !self.open || self.failed || self.close_received_at.is_some() || data.is_empty() {
+        if !self.open || self.failed || self.close_received() || data.is_empty() {
             // RFC 6455 §5.5.1: nothing is processed after a Close frame.
             return;
         }
@@ -304,7 +333,7 @@ impl ReceiveHalf {
             if let Err(e) = self.receive_step(step, now) {
                 self.fail(e, now);
             }
-            if self.failed || self.close_received_at.is_some() {
+            if self.failed || self.close_received() {
                 // Nothing after a Close frame or an error is looked at.
                 break;
             }
@@ -353,7 +382,7 @@ impl ReceiveHalf {
         }
         self.eof = true;
         self.set_transport_done();
-        if !self.failed && self.close_received_at.is_none() {
+        if !self.failed && !self.close_received() {
             self.failed = true;
             self.events.push_back(Event::Error(ConnectionError::Eof));
         }
@@ -389,7 +418,7 @@ impl ReceiveHalf {
     /// Error event (out of line: `poll_event` runs once per message).
     #[cold]
     fn release_deferred_close(&mut self) {
-        if let Some((frame, at, done)) = self.deferred_close.take() {
+        if let Some((frame, at, done)) = self.closing.as_mut().and_then(|c| c.deferred.take()) {
             if self.link.close_sent_at().is_none() {
                 self.link.push(Reply::Close(frame, at));
             }
@@ -420,7 +449,7 @@ impl ReceiveHalf {
             return State::Connecting;
         }
         let sent = self.link.close_sent_at().is_some();
-        let received = self.close_received_at.is_some();
+        let received = self.close_received();
         if self.failed || self.eof || self.transport_done || (sent && received) {
             State::Closed
         } else if sent || received {
@@ -438,9 +467,7 @@ impl ReceiveHalf {
         if self.transport_done {
             return true;
         }
-        self.role == Role::Server
-            && self.close_received_at.is_some()
-            && self.link.close_sent_at().is_some()
+        self.role == Role::Server && self.close_received() && self.link.close_sent_at().is_some()
     }
 
     /// When [`ReceiveHalf::handle_timeout`] should be called next.
@@ -459,20 +486,23 @@ impl ReceiveHalf {
         if self.failed {
             // A protocol error whose Close waits for the application to take
             // the Error event: bound the wait.
-            let t = self.failed_at?;
-            return after(t, self.close_timeout).map(|d| (d, Due::FailedLinger));
+            let t = self.closing.as_ref()?.failed_at?;
+            return after(t, self.config.close_timeout).map(|d| (d, Due::FailedLinger));
         }
-        match (self.link.close_sent_at(), self.close_received_at) {
-            (Some(s), None) => after(s, self.close_timeout).map(|d| (d, Due::ClosingHandshake)),
-            (Some(s), Some(r)) => after(s.max(r), self.close_timeout).map(|d| (d, Due::Linger)),
+        let close_timeout = self.config.close_timeout;
+        match (self.link.close_sent_at(), self.close_received_at()) {
+            (Some(s), None) => after(s, close_timeout).map(|d| (d, Due::ClosingHandshake)),
+            (Some(s), Some(r)) => after(s.max(r), close_timeout).map(|d| (d, Due::Linger)),
             (None, Some(_)) => None,
             (None, None) => {
-                let keepalive = self.ping_interval.and_then(|iv| match self.ping_sent {
-                    None => after(self.last_rx, iv).map(|d| (d, Due::Ping)),
-                    Some(p) => {
-                        after(p.max(self.last_rx), self.pong_timeout).map(|d| (d, Due::Pong))
-                    }
-                });
+                let keepalive = self
+                    .config
+                    .ping_interval
+                    .and_then(|iv| match self.ping_sent {
+                        None => after(self.last_rx, iv).map(|d| (d, Due::Ping)),
+                        Some(p) => after(p.max(self.last_rx), self.config.pong_timeout)
+                            .map(|d| (d, Due::Pong)),
+                    });
                 match (keepalive, self.deflate_deadline()) {
                     (Some(k), Some(r)) => Some(if r.0 < k.0 { r } else { k }),
                     (k, r) => k.or(r),
@@ -486,15 +516,16 @@ impl ReceiveHalf {
     /// received, or a message sent, which the sending half notes in the
     /// link), so an idle connection does not wake up for nothing.
     fn deflate_deadline(&self) -> Option<(Instant, Due)> {
-        let idle = self.deflate_idle?;
-        let armed = match self.deflate_released_at {
+        let inflate = self.inflate.as_ref()?;
+        let idle = inflate.idle?;
+        let armed = match inflate.released_at {
             None => true,
             Some(at) => self.last_rx > at || self.link.sent_since_check(),
         };
         if !armed {
             return None;
         }
-        after(self.last_rx.max(self.deflate_mark), idle).map(|d| (d, Due::ReleaseDeflate))
+        after(self.last_rx.max(inflate.mark), idle).map(|d| (d, Due::ReleaseDeflate))
     }
 
     /// Runs the timers that are due at `now`. Calling it early is harmless.
@@ -518,7 +549,8 @@ impl ReceiveHalf {
             Due::Linger => self.set_transport_done(),
             Due::FailedLinger => {
                 // The application never took the Error event: send the Close anyway.
-                if let Some((frame, at, _)) = self.deferred_close.take() {
+                if let Some((frame, at, _)) = self.closing.as_mut().and_then(|c| c.deferred.take())
+                {
                     if self.link.close_sent_at().is_none() {
                         self.link.push(Reply::Close(frame, at));
                     }
@@ -532,17 +564,19 @@ impl ReceiveHalf {
                 self.ping_sent = Some(now);
             }
             Due::ReleaseDeflate => {
-                if self.link.take_sent() {
+                let busy = self.link.take_sent();
+                let Some(inflate) = &mut self.inflate else {
+                    return;
+                };
+                if busy {
                     // The sending half was busy meanwhile: wait a full
                     // period from now.
-                    self.deflate_mark = now;
-                    self.deflate_released_at = None;
+                    inflate.mark = now;
+                    inflate.released_at = None;
                 } else {
-                    if let Some(d) = &mut self.decompressor {
-                        d.release();
-                    }
+                    inflate.codec.release();
                     self.link.push(Reply::ReleaseCompressor);
-                    self.deflate_released_at = Some(now);
+                    inflate.released_at = Some(now);
                 }
             }
             Due::Pong => {
@@ -581,7 +615,6 @@ impl ReceiveHalf {
         // The frames before the bad one are delivered before the Error.
         self.materialize();
         self.failed = true;
-        self.failed_at = Some(now);
         self.buf = BytesMut::new();
         self.header = None;
         self.current = Current::default();
@@ -590,13 +623,15 @@ impl ReceiveHalf {
         // Messages that came before the bad frame are delivered, and the
         // application's answers to them go out before our Close (Autobahn
         // counts anything else as NON-STRICT); see `poll_event`.
-        self.deferred_close = Some((CloseFrame::new(err.close_code(), reason), now, true));
+        let closing = self.closing_mut();
+        closing.failed_at = Some(now);
+        closing.deferred = Some((CloseFrame::new(err.close_code(), reason), now, true));
         self.events
             .push_back(Event::Error(ConnectionError::Protocol(err)));
     }
 
     fn parse(&mut self, now: Instant) -> Result<(), ProtocolError> {
-        while !self.failed && self.close_received_at.is_none() {
+        while !self.failed && !self.close_received() {
             if self.header.is_none() && self.current.kind.is_none() {
                 if self.parse_small()? && self.ready > 0 {
                     // Only a partial small frame follows the ready region:
@@ -764,7 +799,7 @@ impl ReceiveHalf {
             _ => {}
         }
         let compressed = h.rsv & RSV1 != 0;
-        if h.rsv & !RSV1 != 0 || (compressed && self.decompressor.is_none()) {
+        if h.rsv & !RSV1 != 0 || (compressed && self.inflate.is_none()) {
             return Err(ProtocolError::ReservedBits(h.rsv));
         }
         if compressed && !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
@@ -773,10 +808,11 @@ impl ReceiveHalf {
         if h.opcode.is_control() {
             return Ok(());
         }
-        if h.payload_len > self.max_frame_size as u64 {
+        let cfg = &*self.config;
+        if h.payload_len > cfg.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig {
                 size: h.payload_len,
-                limit: self.max_frame_size,
+                limit: cfg.max_frame_size,
             });
         }
         let cur = &mut self.current;
@@ -797,19 +833,19 @@ impl ReceiveHalf {
             }
         }
         cur.frames += 1;
-        if cur.frames > self.max_fragments {
+        if cur.frames > cfg.max_fragments {
             return Err(ProtocolError::TooManyFragments {
-                limit: self.max_fragments,
+                limit: cfg.max_fragments,
             });
         }
         cur.size += h.payload_len;
         // Uncompressed sizes are known from headers: refuse before buffering.
         // Compressed ones are also bounded by their wire size here, and by
         // the decompressor on output.
-        if cur.size > self.max_message_size as u64 {
+        if cur.size > cfg.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig {
                 size: cur.size,
-                limit: self.max_message_size,
+                limit: cfg.max_message_size,
             });
         }
         Ok(())
@@ -823,7 +859,7 @@ impl ReceiveHalf {
     ) -> Result<(), ProtocolError> {
         match h.opcode {
             OpCode::Ping => {
-                if self.auto_pong && self.link.close_sent_at().is_none() {
+                if self.config.auto_pong && self.link.close_sent_at().is_none() {
                     self.link.push(Reply::Pong(payload.clone()));
                 }
                 self.events.push_back(Event::Ping(payload));
@@ -836,12 +872,13 @@ impl ReceiveHalf {
             }
             OpCode::Close => {
                 let frame = CloseFrame::parse(&payload)?;
-                self.close_received_at = Some(now);
                 self.buf = BytesMut::new();
                 // Echo the code, as RFC 6455 §5.5.1 suggests; no reason. It
                 // leaves when the application takes this event (poll_event),
                 // after whatever it sends in answer to the messages before.
-                self.deferred_close = Some((CloseFrame::new(frame.code, ""), now, false));
+                let closing = self.closing_mut();
+                closing.received_at = Some(now);
+                closing.deferred = Some((CloseFrame::new(frame.code, ""), now, false));
                 self.events.push_back(Event::Close(frame));
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => self.handle_data(h, payload)?,
@@ -854,10 +891,11 @@ impl ReceiveHalf {
         let kind = cur.kind.expect("set by check_header");
         let text = kind == MessageKind::Text;
         let data = if cur.compressed {
-            let d = self
-                .decompressor
+            let d = &mut self
+                .inflate
                 .as_mut()
-                .expect("compressed implies a decompressor");
+                .expect("compressed implies a decompressor")
+                .codec;
             let mut fresh = BytesMut::new();
             let out = if self.reassemble {
                 &mut cur.data
@@ -865,7 +903,7 @@ impl ReceiveHalf {
                 &mut fresh
             };
             let before = out.len();
-            d.decompress(&payload, h.fin, out, self.max_message_size)?;
+            d.decompress(&payload, h.fin, out, self.config.max_message_size)?;
             if text {
                 self.utf8
                     .feed(&out[before..])

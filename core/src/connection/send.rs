@@ -1,6 +1,7 @@
 //! The sending half: encodes frames into the output queue.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,8 +34,7 @@ pub struct SendHalf {
     mask: Option<Box<dyn MaskSource>>,
     /// Boxed: a connection without compression keeps one pointer, not
     /// the codec's ~200 bytes of state.
-    compressor: Option<Box<Compressor>>,
-    scratch: BytesMut,
+    compressor: Option<Box<Deflate>>,
     close_sent: bool,
     /// A message being sent in fragments: its kind and whether it is compressed.
     streaming: Option<(MessageKind, bool)>,
@@ -61,7 +61,6 @@ impl SendHalf {
             queued: 0,
             mask,
             compressor: None,
-            scratch: BytesMut::new(),
             close_sent: false,
             streaming: None,
             link,
@@ -70,7 +69,12 @@ impl SendHalf {
     }
 
     pub(crate) fn set_open(&mut self, compressor: Option<Compressor>) {
-        self.compressor = compressor.map(Box::new);
+        self.compressor = compressor.map(|codec| {
+            Box::new(Deflate {
+                codec,
+                scratch: BytesMut::new(),
+            })
+        });
         self.open = true;
     }
 
@@ -130,15 +134,16 @@ impl SendHalf {
         };
         self.streaming = if last { None } else { Some((kind, compressed)) };
         if compressed {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            scratch.clear();
-            self.compressor
+            let d = self
+                .compressor
                 .as_mut()
-                .expect("compressed implies a compressor")
-                .compress(data, last, &mut scratch);
+                .expect("compressed implies a compressor");
+            let mut scratch = std::mem::take(&mut d.scratch);
+            scratch.clear();
+            d.codec.compress(data, last, &mut scratch);
             let rsv = if first { RSV1 } else { 0 };
             self.write_frame(opcode, rsv, last, &scratch, None);
-            self.scratch = scratch;
+            self.give_back_scratch(scratch);
         } else {
             self.write_frame(opcode, 0, last, data, None);
         }
@@ -234,28 +239,81 @@ impl SendHalf {
         }
     }
 
-    /// Marks `n` bytes of what [`SendHalf::peek_transmit`] returned as
-    /// written. `n` larger than that slice counts as its length.
-    pub fn advance_transmit(&mut self, n: usize) {
-        let n = match self.chunks.front_mut() {
-            Some(c) => {
-                let n = n.min(c.len());
-                c.advance(n);
-                if c.is_empty() {
-                    self.chunks.pop_front();
-                    self.release_drained_chunks();
-                }
-                n
+    /// The queued output as slices for one vectored write (`writev(2)`):
+    /// fills `bufs` in order, at most `bufs.len()` slices, and returns how
+    /// many it filled (0 when nothing is queued). Report what the transport
+    /// took with [`SendHalf::advance_transmit`]; it may end inside any slice.
+    ///
+    /// A handshake response or a large message sent without copying is a
+    /// slice of its own; everything else is encoded into one buffer, so a
+    /// batch of small frames is one slice.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use std::io::{IoSlice, Write};
+    /// use wsmachine::{Config, Connection, Negotiated, Role};
+    /// let mut conn = Connection::upgraded(Role::Server, Config::default(), Negotiated::default(), None, Instant::now());
+    /// conn.send_binary(&[7; 5000]).unwrap(); // copied: `send_binary` borrows
+    /// conn.send(bytes::Bytes::from(vec![8; 5000])).unwrap(); // queued as is
+    /// let mut wire = Vec::new();
+    /// loop {
+    ///     let mut bufs = [IoSlice::new(&[]); 8];
+    ///     let k = conn.peek_transmit_vectored(&mut bufs);
+    ///     if k == 0 { break; }
+    ///     let n = wire.write_vectored(&bufs[..k]).unwrap();
+    ///     conn.advance_transmit(n);
+    /// }
+    /// assert_eq!(wire.len(), 2 * (4 + 5000));
+    /// assert_eq!(conn.pending_output(), 0);
+    /// ```
+    pub fn peek_transmit_vectored<'a>(&'a mut self, bufs: &mut [IoSlice<'a>]) -> usize {
+        self.take_replies();
+        let this: &'a Self = self;
+        let tail = (!this.out.is_empty()).then_some(&this.out[..]);
+        let slices = this.chunks.iter().map(|c| &c[..]).chain(tail);
+        let mut k = 0;
+        for (slot, slice) in bufs.iter_mut().zip(slices) {
+            *slot = IoSlice::new(slice);
+            k += 1;
+        }
+        k
+    }
+
+    /// Marks the first `n` bytes of the queued output as written (what
+    /// [`SendHalf::peek_transmit`] or [`SendHalf::peek_transmit_vectored`]
+    /// showed, in order). `n` larger than what is queued counts as all of it.
+    pub fn advance_transmit(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(c) = self.chunks.front_mut() else {
+                break;
+            };
+            let k = n.min(c.len());
+            c.advance(k);
+            self.queued -= k;
+            n -= k;
+            if c.is_empty() {
+                self.chunks.pop_front();
+                self.release_drained_chunks();
             }
-            None => {
-                let n = n.min(self.out.len());
-                // No reference counting: the written bytes' room is reused by
-                // a later `reserve` once the buffer has drained.
-                self.out.advance(n);
-                n
-            }
-        };
-        self.queued -= n;
+        }
+        if self.chunks.is_empty() {
+            let k = n.min(self.out.len());
+            // No reference counting: the written bytes' room is reused by a
+            // later `reserve` once the buffer has drained.
+            self.out.advance(k);
+            self.queued -= k;
+        }
+    }
+
+    /// Drops every byte queued for the transport and frees its memory: for
+    /// a driver whose transport failed, or that gave up on a peer that does
+    /// not read. Nothing more should be written after it (the stream would
+    /// be missing bytes).
+    pub fn clear_transmit(&mut self) {
+        self.take_replies();
+        self.chunks = VecDeque::new();
+        self.out = BytesMut::new();
+        self.queued = 0;
     }
 
     /// Bytes queued and not yet handed out by `poll_transmit`.
@@ -287,8 +345,8 @@ impl SendHalf {
     fn encode_replies(&mut self) {
         for reply in self.link.take_replies() {
             if let Reply::ReleaseCompressor = reply {
-                if let Some(c) = &mut self.compressor {
-                    c.release();
+                if let Some(d) = &mut self.compressor {
+                    d.codec.release();
                 }
                 continue;
             }
@@ -354,12 +412,12 @@ impl SendHalf {
         }
         let opcode = data_opcode(kind);
         match &mut self.compressor {
-            Some(c) if allow_compress && c.should_compress(data.len()) => {
-                let mut scratch = std::mem::take(&mut self.scratch);
+            Some(d) if allow_compress && d.codec.should_compress(data.len()) => {
+                let mut scratch = std::mem::take(&mut d.scratch);
                 scratch.clear();
-                c.compress(data, true, &mut scratch);
+                d.codec.compress(data, true, &mut scratch);
                 self.write_frame(opcode, RSV1, true, &scratch, None);
-                self.scratch = scratch;
+                self.give_back_scratch(scratch);
             }
             _ => self.write_frame(opcode, 0, true, data, owned),
         }
@@ -418,6 +476,14 @@ impl SendHalf {
         }
     }
 
+    /// The compressed-payload buffer goes back to the codec's box for the
+    /// next message.
+    fn give_back_scratch(&mut self, scratch: BytesMut) {
+        if let Some(d) = &mut self.compressor {
+            d.scratch = scratch;
+        }
+    }
+
     /// Chunks carry the handshake response and large payloads only, so the
     /// queue is rare on the message path: it is given back once drained
     /// rather than kept by every idle connection.
@@ -433,6 +499,13 @@ impl SendHalf {
         }
         self.chunks.push_back(bytes);
     }
+}
+
+/// The compressor and the buffer it compresses each message into, behind
+/// one box.
+struct Deflate {
+    codec: Compressor,
+    scratch: BytesMut,
 }
 
 fn data_opcode(kind: MessageKind) -> OpCode {

@@ -3,6 +3,7 @@
 // Tests play the event loop, which owns the clock.
 #![allow(clippy::disallowed_methods)]
 
+use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -1185,6 +1186,83 @@ fn peek_transmit_matches_poll_transmit() {
             assert_eq!(tx.pending_output(), 0);
             assert!(tx.peek_transmit().is_none());
         }
+    }
+}
+
+/// `peek_transmit_vectored` shows the queued output in order across the
+/// zero-copy chunks and the encode buffer, and `advance_transmit` takes a
+/// vectored write's count wherever it ends: the bytes are those of
+/// `poll_transmit`, for any number of slots and any write size.
+#[test]
+fn vectored_peek_and_advance_match_poll_transmit() {
+    fn queue(c: &mut Connection) {
+        c.send_binary(b"a").unwrap();
+        c.send(Bytes::from(payload(5000))).unwrap(); // a chunk of its own (server)
+        c.send_text("tail").unwrap();
+        c.send(Bytes::from(payload(4096))).unwrap();
+        c.ping(b"p").unwrap();
+        c.send(Bytes::from(payload(300))).unwrap();
+    }
+    for role in [Role::Server, Role::Client] {
+        let open = || {
+            let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([3; 32])) as Box<_>);
+            Connection::upgraded(
+                role,
+                Config::default(),
+                Negotiated::default(),
+                mask,
+                Instant::now(),
+            )
+        };
+        let mut reference = open();
+        queue(&mut reference);
+        let want: Vec<u8> = std::iter::from_fn(|| reference.poll_transmit())
+            .flatten()
+            .collect();
+        for slots in [1, 2, 3, 8] {
+            for step in [1, 3, 101, 4097, 5010, usize::MAX] {
+                let mut c = open();
+                queue(&mut c);
+                let mut got = Vec::new();
+                let mut most = 0;
+                loop {
+                    let mut bufs = vec![IoSlice::new(&[]); slots];
+                    let k = c.peek_transmit_vectored(&mut bufs);
+                    if k == 0 {
+                        break;
+                    }
+                    most = most.max(k);
+                    // A transport that takes `step` bytes of the slices.
+                    let mut n = 0;
+                    for b in &bufs[..k] {
+                        let take = b.len().min(step - n);
+                        got.extend_from_slice(&b[..take]);
+                        n += take;
+                        if n == step {
+                            break;
+                        }
+                    }
+                    c.advance_transmit(n);
+                }
+                assert_eq!(got, want, "{role:?} {slots} slots, step {step}");
+                assert_eq!(c.pending_output(), 0);
+                if role == Role::Server && step == usize::MAX {
+                    // header+"a", 5000, header+"tail"+header, 4096, the rest.
+                    assert_eq!(most, slots.min(5), "{slots} slots");
+                }
+            }
+        }
+        // Advancing past everything queued counts as all of it.
+        let mut c = open();
+        queue(&mut c);
+        c.advance_transmit(usize::MAX);
+        assert_eq!(c.pending_output(), 0);
+        assert_eq!(c.peek_transmit_vectored(&mut [IoSlice::new(&[])]), 0);
+        // A dead transport's output is dropped; replies queued meanwhile too.
+        queue(&mut c);
+        c.clear_transmit();
+        assert_eq!(c.pending_output(), 0);
+        assert!(c.poll_transmit().is_none());
     }
 }
 
