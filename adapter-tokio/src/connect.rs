@@ -2,6 +2,7 @@
 //! [`accept`] / [`accept_with`] for servers. The core validates everything;
 //! this only moves bytes, resolves names and sets up TLS.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,11 @@ use crate::{Error, WebSocket};
 ///
 /// `stream` is any Tokio byte stream: a `TcpStream`, a
 /// `tokio_rustls::server::TlsStream` for `wss://`, a Unix socket.
-pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_with(stream, Config::with_deflate(), |_| Ok(Accept::new())).await
+    accept_with(stream, Config::shared_with_deflate(), |_| Ok(Accept::new()))
 }
 
 /// Accepts a WebSocket on `stream`, letting `callback` look at the request
@@ -39,6 +40,8 @@ where
 /// [`Error::Rejected`]).
 ///
 /// The whole exchange is bounded by `config.opening_handshake_timeout`.
+/// `config` is a `Config` or an `Arc<Config>`: a server that clones one
+/// `Arc` into every connection keeps one copy of it.
 ///
 /// ```no_run
 /// # async fn demo(tcp: tokio::net::TcpStream) -> Result<(), wsmachine_tokio::Error> {
@@ -55,22 +58,27 @@ where
 /// .await?;
 /// # Ok(()) }
 /// ```
-pub async fn accept_with<S, F>(
+pub fn accept_with<S, F>(
     stream: S,
-    config: Config,
+    config: impl Into<Arc<Config>>,
     callback: F,
-) -> Result<WebSocket<S>, Error>
+) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
 {
-    // Boxed: the handshake's state (a second `WebSocket` in flight, the
-    // request) is freed when it completes, instead of enlarging, for the
-    // connection's whole life, the future of every task that accepts.
-    Box::pin(accept_inner(stream, config, callback)).await
+    // Boxed, and not an `async fn` around the box: the handshake's state
+    // (the request, the stream and the connection in flight) is freed when
+    // it completes, and the future the accepting task holds for the
+    // connection's whole life is one pointer, not a second copy of them.
+    Box::pin(accept_inner(stream, config.into(), callback))
 }
 
-async fn accept_inner<S, F>(stream: S, config: Config, callback: F) -> Result<WebSocket<S>, Error>
+async fn accept_inner<S, F>(
+    stream: S,
+    config: Arc<Config>,
+    callback: F,
+) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<Accept, Reject>,

@@ -1,11 +1,10 @@
-//! The pieces every driver loop here is made of: a write queue that uses
-//! vectored writes, a one-shot read into a stack buffer, a timer that reads
+//! The pieces every driver loop here is made of: a writer that hands the
+//! core's output to the transport with vectored writes, a one-shot read into a stack buffer, a timer that reads
 //! the clock before trusting its `Sleep`, and a waker that wakes both the
 //! receiving and the sending side.
 //!
 //! Nothing here knows the WebSocket protocol; that is the core's job.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -14,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
+use wsmachine::SendHalf;
 
 /// Bytes read from the transport at most per read call: a 64 KiB message
 /// takes one read system call, not four.
@@ -36,66 +35,57 @@ thread_local! {
 /// is 1024; a few dozen already saturate a socket).
 const MAX_IOV: usize = 64;
 
-/// Output handed out by the core and not yet accepted by the transport.
+/// Writes the core's output straight from its buffers (no queue of
+/// handed-out chunks here, so an idle connection holds none) and flushes
+/// the transport after writing.
 #[derive(Debug, Default)]
-pub(crate) struct OutQueue {
-    chunks: VecDeque<Bytes>,
-    len: usize,
+pub(crate) struct Writer {
     /// Bytes were written since the last `poll_flush` of the transport (a
     /// TLS stream buffers records until flushed).
     unflushed: bool,
 }
 
-impl OutQueue {
-    /// Bytes waiting to be written.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0 && !self.unflushed
-    }
-
-    /// Takes every chunk `next` hands out (the core's `poll_transmit`).
-    pub(crate) fn refill(&mut self, mut next: impl FnMut() -> Option<Bytes>) {
-        while let Some(b) = next() {
-            if !b.is_empty() {
-                self.len += b.len();
-                self.chunks.push_back(b);
-            }
-        }
+impl Writer {
+    /// No write is waiting for a flush (the core's own queue is separate).
+    pub(crate) fn is_flushed(&self) -> bool {
+        !self.unflushed
     }
 
     /// Drops everything (the transport is gone).
-    pub(crate) fn clear(&mut self) {
-        self.chunks = VecDeque::new();
-        self.len = 0;
+    pub(crate) fn clear(&mut self, tx: &mut SendHalf) {
+        tx.clear_transmit();
         self.unflushed = false;
     }
 
-    /// Writes until the queue is empty and the transport flushed (`Ready`),
-    /// or the transport is not ready (`Pending`, with `cx` registered).
+    /// Writes until the core has nothing queued and the transport flushed
+    /// (`Ready`), or the transport is not ready (`Pending`, with `cx`
+    /// registered).
     pub(crate) fn poll_write<S: AsyncWrite + Unpin>(
         &mut self,
+        tx: &mut SendHalf,
         io: &mut S,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while let Some(first) = self.chunks.front() {
-            let n = if self.chunks.len() > 1 && io.is_write_vectored() {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut k = 0;
-                for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
-                    *slot = IoSlice::new(chunk);
-                    k += 1;
-                }
-                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?
+        let vectored = io.is_write_vectored();
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let k = if vectored {
+                tx.peek_transmit_vectored(&mut slices)
             } else {
-                ready!(Pin::new(&mut *io).poll_write(cx, first))?
+                tx.peek_transmit().map_or(0, |b| {
+                    slices[0] = IoSlice::new(b);
+                    1
+                })
+            };
+            let n = match k {
+                0 => break,
+                1 => ready!(Pin::new(&mut *io).poll_write(cx, &slices[0]))?,
+                _ => ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k]))?,
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.advance(n);
+            tx.advance_transmit(n);
             self.unflushed = true;
         }
         if self.unflushed {
@@ -104,20 +94,27 @@ impl OutQueue {
         }
         Poll::Ready(Ok(()))
     }
+}
 
-    fn advance(&mut self, mut n: usize) {
-        self.len -= n;
-        while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                return;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.chunks.pop_front();
-            } else {
-                front.advance(n);
-                return;
-            }
+/// The transport error that ended the connection, kept so that every later
+/// `send` reports it (boxed: a live connection keeps a null pointer).
+#[derive(Debug, Default)]
+pub(crate) struct Dead(Option<Box<(io::ErrorKind, String)>>);
+
+impl Dead {
+    pub(crate) fn set(&mut self, e: &io::Error) {
+        self.0 = Some(Box::new((e.kind(), e.to_string())));
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// What an operation on the ended connection fails with.
+    pub(crate) fn error(&self) -> crate::Error {
+        match self.0.as_deref() {
+            Some((kind, msg)) => crate::Error::Io(io::Error::new(*kind, msg.clone())),
+            None => crate::Error::Closed,
         }
     }
 }
@@ -262,28 +259,5 @@ impl Wake for Wakers {
         for w in taken.into_iter().flatten() {
             w.wake();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn advance_across_chunks() {
-        let mut q = OutQueue::default();
-        let mut src = vec![
-            Bytes::from_static(b"abc"),
-            Bytes::new(),
-            Bytes::from_static(b"defg"),
-        ]
-        .into_iter();
-        q.refill(|| src.next());
-        assert_eq!(q.len(), 7);
-        q.advance(4);
-        assert_eq!(q.len(), 3);
-        assert_eq!(&q.chunks[0][..], b"efg");
-        q.advance(3);
-        assert!(q.chunks.is_empty());
     }
 }

@@ -24,7 +24,7 @@ use wsmachine::{
     SendHalf, State,
 };
 
-use crate::driver::{poll_read_once, OutQueue, Timer, Wakers, RECV, SEND};
+use crate::driver::{poll_read_once, Dead, Timer, Wakers, Writer, RECV, SEND};
 use crate::websocket::{as_message, event_result, EventQueue};
 use crate::{Error, WebSocket};
 
@@ -32,11 +32,11 @@ use crate::{Error, WebSocket};
 pub(crate) struct Parts<S> {
     pub(crate) io: S,
     pub(crate) conn: Connection,
-    pub(crate) out: OutQueue,
+    pub(crate) out: Writer,
     pub(crate) events: EventQueue,
     pub(crate) read_done: bool,
     pub(crate) shut: bool,
-    pub(crate) dead: Option<(io::ErrorKind, String)>,
+    pub(crate) dead: Dead,
     pub(crate) fatal: Option<io::Error>,
     pub(crate) close_requested: bool,
 }
@@ -44,33 +44,30 @@ pub(crate) struct Parts<S> {
 struct WriteSide<S> {
     tx: SendHalf,
     wr: WriteHalf<S>,
-    out: OutQueue,
+    out: Writer,
     shut: bool,
-    dead: Option<(io::ErrorKind, String)>,
+    dead: Dead,
 }
 
 impl<S: AsyncWrite> WriteSide<S> {
     fn pending(&self) -> usize {
-        self.out.len() + self.tx.pending_output()
+        self.tx.pending_output()
     }
 
     fn is_drained(&self) -> bool {
-        self.out.is_empty() && self.tx.pending_output() == 0 && !self.tx.has_pending_replies()
+        self.out.is_flushed() && self.tx.pending_output() == 0 && !self.tx.has_pending_replies()
     }
 
     fn kill(&mut self, e: &io::Error) {
         if !self.shut {
             self.shut = true;
-            self.out.clear();
-            self.dead = Some((e.kind(), e.to_string()));
+            self.out.clear(&mut self.tx);
+            self.dead.set(e);
         }
     }
 
     fn closed_error(&self) -> Error {
-        match &self.dead {
-            Some((kind, msg)) => Error::Io(io::Error::new(*kind, msg.clone())),
-            None => Error::Closed,
-        }
+        self.dead.error()
     }
 
     /// Encodes pending replies and writes what it can.
@@ -78,9 +75,7 @@ impl<S: AsyncWrite> WriteSide<S> {
         if self.shut {
             return Poll::Ready(());
         }
-        let tx = &mut self.tx;
-        self.out.refill(|| tx.poll_transmit());
-        if let Err(e) = ready!(self.out.poll_write(&mut self.wr, cx)) {
+        if let Err(e) = ready!(self.out.poll_write(&mut self.tx, &mut self.wr, cx)) {
             self.kill(&e);
         }
         Poll::Ready(())
@@ -227,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// `recv`/`recv_event` after the messages before it (or earlier by
     /// `send`/`close` when nothing precedes it).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.events.close_frame.as_ref()
+        self.events.close_frame()
     }
 
     /// The connection state as the receiving side sees it.
@@ -271,10 +266,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         let now = ready!(self.timer.poll(deadline, cx));
         if self.linger.is_some_and(|l| now >= l) {
             // The peer does not take our last bytes: give up on them.
-            let mut w = self.shared.lock();
-            w.shut = true;
-            w.out.clear();
-            drop(w);
+            {
+                let mut guard = self.shared.lock();
+                let w = &mut *guard;
+                w.shut = true;
+                w.out.clear(&mut w.tx);
+            }
             self.finished = true;
             return Poll::Ready(());
         }
@@ -499,7 +496,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         let cx = &mut Context::from_waker(&waker);
         let mut w = self.shared.lock();
         ready!(w.poll_output(cx));
-        if w.dead.is_some() {
+        if w.dead.is_set() {
             return Poll::Ready(Err(w.closed_error()));
         }
         Poll::Ready(Ok(()))

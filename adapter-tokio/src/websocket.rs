@@ -1,19 +1,19 @@
 //! [`WebSocket`]: the driver loop over one stream and one core connection.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsmachine::{
     CloseCode, CloseFrame, Config, Connection, Event, Message, Negotiated, Role, SendError, State,
 };
 
-use crate::driver::{poll_read_once, OutQueue, Timer, Wakers, RECV, SEND};
+use crate::driver::{poll_read_once, Dead, Timer, Wakers, Writer, RECV, SEND};
 use crate::split::{self, WebSocketReader, WebSocketWriter};
 use crate::{ByteStream, Error};
 
@@ -34,7 +34,7 @@ use crate::{ByteStream, Error};
 pub struct WebSocket<S> {
     pub(crate) io: S,
     pub(crate) conn: Connection,
-    pub(crate) out: OutQueue,
+    pub(crate) out: Writer,
     pub(crate) events: EventQueue,
     /// The last event handed out left more waiting: the application is in
     /// a recv -> send loop, and the next `send` leaves its output for the
@@ -50,8 +50,6 @@ pub struct WebSocket<S> {
     timer: Timer,
     wakers: Arc<Wakers>,
     waker: Waker,
-    high_water: usize,
-    close_timeout: Duration,
     /// No more reads: end of stream or a read error.
     read_done: bool,
     /// The transport was shut down, failed, or was given up on.
@@ -61,7 +59,7 @@ pub struct WebSocket<S> {
     /// A transport error not yet reported by `recv`.
     fatal: Option<io::Error>,
     /// The transport error that ended the connection, for `send` to report.
-    dead: Option<(io::ErrorKind, String)>,
+    dead: Dead,
     close_requested: bool,
 }
 
@@ -69,10 +67,7 @@ impl<S> std::fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocket")
             .field("conn", &self.conn)
-            .field(
-                "pending_output",
-                &(self.out.len() + self.conn.pending_output()),
-            )
+            .field("pending_output", &self.conn.pending_output())
             .field(
                 "queued_events",
                 &(self.events.len() + self.conn.pending_events()),
@@ -99,9 +94,17 @@ pub(crate) const READ_AHEAD_EVENTS: usize = 32;
 /// bounded. Also remembers the peer's Close frame.
 #[derive(Debug, Default)]
 pub(crate) struct EventQueue {
+    /// Boxed: only a connection that is closing holds events here, so an
+    /// open one keeps a pointer, not an empty queue.
+    taken: Option<Box<Taken>>,
+    close_frame: Option<Box<CloseFrame>>,
+}
+
+#[derive(Debug, Default)]
+struct Taken {
     queue: VecDeque<Event>,
+    /// Approximate bytes held (see `EventQueue::cost`).
     bytes: usize,
-    pub(crate) close_frame: Option<CloseFrame>,
 }
 
 impl EventQueue {
@@ -115,17 +118,27 @@ impl EventQueue {
         }
     }
 
+    /// The peer's Close frame, once taken in order.
+    pub(crate) fn close_frame(&self) -> Option<&CloseFrame> {
+        self.close_frame.as_deref()
+    }
+
     /// Remembers the peer's Close frame when `ev` is one.
     pub(crate) fn note(&mut self, ev: &Event) {
         if let Event::Close(f) = ev {
-            self.close_frame = Some(f.clone());
+            self.close_frame = Some(Box::new(f.clone()));
         }
+    }
+
+    fn taken(&mut self) -> &mut Taken {
+        self.taken.get_or_insert_with(Box::default)
     }
 
     pub(crate) fn push(&mut self, ev: Event) {
         self.note(&ev);
-        self.bytes += Self::cost(&ev);
-        self.queue.push_back(ev);
+        let t = self.taken();
+        t.bytes += Self::cost(&ev);
+        t.queue.push_back(ev);
     }
 
     /// The next event for the application: those taken from the core
@@ -149,35 +162,35 @@ impl EventQueue {
     ) -> Option<Event> {
         let ev = self.next(poll)?;
         if matches!(ev, Event::Close(_) | Event::Error(_)) {
-            self.bytes += Self::cost(&ev);
-            self.queue.push_front(ev);
+            let t = self.taken();
+            t.bytes += Self::cost(&ev);
+            t.queue.push_front(ev);
             return None;
         }
         Some(ev)
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
-        let ev = self.queue.pop_front()?;
-        self.bytes -= Self::cost(&ev);
+        let t = self.taken.as_mut()?;
+        let ev = t.queue.pop_front()?;
+        t.bytes -= Self::cost(&ev);
         Some(ev)
     }
 
     /// Approximate bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.taken.as_ref().map_or(0, |t| t.bytes)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.taken.as_ref().map_or(0, |t| t.queue.len())
     }
 
     /// Removes the connection's error event, if it has arrived.
     pub(crate) fn take_error(&mut self) -> Option<wsmachine::ConnectionError> {
-        let i = self
-            .queue
-            .iter()
-            .position(|e| matches!(e, Event::Error(_)))?;
-        match self.queue.remove(i) {
+        let t = self.taken.as_mut()?;
+        let i = t.queue.iter().position(|e| matches!(e, Event::Error(_)))?;
+        match t.queue.remove(i) {
             Some(Event::Error(e)) => Some(e),
             _ => None,
         }
@@ -206,11 +219,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(crate) fn new(io: S, conn: Connection) -> Self {
         let (wakers, waker) = Wakers::new_waker();
         WebSocket {
-            high_water: conn.config().write_buffer_high_water,
-            close_timeout: conn.config().close_timeout,
             io,
             conn,
-            out: OutQueue::default(),
+            out: Writer::default(),
             events: EventQueue::default(),
             batching: false,
             deferred: false,
@@ -221,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             shut: false,
             linger: None,
             fatal: None,
-            dead: None,
+            dead: Dead::default(),
             close_requested: false,
         }
     }
@@ -236,7 +247,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `upgrade_hyper` example). Bytes the HTTP server already read past the
     /// request must still be readable from `stream` (hyper's `Upgraded` does
     /// this).
-    pub fn from_upgraded(stream: S, role: Role, negotiated: Negotiated, config: Config) -> Self {
+    pub fn from_upgraded(
+        stream: S,
+        role: Role,
+        negotiated: Negotiated,
+        config: impl Into<std::sync::Arc<Config>>,
+    ) -> Self {
         let mask = match role {
             Role::Client => Some(Box::new(crate::mask_source()) as Box<dyn wsmachine::MaskSource>),
             Role::Server => None,
@@ -254,7 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `recv`/`recv_event` after the messages before it (or earlier by
     /// `send`/`close` when nothing precedes it).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.events.close_frame.as_ref()
+        self.events.close_frame()
     }
 
     /// The connection state (open, closing, closed).
@@ -269,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Bytes of encoded output not yet accepted by the transport.
     pub fn pending_output(&self) -> usize {
-        self.out.len() + self.conn.pending_output()
+        self.conn.pending_output()
     }
 
     /// The underlying stream.
@@ -349,19 +365,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// after, it is sent (by the next operation on this `WebSocket`). The
     /// connection itself stays consistent either way: a message is never
     /// sent partly.
-    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
-        let msg = msg.into();
-        poll_fn(|cx| self.poll_send_ready(cx)).await?;
-        self.start_send_msg(msg)?;
-        self.deferred = true;
-        if std::mem::take(&mut self.batching) && self.events_waiting() {
-            // More received events wait for `recv`: the application is in a
-            // recv -> send loop. The output stays queued and the `recv` that
-            // finds no event left writes it all in one system call, instead
-            // of one write per message.
-            return Ok(());
-        }
-        poll_fn(|cx| self.poll_flush_out(cx)).await
+    // Not an `async fn`: its future would hold the argument and the message
+    // twice. This one is the message and a reference, in every task that
+    // awaits it for the connection's life.
+    pub fn send(
+        &mut self,
+        msg: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        let mut msg = Some(msg.into());
+        poll_fn(move |cx| {
+            if msg.is_some() {
+                ready!(self.poll_send_ready(cx))?;
+                // Encoded in the poll that found room: never half-sent.
+                self.start_send_msg(msg.take().expect("checked above"))?;
+                self.deferred = true;
+                if std::mem::take(&mut self.batching) && self.events_waiting() {
+                    // More received events wait for `recv`: the application
+                    // is in a recv -> send loop. The output stays queued and
+                    // the `recv` that finds no event left writes it all in
+                    // one system call, instead of one write per message.
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            self.poll_flush_out(cx)
+        })
+    }
+
+    /// `Config::write_buffer_high_water`.
+    fn high_water(&self) -> usize {
+        self.conn.config().write_buffer_high_water
     }
 
     /// Whether received events wait for the application.
@@ -476,19 +508,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         self.shut = true;
         self.read_done = true;
-        self.out.clear();
+        self.out.clear(self.conn.halves().1);
         // A transport error after a completed closing handshake is no news.
         if self.conn.state() != State::Closed {
-            self.dead = Some((e.kind(), e.to_string()));
+            self.dead.set(&e);
             self.fatal = Some(e);
         }
     }
 
     fn closed_error(&self) -> Error {
-        match &self.dead {
-            Some((kind, msg)) => Error::Io(io::Error::new(*kind, msg.clone())),
-            None => Error::Closed,
-        }
+        self.dead.error()
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -506,9 +535,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.shut {
             return Poll::Ready(());
         }
-        let conn = &mut self.conn;
-        self.out.refill(|| conn.poll_transmit());
-        match ready!(self.out.poll_write(&mut self.io, cx)) {
+        match ready!(self.out.poll_write(self.conn.halves().1, &mut self.io, cx)) {
             Ok(()) => self.deferred = false,
             Err(e) => {
                 self.kill(e);
@@ -530,10 +557,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.shut {
             return Poll::Pending;
         }
-        if self.linger.is_none() && self.conn.should_close_transport() {
+        // The receiving half's verdict, which ignores pending output: the
+        // connection's waits for that output to be written.
+        if self.linger.is_none() && self.conn.halves().0.should_close_transport() {
             // The core is done but output is stuck behind a peer that does
             // not read: bound how long we keep trying.
-            self.linger = Some(Instant::now() + self.close_timeout);
+            self.linger = Some(Instant::now() + self.conn.config().close_timeout);
         }
         let deadline = match (self.conn.poll_timeout(), self.linger) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -543,7 +572,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.linger.is_some_and(|l| now >= l) {
             self.shut = true;
             self.read_done = true;
-            self.out.clear();
+            self.out.clear(self.conn.halves().1);
             return Poll::Ready(());
         }
         self.conn.handle_timeout(now);
@@ -587,7 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `deferred`).
     fn must_write(&mut self) -> bool {
         self.deferred
-            || self.pending_output() > self.high_water
+            || self.pending_output() > self.high_water()
             || self.conn.state() != State::Open
             || self.conn.halves().0.has_pending_replies()
     }
@@ -596,8 +625,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// buffering received messages without bound (see [`READ_AHEAD_EVENTS`]).
     fn may_read_ahead(&self) -> bool {
         self.conn.pending_events() < READ_AHEAD_EVENTS
-            && self.events.bytes() < self.high_water
-            && self.pending_output() <= self.high_water
+            && self.events.bytes() < self.high_water()
+            && self.pending_output() <= self.high_water()
     }
 
     fn combined_waker(&self, which: usize, cx: &Context<'_>) -> Waker {
@@ -609,7 +638,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// is ready and nothing forces a write: the common case of a read that
     /// brought several messages costs no waker or clock work per message.
     fn poll_ready_event(&mut self) -> Option<Event> {
-        if self.pending_output() > self.high_water {
+        if self.pending_output() > self.high_water() {
             return None;
         }
         let conn = &mut self.conn;
@@ -635,7 +664,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 // the high-water mark, or when taking a Close or Error event
                 // released our Close frame (the app may stop here).
                 if matches!(ev, Event::Close(_) | Event::Error(_))
-                    || self.pending_output() > self.high_water
+                    || self.pending_output() > self.high_water()
                 {
                     let _ = self.poll_output(cx);
                 }
@@ -657,7 +686,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.poll_timers(cx).is_ready() {
                 continue;
             }
-            if self.pending_output() <= self.high_water && self.poll_input(cx).is_ready() {
+            if self.pending_output() <= self.high_water() && self.poll_input(cx).is_ready() {
                 continue;
             }
             return Poll::Pending;
@@ -683,7 +712,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Makes progress without blocking on input; `Ready` once pending
     /// output is at or below the high-water mark.
     pub(crate) fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.batching && !self.shut && self.pending_output() <= self.high_water {
+        if self.batching && !self.shut && self.pending_output() <= self.high_water() {
             // In a recv -> send loop: events wait, so `recv` comes back at
             // once and does the I/O and the timers for the whole batch.
             return Poll::Ready(Ok(()));
@@ -697,7 +726,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Output is written by `send`/`flush` together with the message
             // about to be encoded (one write, not two), or by the `recv` that
             // ends a batch; here only once it passes the high-water mark.
-            if self.pending_output() > self.high_water {
+            if self.pending_output() > self.high_water() {
                 let _ = self.poll_output(cx);
             }
             if self.poll_timers(cx).is_ready() {
@@ -709,7 +738,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.shut {
                 continue;
             }
-            if self.pending_output() <= self.high_water {
+            if self.pending_output() <= self.high_water() {
                 return Poll::Ready(Ok(()));
             }
             return Poll::Pending;
@@ -743,7 +772,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let cx = &mut Context::from_waker(&waker);
         loop {
             if self.poll_output(cx).is_ready() {
-                if self.shut && self.dead.is_some() {
+                if self.shut && self.dead.is_set() {
                     return Poll::Ready(Err(self.closed_error()));
                 }
                 return Poll::Ready(Ok(()));

@@ -339,3 +339,56 @@ async fn handshake_timeout_against_a_mute_server() {
     drop(r);
     tokio::time::timeout(LIMIT, peer).await.unwrap().unwrap();
 }
+
+/// A peer that sends its Close and then never reads: our Close echo is
+/// stuck behind output the socket will not take. The server must give up
+/// after `close_timeout` (shut the transport down and end `recv`) instead
+/// of holding the connection and its output for as long as the peer stays.
+#[tokio::test]
+async fn server_gives_up_on_a_peer_that_stops_reading_after_its_close() {
+    let (l, addr) = common::listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let cfg = Config {
+            ping_interval: None,
+            close_timeout: Duration::from_millis(300),
+            write_buffer_high_water: 64 << 20,
+            ..config()
+        };
+        let mut ws = wsmachine_tokio::accept_with(tcp, cfg, |_| Ok(wsmachine::Accept::new()))
+            .await
+            .unwrap();
+        // Far more than the socket buffers hold: it stays queued.
+        ws.feed(Message::from(vec![7u8; 32 << 20])).await.unwrap();
+        let start = Instant::now();
+        let mut events = Vec::new();
+        while let Some(ev) = ws.recv_event().await {
+            events.push(ev.map(|e| format!("{e:?}")));
+        }
+        (start.elapsed(), events, ws.pending_output())
+    });
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = common::read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"));
+    // Close 1000, masked with a zero key; then this peer reads nothing more.
+    tcp.write_all(b"\x88\x82\0\0\0\0\x03\xe8").await.unwrap();
+    let (waited, events, pending) = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server kept waiting on a peer that does not read")
+        .unwrap();
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].as_ref().is_ok_and(|e| e.starts_with("Close")),
+        "{events:?}"
+    );
+    // The output it gave up on is freed, not kept until the peer goes.
+    assert_eq!(pending, 0);
+    drop(tcp);
+}
