@@ -221,3 +221,54 @@ fn pongs_go_out_when_the_application_only_reads() {
     assert_eq!(server.join().unwrap(), 5);
     let _ = peer.tcp.write_all(b"");
 }
+
+/// A peer that sends its Close and then never reads: our Close echo is
+/// stuck behind output the socket will not take. The server must give up
+/// after `close_timeout` (shut the transport down, end `recv`, free the
+/// output) instead of holding the connection for as long as the peer stays.
+#[test]
+fn server_gives_up_on_a_peer_that_stops_reading_after_its_close() {
+    run(20, async {
+        let (l, addr) = util::listener().await;
+        let server = smol::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let mut cfg = plain();
+            cfg.close_timeout = Duration::from_millis(300);
+            cfg.write_buffer_high_water = 64 << 20;
+            let mut ws = accept_with(s, cfg, |_| Ok(Accept::new())).await.unwrap();
+            // Far more than the socket buffers hold: most of it stays queued
+            // (`send` returns once the transport took what it could, or its
+            // future is dropped here after it queued the message).
+            let big = wsmachine::Message::from(vec![7u8; 32 << 20]);
+            let sent = smol::future::or(async { Some(ws.send(big).await) }, async {
+                smol::Timer::after(Duration::from_millis(200)).await;
+                None
+            })
+            .await;
+            assert!(!matches!(sent, Some(Err(_))), "{sent:?}");
+            assert!(ws.pending_output() > 16 << 20, "{}", ws.pending_output());
+            let start = Instant::now();
+            let mut events = Vec::new();
+            while let Some(ev) = ws.recv_event().await {
+                events.push(ev.map(|e| format!("{e:?}")));
+            }
+            (start.elapsed(), events, ws.pending_output())
+        });
+        let peer = std::thread::spawn(move || {
+            let mut p = RawPeer::connect(addr);
+            p.conn.close(Instant::now(), CloseCode::NORMAL, "").unwrap();
+            p.flush();
+            // Holds the socket without reading until the server is done.
+            p
+        });
+        let (waited, events, pending) = server.await;
+        drop(peer.join().unwrap());
+        assert!(waited >= Duration::from_millis(290), "{waited:?}");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0].as_ref().is_ok_and(|e| e.starts_with("Close")),
+            "{events:?}"
+        );
+        assert_eq!(pending, 0);
+    });
+}

@@ -87,11 +87,11 @@ async fn flush_and_close<S: AsyncWrite + Unpin>(io: &mut S, conn: &mut Connectio
 /// WebSocket upgrade (the core has then sent the matching 400/426 response),
 /// or `Error::Ws(TimedOut(OpeningHandshake))` after
 /// `Config::opening_handshake_timeout`.
-pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_with(stream, Config::with_deflate(), |_| Ok(Accept::new())).await
+    accept_with(stream, Config::shared_with_deflate(), |_| Ok(Accept::new()))
 }
 
 /// Accepts a WebSocket connection with `config`, letting `callback` inspect
@@ -99,6 +99,8 @@ where
 /// extensions) and accept it (choose a subprotocol, add headers, decline
 /// compression) or reject it with an HTTP response ([`Reject`]), in which
 /// case this returns [`Error::Rejected`] after sending the response.
+/// `config` is a `Config` or an `Arc<Config>`: a server that clones one
+/// `Arc` into every connection keeps one copy of it.
 ///
 /// ```no_run
 /// # async fn f(stream: smol::net::TcpStream) -> Result<(), wsmachine_smol::Error> {
@@ -112,24 +114,25 @@ where
 /// .await?;
 /// # drop(ws); Ok(()) }
 /// ```
-pub async fn accept_with<S, F>(
+pub fn accept_with<S, F>(
     stream: S,
-    config: Config,
+    config: impl Into<Arc<Config>>,
     callback: F,
-) -> Result<WebSocket<S>, Error>
+) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
 {
-    // Boxed: the handshake's state is freed when it completes, instead of
-    // enlarging, for the connection's whole life, the future of every task
-    // that accepts.
-    Box::pin(accept_inner(stream, config, callback)).await
+    // Boxed, and not an `async fn` around the box: the handshake's state
+    // (the request, the stream and the connection in flight) is freed when
+    // it completes, and the future the accepting task holds for the
+    // connection's whole life is one pointer, not a second copy of them.
+    Box::pin(accept_inner(stream, config.into(), callback))
 }
 
 async fn accept_inner<S, F>(
     mut stream: S,
-    config: Config,
+    config: Arc<Config>,
     callback: F,
 ) -> Result<WebSocket<S>, Error>
 where

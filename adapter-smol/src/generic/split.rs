@@ -222,6 +222,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
             if self.r.has_events() || self.done {
                 return Poll::Ready(Ok(()));
             }
+            if self.r.gave_up() {
+                // As in the unsplit driver: drop what the peer never took.
+                self.shared.with(cx, |s, cx| {
+                    s.w.tx.clear_transmit();
+                    let _ = s.w.poll_shutdown(&mut s.io, cx);
+                });
+                self.done = true;
+                self.shared.finish();
+                continue;
+            }
             let closing = self.r.rx.should_close_transport();
             if closing
                 || self.flushing

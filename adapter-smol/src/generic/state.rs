@@ -14,7 +14,6 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use bytes::{Buf, Bytes};
 use futures_io::{AsyncRead, AsyncWrite};
 use wsmachine::{CloseFrame, Event, ReceiveHalf, SendHalf};
 
@@ -69,10 +68,17 @@ pub(crate) struct ReadState {
     pub(crate) close_frame: Option<CloseFrame>,
     /// The transport reached end of stream or failed: never read again.
     eof: bool,
+    /// `Config::close_timeout`: how long, once the core is done with the
+    /// connection, to keep trying to write our last bytes.
+    close_timeout: Duration,
+    /// When to give up on them (armed when the core says to close).
+    linger: Option<Instant>,
+    /// The peer did not take them in time: the driver drops them and ends.
+    gave_up: bool,
 }
 
 impl ReadState {
-    pub(crate) fn new(rx: ReceiveHalf) -> Self {
+    pub(crate) fn new(rx: ReceiveHalf, close_timeout: Duration) -> Self {
         // Events the handshake left behind (frames that arrived with the 101
         // response) stay in the core like any other.
         ReadState {
@@ -82,7 +88,16 @@ impl ReadState {
             timer_at: None,
             close_frame: None,
             eof: false,
+            close_timeout,
+            linger: None,
+            gave_up: false,
         }
+    }
+
+    /// The connection is over but the peer did not take our last bytes
+    /// within `close_timeout`: drop them and end.
+    pub(crate) fn gave_up(&self) -> bool {
+        self.gave_up
     }
 
     /// Whether events are waiting for the application.
@@ -145,7 +160,17 @@ impl ReadState {
     /// deadline. Returns `true` when a timeout was handled.
     pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
-            let Some(deadline) = self.rx.poll_timeout() else {
+            if self.linger.is_none() && self.rx.should_close_transport() {
+                // The core is done; only our last bytes are left to write. A
+                // peer that does not read them must not hold us forever.
+                self.linger = Instant::now().checked_add(self.close_timeout);
+            }
+            let linger = self.linger.filter(|_| !self.gave_up);
+            let deadline = match (self.rx.poll_timeout(), linger) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(deadline) = deadline else {
                 self.timer_at = None;
                 return false;
             };
@@ -154,7 +179,11 @@ impl ReadState {
             // treats an early call as a no-op anyway.
             let now = Instant::now();
             if now >= deadline {
-                self.rx.handle_timeout(now);
+                if linger.is_some_and(|l| now >= l) {
+                    self.gave_up = true;
+                } else {
+                    self.rx.handle_timeout(now);
+                }
                 return true;
             }
             if self.timer_at != Some(deadline) {
@@ -222,12 +251,11 @@ impl ReadState {
     }
 }
 
-/// The sending side: the core's [`SendHalf`] and the bytes it handed out
-/// that the transport has not accepted yet.
+/// The sending side: the core's [`SendHalf`], whose output is written
+/// straight from its buffers (nothing handed out is queued here, so an idle
+/// connection holds no queue of its own).
 pub(crate) struct WriteState {
     pub(crate) tx: SendHalf,
-    queue: VecDeque<Bytes>,
-    queued: usize,
     needs_flush: bool,
     high_water: usize,
     pub(crate) close_timeout: Duration,
@@ -239,8 +267,6 @@ impl WriteState {
     pub(crate) fn new(tx: SendHalf, high_water: usize, close_timeout: Duration) -> Self {
         WriteState {
             tx,
-            queue: VecDeque::new(),
-            queued: 0,
             needs_flush: false,
             high_water,
             close_timeout,
@@ -255,18 +281,7 @@ impl WriteState {
 
     /// Bytes encoded and not yet accepted by the transport.
     pub(crate) fn pending(&self) -> usize {
-        self.queued + self.tx.pending_output()
-    }
-
-    /// Moves everything the core has encoded (including control replies the
-    /// receiving half asked for) into the write queue.
-    fn pull(&mut self) {
-        while let Some(b) = self.tx.poll_transmit() {
-            if !b.is_empty() {
-                self.queued += b.len();
-                self.queue.push_back(b);
-            }
-        }
+        self.tx.pending_output()
     }
 
     /// Writes until nothing is pending and the transport is flushed.
@@ -276,8 +291,8 @@ impl WriteState {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            self.pull();
-            if self.queue.is_empty() {
+            // Encodes any control reply the receiving half asked for.
+            if self.tx.peek_transmit().is_none() {
                 if self.needs_flush {
                     ready!(Pin::new(&mut *io).poll_flush(cx))?;
                     self.needs_flush = false;
@@ -299,13 +314,10 @@ impl WriteState {
         io: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            self.pull();
-            if self.queued <= self.high_water {
-                return Poll::Ready(Ok(()));
-            }
+        while self.tx.pending_output() > self.high_water {
             ready!(self.poll_write_some(io, cx))?;
         }
+        Poll::Ready(Ok(()))
     }
 
     /// Shuts the transport's write side down once (TCP FIN, TLS close_notify).
@@ -323,44 +335,29 @@ impl WriteState {
         Poll::Ready(())
     }
 
-    /// One write, vectored when several chunks are queued.
+    /// One write, vectored when the core's output is in several slices.
     fn poll_write_some<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
         io: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let io = Pin::new(&mut *io);
-        let res = if self.queue.len() == 1 {
-            io.poll_write(cx, &self.queue[0])
-        } else {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = self.queue.len().min(MAX_IOV);
-            for (slot, chunk) in slices.iter_mut().zip(self.queue.iter()) {
-                *slot = IoSlice::new(chunk);
-            }
-            io.poll_write_vectored(cx, &slices[..n])
+        let res = match self.tx.peek_transmit_vectored(&mut slices) {
+            0 => return Poll::Ready(Ok(())),
+            1 => io.poll_write(cx, &slices[0]),
+            k => io.poll_write_vectored(cx, &slices[..k]),
         };
-        let mut n = match ready!(res) {
+        let n = match ready!(res) {
             Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Poll::Ready(Ok(())),
             Err(e) => return Poll::Ready(Err(e)),
         };
         self.needs_flush = true;
-        // A stream claiming more than it was given is buggy; clamp, never panic.
-        self.queued = self.queued.saturating_sub(n);
-        while n > 0 {
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.queue.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
+        // A stream claiming more than it was given is buggy: the core
+        // clamps, never panics.
+        self.tx.advance_transmit(n);
         Poll::Ready(Ok(()))
     }
 }

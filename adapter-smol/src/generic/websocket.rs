@@ -1,6 +1,6 @@
 //! [`WebSocket`]: one task owns the transport and both halves of the core.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -51,8 +51,9 @@ use crate::Error;
 /// # Memory
 /// An idle connection holds no read buffer: reads go through one 64 KiB
 /// buffer per thread and are copied into the core at once (the core keeps at
-/// most 8 KiB of input capacity between messages). Outgoing bytes stay as
-/// the core encoded them (`Bytes`, no copy) until the transport accepts them.
+/// most 8 KiB of input capacity between messages). Outgoing bytes stay in
+/// the core's buffers, as encoded, until the transport accepts them: they
+/// are written from there (vectored, no copy), so nothing is queued here.
 pub struct WebSocket<S> {
     io: S,
     r: ReadState,
@@ -115,7 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         };
         WebSocket {
             io,
-            r: ReadState::new(rx),
+            r: ReadState::new(rx, close_timeout),
             w: WriteState::new(tx, high_water, close_timeout),
             negotiated,
             done: false,
@@ -128,7 +129,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a stream on which the opening handshake was already done
     /// elsewhere (e.g. an HTTP server's upgrade), with what it negotiated.
     /// A client's masking keys come from the OS random generator.
-    pub fn from_upgraded(stream: S, role: Role, negotiated: Negotiated, config: Config) -> Self {
+    pub fn from_upgraded(
+        stream: S,
+        role: Role,
+        negotiated: Negotiated,
+        config: impl Into<std::sync::Arc<Config>>,
+    ) -> Self {
         let mask: Option<Box<dyn wsmachine::MaskSource>> = match role {
             Role::Client => Some(Box::new(os_mask())),
             Role::Server => None,
@@ -153,9 +159,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// `recv` → `send`) therefore go out before our Close.
     ///
     /// Cancel-safe: if dropped before it completes, the message was not queued.
-    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+    // Not an `async fn`: its future would hold the argument and the message
+    // twice. This one is the message and a reference, in every task that
+    // awaits it for the connection's life.
+    pub fn send(
+        &mut self,
+        msg: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
         let mut msg = Some(msg.into());
-        poll_fn(|cx| {
+        poll_fn(move |cx| {
             ready!(self.poll_ready_send(cx))?;
             let queued = msg.take().map_or(Ok(()), |m| self.w.tx.send(m));
             self.r.take_lone_event();
@@ -171,7 +183,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             Poll::Ready(queued.map_err(Error::from))
         })
-        .await
     }
 
     /// Receives the next message, answering Pings and running timers while
@@ -322,6 +333,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         loop {
             if self.r.has_events() || self.done {
                 return Poll::Ready(Ok(()));
+            }
+            if self.r.gave_up() {
+                // Our last bytes never left: drop them, try to shut the
+                // transport down once (a TLS close_notify may not fit
+                // either), and end.
+                self.w.tx.clear_transmit();
+                let _ = self.w.poll_shutdown(&mut self.io, cx);
+                self.done = true;
+                continue;
             }
             let write = if self.must_write() {
                 self.flush_out(cx)
