@@ -52,17 +52,23 @@ async fn main() {
 }
 
 async fn serve(mut tcp: TcpStream) -> Result<(), wsmachine_tokio::Error> {
-    let config = Config::with_deflate();
-    // Boxed, so the head-reading state is freed once it is done instead of
-    // sizing this connection's task for its whole life.
-    let Some((head, verdict)) = Box::pin(read_head(&mut tcp, &config)).await? else {
-        return Ok(());
-    };
-    if let Err(HandshakeError::Upgrade | HandshakeError::Connection) = verdict {
-        if head.starts_with(b"GET ") {
-            return serve_page(tcp, &head).await;
+    // One `Config` for every connection (`Config::with_deflate()`, shared):
+    // each holds a pointer to it, not a copy.
+    let config = Config::shared_with_deflate();
+    // What is awaited before the echo loop is boxed (and `verdict` ends with
+    // its block), so none of it sizes this connection's task for its whole
+    // life: the task is the `WebSocket` and little else.
+    let head = {
+        let Some((head, verdict)) = Box::pin(read_head(&mut tcp, &config)).await? else {
+            return Ok(());
+        };
+        if let Err(HandshakeError::Upgrade | HandshakeError::Connection) = verdict {
+            if head.starts_with(b"GET ") {
+                return Box::pin(serve_page(tcp, &head)).await;
+            }
         }
-    }
+        head
+    };
     // Replay what we read and let `accept_with` answer (101, or the error).
     let stream = Prefixed {
         prefix: head,
