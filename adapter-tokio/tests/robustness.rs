@@ -287,15 +287,7 @@ async fn protocol_error_from_peer_is_reported_not_panicked() {
         ws.recv().await
     });
     // A raw client that sends an unmasked frame (illegal from a client).
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let head = common::read_head(&mut tcp).await;
-    assert!(head.starts_with("HTTP/1.1 101"));
+    let mut tcp = common::raw_client(addr).await;
     tcp.write_all(b"\x81\x02hi").await.unwrap();
     let mut rest = Vec::new();
     tokio::time::timeout(LIMIT, tcp.read_to_end(&mut rest))
@@ -367,15 +359,7 @@ async fn server_gives_up_on_a_peer_that_stops_reading_after_its_close() {
         }
         (start.elapsed(), events, ws.pending_output())
     });
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let head = common::read_head(&mut tcp).await;
-    assert!(head.starts_with("HTTP/1.1 101"));
+    let mut tcp = common::raw_client(addr).await;
     // Close 1000, masked with a zero key; then this peer reads nothing more.
     tcp.write_all(b"\x88\x82\0\0\0\0\x03\xe8").await.unwrap();
     let (waited, events, pending) = tokio::time::timeout(Duration::from_secs(10), server)

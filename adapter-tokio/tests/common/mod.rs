@@ -67,6 +67,21 @@ pub async fn silent_server() -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
     (addr, h)
 }
 
+/// A raw TCP client that has completed the opening handshake by hand (the
+/// server answered 101); what it sends next is up to the test.
+pub async fn raw_client(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tcp
+}
+
 /// Reads an HTTP head byte by byte (test helper: no read-ahead).
 pub async fn read_head(tcp: &mut TcpStream) -> String {
     let mut head = Vec::new();

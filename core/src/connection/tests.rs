@@ -1127,6 +1127,25 @@ fn a_small_message_after_a_large_frame_does_not_pin_its_buffer() {
     assert_eq!(small, "hi");
 }
 
+/// An open connection of `role` (a client masks with a seeded source).
+fn open_upgraded(role: Role) -> Connection {
+    let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([3; 32])) as Box<_>);
+    Connection::upgraded(
+        role,
+        Config::default(),
+        Negotiated::default(),
+        mask,
+        Instant::now(),
+    )
+}
+
+/// What `poll_transmit` hands out after `queue` ran on `c`: the reference
+/// the borrowed-output paths are compared with.
+fn transmitted(mut c: Connection, queue: fn(&mut Connection)) -> Vec<u8> {
+    queue(&mut c);
+    std::iter::from_fn(|| c.poll_transmit()).flatten().collect()
+}
+
 /// `peek_transmit`/`advance_transmit` hand out the same bytes as
 /// `poll_transmit`, in any write sizes, mixed with it, across zero-copy
 /// chunks and control replies.
@@ -1140,21 +1159,8 @@ fn peek_transmit_matches_poll_transmit() {
         c.send(Bytes::from(payload(300))).unwrap();
     }
     for role in [Role::Server, Role::Client] {
-        let open = || {
-            let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([3; 32])) as Box<_>);
-            Connection::upgraded(
-                role,
-                Config::default(),
-                Negotiated::default(),
-                mask,
-                Instant::now(),
-            )
-        };
-        let mut reference = open();
-        queue(&mut reference);
-        let want: Vec<u8> = std::iter::from_fn(|| reference.poll_transmit())
-            .flatten()
-            .collect();
+        let open = || open_upgraded(role);
+        let want = transmitted(open(), queue);
         for step in [1, 2, 7, 100, 4096, usize::MAX] {
             let mut c = open();
             queue(&mut c);
@@ -1204,21 +1210,8 @@ fn vectored_peek_and_advance_match_poll_transmit() {
         c.send(Bytes::from(payload(300))).unwrap();
     }
     for role in [Role::Server, Role::Client] {
-        let open = || {
-            let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([3; 32])) as Box<_>);
-            Connection::upgraded(
-                role,
-                Config::default(),
-                Negotiated::default(),
-                mask,
-                Instant::now(),
-            )
-        };
-        let mut reference = open();
-        queue(&mut reference);
-        let want: Vec<u8> = std::iter::from_fn(|| reference.poll_transmit())
-            .flatten()
-            .collect();
+        let open = || open_upgraded(role);
+        let want = transmitted(open(), queue);
         for slots in [1, 2, 3, 8] {
             for step in [1, 3, 101, 4097, 5010, usize::MAX] {
                 let mut c = open();
