@@ -257,9 +257,7 @@ impl ReceiveHalf {
     }
 
     fn close_received(&self) -> bool {
-        self.closing
-            .as_ref()
-            .is_some_and(|c| c.received_at.is_some())
+        self.close_received_at().is_some()
     }
 
     fn closing_mut(&mut self) -> &mut Closing {
@@ -548,13 +546,9 @@ impl ReceiveHalf {
             // The client waited for the server to close TCP (RFC 6455 §7.1.1).
             Due::Linger => self.set_transport_done(),
             Due::FailedLinger => {
-                // The application never took the Error event: send the Close anyway.
-                if let Some((frame, at, _)) = self.closing.as_mut().and_then(|c| c.deferred.take())
-                {
-                    if self.link.close_sent_at().is_none() {
-                        self.link.push(Reply::Close(frame, at));
-                    }
-                }
+                // The application never took the Error event: send the Close
+                // anyway, as taking it would have.
+                self.release_deferred_close();
                 self.set_transport_done();
             }
             Due::Ping => {
