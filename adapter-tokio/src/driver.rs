@@ -1,7 +1,7 @@
 //! The pieces every driver loop here is made of: a writer that hands the
-//! core's output to the transport with vectored writes, a one-shot read into a stack buffer, a timer that reads
-//! the clock before trusting its `Sleep`, and a waker that wakes both the
-//! receiving and the sending side.
+//! core's output to the transport with vectored writes, a one-shot read
+//! into a stack buffer, a timer that reads the clock before trusting its
+//! `Sleep`, and a waker that wakes both the receiving and the sending side.
 //!
 //! Nothing here knows the WebSocket protocol; that is the core's job.
 

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use wsmachine_tokio::accept;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -50,15 +49,7 @@ async fn echo_app_answers(frames: Vec<u8>) -> Vec<(u8, Vec<u8>)> {
             }
         }
     });
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let head = common::read_head(&mut tcp).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut tcp = common::raw_client(addr).await;
     tcp.write_all(&frames).await.unwrap();
     let mut got = Vec::new();
     tokio::time::timeout(LIMIT, tcp.read_to_end(&mut got))
