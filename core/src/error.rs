@@ -26,9 +26,14 @@ pub enum ProtocolError {
     /// A control frame with FIN clear (RFC 6455 §5.5).
     #[error("fragmented control frame")]
     FragmentedControl,
-    /// A control frame with a payload over 125 bytes (RFC 6455 §5.5).
-    #[error("control frame payload of {0} bytes exceeds 125")]
-    ControlTooLong(u64),
+    /// A control frame whose length uses the 16- or 64-bit form (the
+    /// 7-bit field holds 126 or 127): control payloads are at most 125
+    /// bytes (RFC 6455 §5.5), so whatever the extended length says, the
+    /// frame is refused without waiting for it.
+    #[error(
+        "control frame with an extended payload length (control payloads are at most 125 bytes)"
+    )]
+    ControlExtendedLength,
     /// A client frame without a mask (RFC 6455 §5.1).
     #[error("unmasked frame from client")]
     UnmaskedFrame,

@@ -107,7 +107,7 @@ impl FrameHeader {
             }
             if len7 > 125 {
                 // The extended length is not needed to know this is an error.
-                return Err(ProtocolError::ControlTooLong(len7 as u64));
+                return Err(ProtocolError::ControlExtendedLength);
             }
         }
         let (payload_len, mut pos) = match len7 {
@@ -271,10 +271,10 @@ mod tests {
             assert_eq!(dec(&[0x80 | op, 0]), Err(ProtocolError::ReservedOpcode(op)));
         }
         assert_eq!(dec(b"\x09\x00"), Err(ProtocolError::FragmentedControl));
-        assert_eq!(
-            dec(b"\x89\x7e\x00\x7e"),
-            Err(ProtocolError::ControlTooLong(126))
-        );
+        // Refused from the first two bytes, whatever the extended length.
+        for head in [&b"\x89\x7e"[..], b"\x89\x7e\x00\x05", b"\x8a\x7f"] {
+            assert_eq!(dec(head), Err(ProtocolError::ControlExtendedLength));
+        }
         assert_eq!(
             dec(b"\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x00"),
             Err(ProtocolError::LengthMsbSet)

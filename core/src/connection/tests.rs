@@ -584,7 +584,7 @@ fn rfc6455_5_1_to_5_5_every_rejection_with_its_close_code() {
     expect_failure(
         &client_frame(0x89, &[0; 126]),
         d(),
-        ProtocolError::ControlTooLong(126),
+        ProtocolError::ControlExtendedLength,
     );
     expect_failure(
         &client_frame(0x80, b"x"),
