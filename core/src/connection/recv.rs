@@ -629,8 +629,10 @@ impl ReceiveHalf {
             if self.header.is_none() && self.current.kind.is_none() {
                 if self.parse_small()? && self.ready > 0 {
                     // Only a partial small frame follows the ready region:
-                    // it completes with the next read.
-                    return Ok(());
+                    // it completes with the next read, but invalid UTF-8
+                    // in what arrived of it fails now, as it would had the
+                    // read been cut elsewhere.
+                    return self.check_partial_small();
                 }
                 // The full parser works at the front of the buffer.
                 self.materialize();
@@ -754,6 +756,31 @@ impl ReceiveHalf {
             };
             let ev = self.small_event(b0, payload);
             self.events.push_back(ev);
+        }
+    }
+
+    /// Fail-fast UTF-8 for the partial small frame behind the ready region,
+    /// which `parse_small` left for the next read: its payload so far is
+    /// checked on a copy (it is unmasked in place only once whole), so the
+    /// error is the one the full path gives on the same bytes.
+    #[cold]
+    fn check_partial_small(&self) -> Result<(), ProtocolError> {
+        let rest = &self.buf[self.ready..];
+        let hlen = if self.role == Role::Server { 6 } else { 2 };
+        if rest.len() <= hlen || rest[0] != 0x81 {
+            return Ok(());
+        }
+        let mut copy = [0u8; 125];
+        let got = &mut copy[..(rest.len() - hlen).min(125)];
+        got.copy_from_slice(&rest[hlen..hlen + got.len()]);
+        if hlen == 6 {
+            apply_mask_short(got, [rest[2], rest[3], rest[4], rest[5]]);
+        }
+        match simdutf8::compat::from_utf8(got) {
+            // `error_len` is `None` when the bytes only stop short of a
+            // sequence that the rest of the frame may complete.
+            Err(e) if e.error_len().is_some() => Err(ProtocolError::InvalidUtf8),
+            _ => Ok(()),
         }
     }
 
