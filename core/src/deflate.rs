@@ -803,16 +803,31 @@ impl Decompressor {
         out: &mut BytesMut,
         limit: usize,
     ) -> Result<(), ProtocolError> {
+        self.decompress_within(input, fin, out, limit, &mut |_| Ok(()))
+    }
+
+    /// [`decompress`](Self::decompress), asking `grant` before `out` grows:
+    /// it is called with the length `out` is about to reach and fails the
+    /// message when that cannot be had (the connection's memory budget), so
+    /// inflating stops at the smaller of `limit` and what `grant` allows
+    /// without allocating past either.
+    pub(crate) fn decompress_within(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        limit: usize,
+        grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
         self.remember_tail(input);
         self.in_message = !fin;
         let start = out.len();
-        self.inflate(input, out, limit)?;
+        self.inflate(input, out, limit, grant)?;
         if fin {
             if self.ended {
                 // The peer ended the deflate stream with a BFINAL block
                 // (§7.2.3.4 allows it): there is nothing to append, and the
-                // next message needs a fresh stream (below). Its history is
-                // lost, so a later message referring back into it fails.
+                // next message needs a fresh stream (below).
             } else if self.tail_len == 4 && self.tail == TRAILER {
                 // The peer did not strip the flush marker: some senders (ours
                 // before, python-websockets when a streamed message ends with
@@ -823,14 +838,29 @@ impl Decompressor {
                 // a stripped marker holds the empty block's zero header bits),
                 // so this cannot misfire on one.
             } else {
-                self.inflate(&TRAILER, out, limit)?;
+                self.inflate(&TRAILER, out, limit, grant)?;
             }
-            if self.ended || self.no_context_takeover {
+            if self.no_context_takeover {
                 if let Some(stream) = &mut self.stream {
                     stream.reset(false);
                 }
-                // A stream the peer ended has no history to carry over.
                 self.history.clear();
+            } else if self.ended {
+                // The peer ended its deflate stream but keeps its context
+                // (RFC 7692 §7.2.3.4 allows the BFINAL block, §7.2.1 the
+                // takeover): its next message may refer back into this one,
+                // so the new stream starts primed with the window.
+                self.history.push(&out[start..]);
+                if let Some(stream) = &mut self.stream {
+                    stream.reset(false);
+                    let dict = self.history.contiguous();
+                    if !dict.is_empty() {
+                        // Cannot fail: a raw stream at its start takes a
+                        // dictionary of up to its window.
+                        let primed = stream.set_dictionary(dict);
+                        debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
+                    }
+                }
             } else {
                 self.history.push(&out[start..]);
             }
@@ -860,6 +890,7 @@ impl Decompressor {
         mut input: &[u8],
         out: &mut BytesMut,
         limit: usize,
+        grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         if self.ended {
             // Bytes after a BFINAL block are ignored, as zlib does: the RFC's
@@ -883,7 +914,7 @@ impl Decompressor {
                 .len()
                 .saturating_add(usize::try_from(remaining).unwrap_or(usize::MAX))
                 .saturating_add(1);
-            reserve_bounded(out, room, max_len);
+            reserve_bounded(out, room, max_len, grant)?;
             let spare = &mut out.spare_capacity_mut()[..room];
             let (in0, out0) = (stream.total_in(), stream.total_out());
             let result = stream.decompress_uninit(input, spare, InflateFlush::NoFlush);
@@ -933,9 +964,17 @@ impl Decompressor {
 /// `BytesMut::reserve` doubles the capacity, which near the message limit
 /// would allocate up to twice the limit; here growth is geometric too, but
 /// capped at the largest length the message may reach.
-fn reserve_bounded(out: &mut BytesMut, additional: usize, max_len: usize) {
+///
+/// `grant` is asked for the new capacity first; when it refuses, `out` is
+/// left as it was.
+fn reserve_bounded(
+    out: &mut BytesMut,
+    additional: usize,
+    max_len: usize,
+    grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
+) -> Result<(), ProtocolError> {
     if out.capacity() - out.len() >= additional {
-        return;
+        return Ok(());
     }
     let len = out.len();
     let needed = len.saturating_add(additional);
@@ -944,11 +983,13 @@ fn reserve_bounded(out: &mut BytesMut, additional: usize, max_len: usize) {
         .saturating_mul(2)
         .max(needed)
         .min(max_len.max(needed));
+    grant(target)?;
     // Through Vec for an exact reservation; the conversions keep the
     // allocation when `out` owns it alone (otherwise its bytes are copied).
     let mut v = Vec::from(mem::take(out));
     v.reserve_exact(target - len);
     *out = BytesMut::from(bytes::Bytes::from(v));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1591,6 +1632,79 @@ mod tests {
     }
 
     #[test]
+    fn the_window_survives_a_bfinal_block_under_context_takeover() {
+        // RFC 7692 §7.2.3.4's "Hello" ended by a BFINAL block, then
+        // §7.2.3.2's second message, which copies those five bytes back
+        // (length 5, distance 5): the kept window must resolve it.
+        for role in [Role::Client, Role::Server] {
+            let mut d = Decompressor::new(&DeflateParams::default(), role);
+            let mut out = BytesMut::new();
+            let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+            d.decompress(&bfinal, true, &mut out, 100).unwrap();
+            d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100)
+                .unwrap();
+            assert_eq!(&out[..], b"HelloHello", "{role:?}");
+            // After the stream is freed too (the idle release), and with the
+            // BFINAL message split over frames.
+            assert!(d.release());
+            let mut out = BytesMut::new();
+            d.decompress(&bfinal[..3], false, &mut out, 100).unwrap();
+            d.decompress(&bfinal[3..], true, &mut out, 100).unwrap();
+            assert!(d.release());
+            d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100)
+                .unwrap();
+            assert_eq!(&out[..], b"HelloHello", "{role:?} after release");
+        }
+        // Without context takeover the window is gone, as negotiated.
+        let mut d = Decompressor::new(&params(true, true, 15, 15), Role::Client);
+        let mut out = BytesMut::new();
+        d.decompress(
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+            true,
+            &mut out,
+            100,
+        )
+        .unwrap();
+        assert!(d
+            .decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100)
+            .is_err());
+    }
+
+    #[test]
+    fn a_refused_grant_stops_inflating_before_the_output_grows() {
+        // 1 MiB of zeros: output is asked for a step at a time.
+        let p = DeflateParams::default();
+        let mut c = Compressor::new(&p, &cfg15(), Role::Client);
+        let mut wire = BytesMut::new();
+        c.compress(&vec![0u8; 1 << 20], true, &mut wire);
+        let mut d = Decompressor::new(&p, Role::Server);
+        let mut out = BytesMut::new();
+        let mut asked = Vec::new();
+        let err = d
+            .decompress_within(&wire, true, &mut out, 64 << 20, &mut |n| {
+                asked.push(n);
+                if n > 100_000 {
+                    Err(ProtocolError::MemoryBudget {
+                        needed: n,
+                        limit: 100_000,
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert!(matches!(err, ProtocolError::MemoryBudget { .. }));
+        assert!(out.capacity() <= 100_000, "grew to {}", out.capacity());
+        assert!(asked.windows(2).all(|w| w[0] < w[1]), "{asked:?}");
+        // A grant that allows everything gives the whole message.
+        let mut d = Decompressor::new(&p, Role::Server);
+        let mut out = BytesMut::new();
+        d.decompress_within(&wire, true, &mut out, 64 << 20, &mut |_| Ok(()))
+            .unwrap();
+        assert_eq!(out.len(), 1 << 20);
+    }
+
+    #[test]
     fn empty_message_is_a_single_zero_byte() {
         // §7.2.3.6, first message and after context takeover, and as the
         // empty last frame of a fragmented message.
@@ -2064,7 +2178,7 @@ mod tests {
     fn reserve_bounded_caps_growth() {
         let mut b = BytesMut::with_capacity(1000);
         b.extend_from_slice(&[1; 1000]);
-        reserve_bounded(&mut b, 10, 1500);
+        reserve_bounded(&mut b, 10, 1500, &mut |_| Ok(())).unwrap();
         assert!(
             b.capacity() >= 1010 && b.capacity() <= 1500,
             "{}",
@@ -2072,7 +2186,7 @@ mod tests {
         );
         assert_eq!(&b[..], &[1; 1000][..]);
         let mut b = BytesMut::new();
-        reserve_bounded(&mut b, 100, 50);
+        reserve_bounded(&mut b, 100, 50, &mut |_| Ok(())).unwrap();
         assert!(b.capacity() >= 100);
     }
 }

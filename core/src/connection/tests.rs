@@ -1567,3 +1567,103 @@ fn messages_in_reads_of_random_sizes() {
         }
     }
 }
+
+/// Found by fuzzing and by a differential run against python-websockets: a
+/// text frame cut short behind whole small frames skipped the fail-fast
+/// UTF-8 check when the whole frames were still waiting in the input
+/// buffer, so the outcome depended on where the reads were cut.
+#[test]
+fn invalid_utf8_behind_waiting_small_frames_fails_whatever_the_chunking() {
+    let eof = Event::Error(ConnectionError::Eof);
+    let bad = Event::Error(ConnectionError::Protocol(ProtocolError::InvalidUtf8));
+    for role in [Role::Client, Role::Server] {
+        // (frames before, text payload, bytes of it sent, the last event)
+        let cases: [(&[(u8, &[u8])], &[u8], usize, &Event); 5] = [
+            // The fuzzer's input: an empty text frame, then 0x80 in a cut one.
+            (
+                &[(0x81, b"")],
+                &[0, 0, 0, 0, 0, 0, 0x80, 0, 0x81, 0, 0],
+                8,
+                &bad,
+            ),
+            // The differential run's: "abc" binary, then 0xff.
+            (
+                &[(0x82, b"abc")],
+                &[0xff, b'a', b'b', 0, 0, 0, 0, 0, 0],
+                3,
+                &bad,
+            ),
+            // Several frames waiting, invalid byte first in the cut frame.
+            (&[(0x81, b"x"), (0x82, b"yz")], &[0xc0, 0x80, b'a'], 1, &bad),
+            // Cut inside a valid two-byte character: nothing to fail on yet.
+            (&[(0x81, b"x")], "é and more".as_bytes(), 1, &eof),
+            // Valid so far, the invalid byte not sent.
+            (&[(0x82, b"abc")], &[b'a', b'b', 0xff], 2, &eof),
+        ];
+        for (i, (before, text, sent, last)) in cases.into_iter().enumerate() {
+            let mut wire = Vec::new();
+            for (n, (first, payload)) in before.iter().enumerate() {
+                wire.extend(peer_frame(role, *first, payload, n as u32));
+            }
+            let cut = peer_frame(role, 0x81, text, 99);
+            let head = cut.len() - text.len();
+            wire.extend_from_slice(&cut[..head + sent]);
+            let cfg = Config::default();
+            let whole = run_core_taking(role, &cfg, true, &[&wire], usize::MAX, true).0;
+            let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+            let pieces = run_core_taking(role, &cfg, true, &bytes, usize::MAX, true).0;
+            let full = run_core_taking(role, &cfg, false, &[&wire], usize::MAX, true).0;
+            assert_eq!(whole, pieces, "{role:?} case {i}: whole vs byte by byte");
+            assert_eq!(whole, full, "{role:?} case {i}: fast vs full path");
+            assert_eq!(
+                whole.len(),
+                before.len() + 1,
+                "{role:?} case {i}: {whole:?}"
+            );
+            assert_eq!(whole.last(), Some(last), "{role:?} case {i}");
+        }
+    }
+}
+
+/// Found by a differential run against python-websockets: under context
+/// takeover a message ended by a BFINAL block (RFC 7692 §7.2.3.4) lost the
+/// window, so the next one, copying back into it, failed to inflate.
+#[test]
+fn rfc7692_a_bfinal_message_keeps_its_window_for_the_next() {
+    let wire = [
+        0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, // "Hello", BFINAL
+        0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00, // copy 5 from 5 back
+        0x88, 0x02, 0x03, 0xe8, // Close 1000
+    ];
+    let now = Instant::now();
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(crate::DeflateParams::default()),
+    };
+    for chunk in [wire.len(), 1] {
+        let mask = Box::new(SeededMask::new([5; 32]));
+        let mut c = Connection::upgraded(
+            Role::Client,
+            Config::default(),
+            negotiated.clone(),
+            Some(mask),
+            now,
+        );
+        let mut events = Vec::new();
+        for piece in wire.chunks(chunk) {
+            c.receive(now, piece);
+            events.extend(std::iter::from_fn(|| c.poll_event()));
+        }
+        let texts: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["Hello", "Hello"], "{events:?}");
+        assert!(
+            matches!(events.last(), Some(Event::Close(f)) if f.code == crate::CloseCode::NORMAL)
+        );
+    }
+}
