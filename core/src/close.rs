@@ -38,6 +38,9 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: unexpected condition in the server.
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1013: try again later (the endpoint is overloaded; RFC 6455's IANA
+    /// registry). Sent when the shared [`crate::MemoryBudget`] is exhausted.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// Whether this code may appear in a Close frame on the wire: 1000–1003,
     /// 1007–1014 and 3000–4999 (RFC 6455 §7.4.1, §7.4.2 and the IANA registry).

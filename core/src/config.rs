@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::budget::MemoryBudget;
 use crate::deflate::DeflateConfig;
 
 /// Connection configuration.
@@ -23,6 +24,26 @@ use crate::deflate::DeflateConfig;
 /// | `close_timeout` | 5 s | bound on waiting for the peer's Close, and for a client, on waiting for the server to close TCP (counted from when the last Close was sent or received; an echo the application releases late by taking its event late counts from the peer's Close) |
 /// | `write_buffer_high_water` | 1 MiB | adapters wait before queueing more when unsent output is above it |
 /// | `deflate` | `None` | permessage-deflate offer (client) or policy (server) |
+/// | `memory_budget` | [`MemoryBudget::process_default`]: 256 MiB per process | bytes that unfinished incoming messages and their inflate output may hold over all connections sharing it; past a free 16 KiB per connection, a message reserves before it grows, and one that cannot fails its connection with 1013 |
+///
+/// Why these limits. A server on the open internet meets peers that send
+/// as much as they are allowed to and then wait, so each limit is a cost
+/// an attacker can impose per connection, and the budget is the cost they
+/// can impose on the process:
+///
+/// | | wsmachine | python-websockets | tungstenite | uWebSockets |
+/// |---|---|---|---|---|
+/// | message | 64 MiB | 1 MiB | 64 MiB | 16 KiB (`maxPayloadLength`) |
+/// | frame | 16 MiB | = message | 16 MiB | = message |
+/// | all connections together | 256 MiB | none | none | none |
+///
+/// The message limit stays at tungstenite's 64 MiB so that applications
+/// moving large messages keep working (the Autobahn suite sends 16 MiB
+/// ones); the process budget is what keeps 200 connections each holding an
+/// unfinished 48 MiB compressed message from taking 9 GiB: the first five
+/// get their memory, the rest are closed with 1013 while small messages
+/// keep flowing for every connection. Lower `max_message_size` to
+/// python-websockets' 1 MiB where messages are known to be small.
 ///
 /// ```
 /// use wsmachine::Config;
@@ -62,6 +83,9 @@ pub struct Config {
     pub write_buffer_high_water: usize,
     /// permessage-deflate offer (client) or acceptance policy (server).
     pub deflate: Option<DeflateConfig>,
+    /// The budget shared by connections for their unfinished incoming
+    /// messages (`None`: only the per-message limits bound them).
+    pub memory_budget: Option<MemoryBudget>,
 }
 
 impl Default for Config {
@@ -80,6 +104,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_buffer_high_water: 1 << 20,
             deflate: None,
+            memory_budget: Some(MemoryBudget::process_default()),
         }
     }
 }

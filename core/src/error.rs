@@ -89,6 +89,16 @@ pub enum ProtocolError {
     /// The compressed payload could not be inflated.
     #[error("invalid compressed data: {0}")]
     Inflate(String),
+    /// The message in progress needed more memory than the shared
+    /// [`crate::MemoryBudget`] had left: the process, not the message, is
+    /// over its limit (close code 1013, Try Again Later).
+    #[error("message needs {needed} bytes, over what the memory budget of {limit} has left")]
+    MemoryBudget {
+        /// Bytes the message needed at that point.
+        needed: usize,
+        /// The budget's limit.
+        limit: usize,
+    },
 }
 
 impl ProtocolError {
@@ -99,6 +109,7 @@ impl ProtocolError {
             ProtocolError::FrameTooBig { .. }
             | ProtocolError::MessageTooBig { .. }
             | ProtocolError::TooManyFragments { .. } => CloseCode::TOO_BIG,
+            ProtocolError::MemoryBudget { .. } => CloseCode::TRY_AGAIN_LATER,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }

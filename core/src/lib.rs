@@ -21,6 +21,7 @@
 //! Close frame and is reported once as [`Event::Error`].
 #![warn(missing_docs)]
 
+mod budget;
 mod client_options;
 mod close;
 mod config;
@@ -35,6 +36,7 @@ mod message;
 mod proxy;
 mod utf8;
 
+pub use budget::MemoryBudget;
 pub use client_options::{
     proxy_from_env, Compression, ConnectOptions, PreparedConnect, ProxySetting, Reject,
 };

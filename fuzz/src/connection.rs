@@ -11,8 +11,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use wsmachine::{
     accept_response, Accept, ClientHandshake, ClientRequest, CloseCode, Compressor, Config,
-    Connection, Event, FrameHeader, MessageKind, Negotiated, OpCode, Role, SeededMask,
-    ServerHandshake, RSV1,
+    Connection, Event, FrameHeader, MemoryBudget, MessageKind, Negotiated, OpCode, Role,
+    SeededMask, ServerHandshake, RSV1,
 };
 
 use crate::alloc::Peak;
@@ -156,8 +156,16 @@ fn config(s: &Setup) -> Config {
         pong_timeout: ms(s.pong_timeout_ms),
         close_timeout: ms(s.close_timeout_ms),
         deflate: s.deflate.as_ref().map(DeflateSetup::config),
+        memory_budget: budget(s),
         ..Config::default()
     }
+}
+
+/// A quarter of the inputs run under a tiny memory budget of their own
+/// (0–255 KiB), drawn from the mask seed so that the committed corpus keeps
+/// its meaning; the rest under none, so the per-message limits are reached.
+fn budget(s: &Setup) -> Option<MemoryBudget> {
+    (s.mask_seed % 4 == 0).then(|| MemoryBudget::new(((s.mask_seed >> 8) % 256) as usize * 1024))
 }
 
 /// Runs one structured input.
@@ -354,8 +362,17 @@ pub(crate) fn run(input: &ConnInput, input_len: usize) {
             Op::Eof => c.conn.receive_eof(now),
         }
         c.step();
+        if let Some(b) = &cfg.memory_budget {
+            assert!(b.in_use() <= b.limit(), "over the budget: {b:?}");
+        }
     }
     peak.check(bound, "connection");
+    // Every reservation returns with the connection, however it ended.
+    let budget = cfg.memory_budget.clone();
+    drop(c);
+    if let Some(b) = budget {
+        assert_eq!(b.in_use(), 0, "reservations left behind");
+    }
 }
 
 fn seed(s: u64) -> [u8; 32] {

@@ -8,12 +8,14 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::link::{Link, Reply};
 use super::Event;
+use crate::budget::Held;
 use crate::close::{CloseCode, CloseFrame};
 use crate::config::Config;
 use crate::deflate::Decompressor;
 use crate::error::{ConnectionError, ProtocolError, Timeout};
 use crate::frame::{FrameHeader, OpCode, RSV1};
 use crate::mask::{apply_mask, apply_mask_short, extend_masked};
+
 use crate::message::{Fragment, MessageKind, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 use crate::Role;
@@ -182,6 +184,8 @@ pub struct ReceiveHalf {
     /// comes before anything queued after it.
     ready: usize,
     ready_count: usize,
+    /// What the message in progress reserved from `config.memory_budget`.
+    held: Held,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -191,6 +195,14 @@ impl std::fmt::Debug for ReceiveHalf {
             .field("state", &self.state())
             .field("buffered", &self.buf.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ReceiveHalf {
+    fn drop(&mut self) {
+        // An abrupt end (the transport reset, the application dropped the
+        // connection mid-message) returns the reservation too.
+        self.held.settle(&self.config, 0);
     }
 }
 
@@ -225,6 +237,7 @@ impl ReceiveHalf {
             },
             ready: 0,
             ready_count: 0,
+            held: Held::default(),
             config: cfg,
         }
     }
@@ -337,6 +350,30 @@ impl ReceiveHalf {
             }
         }
         self.release_idle_buffer();
+        self.settle_budget();
+    }
+
+    /// Bytes held for the message in progress: its frame's payload so far
+    /// (the input buffer starts there while a header is pending) and what
+    /// was reassembled or inflated before it.
+    fn message_bytes(&self) -> usize {
+        let partial = if self.header.is_some() {
+            self.buf.len()
+        } else {
+            0
+        };
+        partial + self.current.data.len()
+    }
+
+    /// Gives back what the budget reservation no longer covers: called
+    /// after every read, so a delivered message's reservation returns at
+    /// once.
+    #[inline]
+    fn settle_budget(&mut self) {
+        if self.held.bytes() != 0 {
+            let now = self.message_bytes();
+            self.held.settle(&self.config, now);
+        }
     }
 
     fn receive_step(&mut self, mut step: &[u8], now: Instant) -> Result<(), ProtocolError> {
@@ -380,6 +417,16 @@ impl ReceiveHalf {
         }
         self.eof = true;
         self.set_transport_done();
+        if self.header.is_some() || self.current.kind.is_some() {
+            // The message in progress can never complete: its memory and
+            // its budget reservation go now, not when the application drops
+            // the connection.
+            self.materialize();
+            self.buf = BytesMut::new();
+            self.header = None;
+            self.current = Current::default();
+            self.held.settle(&self.config, 0);
+        }
         if !self.failed && !self.close_received() {
             self.failed = true;
             self.events.push_back(Event::Error(ConnectionError::Eof));
@@ -591,6 +638,7 @@ impl ReceiveHalf {
             self.fail(e, now);
         }
         self.release_idle_buffer();
+        self.settle_budget();
     }
 
     fn release_idle_buffer(&mut self) {
@@ -612,6 +660,7 @@ impl ReceiveHalf {
         self.buf = BytesMut::new();
         self.header = None;
         self.current = Current::default();
+        self.held.settle(&self.config, 0);
         let mut reason = err.to_string();
         truncate_at_char(&mut reason, 123);
         // Messages that came before the bad frame are delivered, and the
@@ -672,8 +721,14 @@ impl ReceiveHalf {
             }
             if self.buf.len() < len {
                 // Room for the rest of the frame, in steps, so a header that
-                // declares a huge frame does not reserve it all up front.
-                self.buf.reserve((len - self.buf.len()).min(1 << 20));
+                // declares a huge frame does not reserve it all up front;
+                // the memory budget covers each step before it is taken.
+                let more = (len - self.buf.len()).min(1 << 20);
+                if self.buf.capacity() - self.buf.len() < more {
+                    let total = self.buf.len() + more + self.current.data.len();
+                    self.held.cover(&self.config, total)?;
+                    self.buf.reserve(more);
+                }
                 return Ok(());
             }
             let payload = if self.large_buffer && len < SMALL_COPY {
@@ -893,7 +948,10 @@ impl ReceiveHalf {
             }
             OpCode::Close => {
                 let frame = CloseFrame::parse(&payload)?;
+                // Nothing after a Close is processed: the input and a
+                // message it interrupted go now, with their reservation.
                 self.buf = BytesMut::new();
+                self.current = Current::default();
                 // Echo the code, as RFC 6455 §5.5.1 suggests; no reason. It
                 // leaves when the application takes this event (poll_event),
                 // after whatever it sends in answer to the messages before.
@@ -908,6 +966,10 @@ impl ReceiveHalf {
     }
 
     fn handle_data(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
+        if self.reassemble && !self.current.compressed && !(h.fin && self.current.frames == 1) {
+            let total = self.current.data.len() + payload.len();
+            self.held.cover(&self.config, total)?;
+        }
         let cur = &mut self.current;
         let kind = cur.kind.expect("set by check_header");
         let text = kind == MessageKind::Text;
@@ -924,7 +986,10 @@ impl ReceiveHalf {
                 &mut fresh
             };
             let before = out.len();
-            d.decompress(&payload, h.fin, out, self.config.max_message_size)?;
+            let (held, config) = (&mut self.held, &*self.config);
+            d.decompress_within(&payload, h.fin, out, config.max_message_size, &mut |n| {
+                held.cover(config, n)
+            })?;
             if text {
                 self.utf8
                     .feed(&out[before..])
