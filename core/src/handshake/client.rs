@@ -377,7 +377,7 @@ impl ClientHandshake {
             Ok(httparse::Status::Partial) => {
                 return Err(HandshakeError::Http("incomplete response head".into()))
             }
-            Err(e) => return Err(map_httparse(e, self.max_headers)),
+            Err(e) => return Err(map_httparse(e, self.max_headers, &buf[..end])),
         }
         let status = parsed.code.unwrap_or(0);
         let response = Response {
