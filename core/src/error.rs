@@ -160,6 +160,10 @@ pub enum HandshakeError {
     /// No `Host` header in the request, or an empty one.
     #[error("missing Host header")]
     MissingHost,
+    /// A `Host` that is not `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2):
+    /// spaces, a path, user information. The server answers 400.
+    #[error("invalid Host header {0:?}")]
+    InvalidHost(String),
     /// A header that may appear once appears several times (`Host`,
     /// `Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version` and
     /// `Content-Length` in a request; `Upgrade`, `Sec-WebSocket-Accept` and

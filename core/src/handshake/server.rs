@@ -158,7 +158,7 @@ impl Accept {
 /// | HTTP/1.0 | [`HandshakeError::HttpVersion`] | 400 |
 /// | any `Transfer-Encoding`; a `Content-Length` other than 0 | [`HandshakeError::Body`] | 400 |
 /// | several `Content-Length` fields / one that is not a number | [`HandshakeError::DuplicateHeader`] / [`HandshakeError::ContentLength`] | 400 |
-/// | no `Host`, or an empty one | [`HandshakeError::MissingHost`] | 400 |
+/// | no `Host`, or an empty one / one that is not `host[:port]` | [`HandshakeError::MissingHost`] / [`HandshakeError::InvalidHost`] | 400 |
 /// | several `Host`, `Upgrade`, `Sec-WebSocket-Key` or `Sec-WebSocket-Version` fields | [`HandshakeError::DuplicateHeader`] | 400 |
 /// | a target that is not origin-form (`/path?query`, no `#fragment`), unless absolute-form (`http`, `https`, `ws` or `wss`) with the `Host` header's authority, compared case-insensitively; `*` and `host:port` | [`HandshakeError::RequestTarget`] | 400 |
 /// | no `websocket` token in `Upgrade` / no `upgrade` token in `Connection` | [`HandshakeError::Upgrade`] / [`HandshakeError::Connection`] | 400 |
@@ -248,6 +248,9 @@ fn validate_request(target: &str, headers: Headers) -> Result<Request, Handshake
         Some(h) if !h.trim().is_empty() => h.trim(),
         _ => return Err(HandshakeError::MissingHost),
     };
+    if !is_host(host) {
+        return Err(HandshakeError::InvalidHost(host.to_owned()));
+    }
     let target = origin_form(target, host)?;
     at_most_once(&headers, "upgrade", "Upgrade")?;
     if !headers.has_token("upgrade", "websocket") {
@@ -285,6 +288,39 @@ fn validate_request(target: &str, headers: Headers) -> Result<Request, Handshake
         subprotocols,
         extensions,
     })
+}
+
+/// `uri-host [":" port]` (RFC 9112 §3.2 and RFC 3986 §3.2.2): a
+/// registered name or IPv4 address, or an IP literal in brackets. What else
+/// may come in a Host (a space, `/`, `@`) is where two parsers would split
+/// the name differently.
+fn is_host(host: &str) -> bool {
+    let (name_ok, port) = match host.strip_prefix('[') {
+        Some(literal) => {
+            let Some((ip, after)) = literal.split_once(']') else {
+                return false;
+            };
+            // IPv6, IPvFuture, and a zone identifier (RFC 6874) after "%25".
+            let ok = !ip.is_empty()
+                && ip
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":.%-_~".contains(&b));
+            (ok, after)
+        }
+        None => {
+            let (name, port) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+            (ok, port)
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    name_ok && port_ok
 }
 
 /// The request target as origin-form (RFC 9112 §3.2): `/path?query` as is;
@@ -728,6 +764,36 @@ mod tests {
             parse(&req).unwrap().unwrap().subprotocols(),
             ["chat", "superchat"]
         );
+    }
+
+    #[test]
+    fn host_must_be_host_and_port() {
+        let host = |h: &str| parse(&GOOD.replacen("server.example.com", h, 1));
+        for bad in [
+            "a b",
+            "a/b",
+            "user@server.example.com",
+            "server.example.com:80:80",
+            "server.example.com:http",
+            "[::1",
+            "[]:80",
+            ":80",
+            "a\"b",
+        ] {
+            let err = host(bad).unwrap_err();
+            assert_eq!(err, HandshakeError::InvalidHost(bad.into()), "{bad}");
+            assert_eq!(status_of(&error_response(&err)), 400, "{bad}");
+        }
+        for good in [
+            "server.example.com:8080",
+            "127.0.0.1",
+            "[::1]:9001",
+            "[fe80::1%25eth0]",
+            "xn--bcher-kva.example",
+            "under_score.example:",
+        ] {
+            assert_eq!(host(good).unwrap().expect("accepted").host(), good);
+        }
     }
 
     #[test]
