@@ -294,6 +294,15 @@ impl ClientRequest {
 
 /// Client handshake: writes the request and validates the response.
 ///
+/// Besides the checks of RFC 6455 §4.1 (status 101, `Upgrade`,
+/// `Connection`, `Sec-WebSocket-Accept`, the subprotocol and extensions
+/// offered), a 101 is refused when it declares a body
+/// ([`HandshakeError::Body`]: any `Transfer-Encoding`, a `Content-Length`
+/// other than 0; a 101 has no content, RFC 9110 §15.2), when `Upgrade` or
+/// `Sec-WebSocket-Accept` appears twice ([`HandshakeError::DuplicateHeader`]),
+/// or when a header line is folded or has whitespace before its colon.
+/// The bytes after the 101's head are always the server's first frames.
+///
 /// ```
 /// use wsmachine::{ClientHandshake, ClientRequest, Config};
 /// let (mut hs, request) = ClientHandshake::new(ClientRequest::new("h", "/"), [0; 16], &Config::default());

@@ -3,6 +3,12 @@
 //! [`ServerHandshake`] parses and validates the request and writes the
 //! response. Both are incremental: the head may arrive in any number of
 //! pieces, and bytes after it (the first frames) are handed back.
+//!
+//! Both are strict where a lenient reading would let a proxy in between
+//! see a different message than we do: a handshake that declares a body,
+//! repeats a field that must be single, or folds a header line is refused
+//! (the server's refusals and their statuses are listed on
+//! [`ServerHandshake`]).
 
 mod client;
 mod server;
