@@ -126,6 +126,11 @@ fn check_accepted_request(req: &Request, http: &[u8]) {
         assert_eq!(h.get_all(name).count(), 1, "accepted with {name} repeated");
     }
     assert!(
+        !req.host().trim().contains([' ', '\t', '/', '@', '?', '#']),
+        "accepted Host {:?}",
+        req.host()
+    );
+    assert!(
         req.uri().starts_with('/') && !req.uri().contains('#'),
         "accepted target {:?} is not origin-form",
         req.uri()

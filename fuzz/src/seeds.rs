@@ -197,7 +197,7 @@ fn server_handshakes(out: &mut Vec<Seed>) {
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Version: 13\r\n\r\n";
     let end = "\r\n\r\n";
-    let edits: [(&str, &str, &str); 16] = [
+    let edits: [(&str, &str, &str); 17] = [
         (
             "smuggle-chunked",
             end,
@@ -241,6 +241,7 @@ fn server_handshakes(out: &mut Vec<Seed>) {
             "Upgrade:\r\n websocket\r\n",
         ),
         ("space-before-colon", "Host:", "Host :"),
+        ("host-with-path", "Host: a.example", "Host: a.example/x"),
         ("target-asterisk", "/chat?x=1", "*"),
         ("target-authority", "/chat?x=1", "a.example:80"),
         ("target-fragment", "/chat?x=1", "/chat#x"),
