@@ -347,9 +347,9 @@ fn origin_form(target: &str, host: &str) -> Result<String, HandshakeError> {
         return refuse();
     }
     let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    // RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated and a
-    // recipient should treat it as an error, even should Host carry it too.
-    if authority.is_empty() || authority.contains('@') || !authority.eq_ignore_ascii_case(host) {
+    // `host` passed `is_host`: an authority equal to it carries no userinfo
+    // (RFC 9110 §4.2.4: a recipient should treat that as an error).
+    if !authority.eq_ignore_ascii_case(host) {
         return refuse();
     }
     Ok(match path {
