@@ -173,9 +173,46 @@ pub enum HandshakeError {
     /// HTTP version older than 1.1.
     #[error("HTTP version older than 1.1")]
     HttpVersion,
-    /// No `Host` header in the request.
+    /// No `Host` header in the request, or an empty one.
     #[error("missing Host header")]
     MissingHost,
+    /// A `Host` that is not `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2):
+    /// spaces, a path, user information. The server answers 400.
+    #[error("invalid Host header {0:?}")]
+    InvalidHost(String),
+    /// A header that may appear once appears several times (`Host`,
+    /// `Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version` and
+    /// `Content-Length` in a request; `Upgrade`, `Sec-WebSocket-Accept` and
+    /// `Content-Length` in a 101). Intermediaries disagree on which copy
+    /// counts, so neither is trusted (the server answers 400).
+    #[error("duplicate {0} header")]
+    DuplicateHeader(&'static str),
+    /// The request (server side) or the 101 response (client side) declares
+    /// a body: a `Transfer-Encoding` of any value, or a `Content-Length`
+    /// other than 0. The handshake has no body (RFC 9110 §9.3.1 for GET,
+    /// §15.2 for 101), and a peer or proxy that reads one would disagree
+    /// with us on where the WebSocket frames start (request smuggling). The
+    /// value names the header; the server answers 400.
+    #[error("handshake message with a body ({0})")]
+    Body(&'static str),
+    /// A `Content-Length` that is not a decimal number (RFC 9110 §8.6); the
+    /// server answers 400.
+    #[error("invalid Content-Length {0:?}")]
+    ContentLength(String),
+    /// The request target is not origin-form (`/path?query`, no fragment),
+    /// nor absolute-form (`http://host/path`) naming the `Host` header's
+    /// authority (RFC 9112 §3.2); asterisk-form and authority-form included.
+    /// The server answers 400.
+    #[error("invalid request target {0:?}")]
+    RequestTarget(String),
+    /// A header line starting with a space or tab: obsolete line folding
+    /// (RFC 9112 §5.2), which the server answers with 400.
+    #[error("obsolete line folding in a header")]
+    ObsoleteLineFolding,
+    /// Whitespace between a header name and its colon (RFC 9112 §5.1: a
+    /// server must answer 400).
+    #[error("whitespace between a header name and its colon")]
+    WhitespaceBeforeColon,
     /// `Upgrade` header missing or without the `websocket` token.
     #[error("missing or invalid Upgrade header")]
     Upgrade,

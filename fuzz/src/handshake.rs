@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use wsmachine::{
     accept_key, accept_response, error_response, parse_extensions, Accept, ClientHandshake,
-    ClientRequest, Config, Connection, DeflateConfig, Event, HandshakeError, Request,
+    ClientRequest, Config, Connection, DeflateConfig, Event, HandshakeError, Headers, Request,
     ServerHandshake,
 };
 
@@ -69,13 +69,91 @@ fn feed_server(config: &Config, data: &[u8], chunk: usize) -> ServerResult {
     let mut hs = ServerHandshake::new(config);
     let mut pieces = data.chunks(chunk.max(1));
     for piece in pieces.by_ref() {
-        if let Some(req) = hs.receive(piece)? {
-            let mut rest = hs.take_rest().to_vec();
-            pieces.for_each(|p| rest.extend_from_slice(p));
-            return Ok(Some((req, rest.into())));
+        match hs.receive(piece) {
+            Ok(Some(req)) => {
+                let mut rest = hs.take_rest().to_vec();
+                pieces.for_each(|p| rest.extend_from_slice(p));
+                return Ok(Some((req, rest.into())));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // A refused head hands nothing on, now or later.
+                assert!(hs.take_rest().is_empty(), "bytes handed on after {e}");
+                assert_eq!(hs.receive(b"\x81\x80abcd").as_ref(), Err(&e));
+                assert!(hs.take_rest().is_empty(), "bytes handed on after {e}");
+                return Err(e);
+            }
         }
     }
     Ok(None)
+}
+
+/// The request head as it came: up to the first blank line.
+fn raw_head(http: &[u8]) -> &[u8] {
+    let end = http
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an accepted request has a complete head");
+    &http[..end + 2]
+}
+
+/// Whether `headers` declare no body: no Transfer-Encoding, and at most one
+/// Content-Length whose digits are all zero.
+fn declares_no_body(headers: &Headers) -> bool {
+    let mut lengths = headers.get_all("content-length");
+    let len_ok = match (lengths.next(), lengths.next()) {
+        (None, _) => true,
+        (Some(v), None) => {
+            let v = v.trim();
+            !v.is_empty() && v.bytes().all(|b| b == b'0')
+        }
+        (Some(_), Some(_)) => false,
+    };
+    headers.get("transfer-encoding").is_none() && len_ok
+}
+
+/// What a request we accept may not be: anything a proxy could read
+/// differently (RFC 9112 §3.2, §5.1, §5.2, §6.3).
+fn check_accepted_request(req: &Request, http: &[u8]) {
+    let h = req.headers();
+    assert!(declares_no_body(h), "accepted a request with a body");
+    for name in [
+        "host",
+        "upgrade",
+        "sec-websocket-key",
+        "sec-websocket-version",
+    ] {
+        assert_eq!(h.get_all(name).count(), 1, "accepted with {name} repeated");
+    }
+    assert!(
+        !req.host().trim().contains([' ', '\t', '/', '@', '?', '#']),
+        "accepted Host {:?}",
+        req.host()
+    );
+    assert!(
+        req.uri().starts_with('/') && !req.uri().contains('#'),
+        "accepted target {:?} is not origin-form",
+        req.uri()
+    );
+    let head = raw_head(http);
+    let mut lines = head.split(|&b| b == b'\n').skip(1);
+    assert!(
+        lines.all(|l| !l.starts_with(b" ") && !l.starts_with(b"\t")),
+        "accepted a folded header line"
+    );
+    let target = head.split(|&b| b == b' ').nth(1).expect("request line");
+    if !target.starts_with(b"/") {
+        // Absolute-form: the authority is the Host header, the rest is uri().
+        let text = std::str::from_utf8(target).expect("ASCII target");
+        let (_, rest) = text.split_once("://").expect("absolute-form");
+        let (authority, _) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        assert!(
+            authority.eq_ignore_ascii_case(req.host().trim()),
+            "absolute-form {text:?} names another host than {:?}",
+            req.host()
+        );
+        assert!(rest.ends_with(req.uri().trim_start_matches('/')));
+    }
 }
 
 /// Runs the server-side target.
@@ -92,6 +170,7 @@ pub fn server_handshake(data: &[u8]) {
         Ok(Some((req, rest))) => {
             assert!(http.ends_with(rest), "rest is not the tail of the input");
             assert!(!req.host().trim().is_empty(), "accepted without Host");
+            check_accepted_request(req, http);
             for compression in [false, true] {
                 let accept = Accept::new().compression(compression);
                 let (resp, neg) = accept_response(req, &accept, config.deflate.as_ref())
@@ -217,6 +296,19 @@ pub fn client_handshake(data: &[u8]) {
         Ok((neg, resp, rest)) => {
             assert_eq!(resp.status, 101);
             assert!(http.ends_with(rest), "rest is not the tail of the input");
+            // A 101 has no content: what follows it is frames, so it may
+            // not claim any (RFC 9110 §15.2).
+            assert!(
+                declares_no_body(&resp.headers),
+                "accepted a 101 with a body"
+            );
+            for name in ["upgrade", "sec-websocket-accept"] {
+                assert_eq!(
+                    resp.headers.get_all(name).count(),
+                    1,
+                    "accepted with {name} repeated"
+                );
+            }
             assert_eq!(
                 resp.headers.get("sec-websocket-accept").map(str::trim),
                 Some(CLIENT_ACCEPT)

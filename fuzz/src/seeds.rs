@@ -190,6 +190,85 @@ fn server_handshakes(out: &mut Vec<Seed>) {
         data.extend_from_slice(bytes);
         out.push(("server_handshake", name.to_string(), data));
     }
+    // What a proxy could read differently from us (each refused with 400),
+    // and the absolute-form target that is accepted, as edits of a valid
+    // request: (name, text replaced, replacement).
+    const BASE: &str = "GET /chat?x=1 HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    let end = "\r\n\r\n";
+    let edits: [(&str, &str, &str); 17] = [
+        (
+            "smuggle-chunked",
+            end,
+            "\r\nTransfer-Encoding: chunked\r\nContent-Length: 14\r\n\r\n",
+        ),
+        ("content-length-14", end, "\r\nContent-Length: 14\r\n\r\n"),
+        ("content-length-0", end, "\r\nContent-Length: 0\r\n\r\n"),
+        (
+            "content-length-twice",
+            end,
+            "\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+        ),
+        (
+            "content-length-list",
+            end,
+            "\r\nContent-Length: 0, 0\r\n\r\n",
+        ),
+        (
+            "host-twice",
+            "Host: a.example\r\n",
+            "Host: a.example\r\nHost: b.example\r\n",
+        ),
+        (
+            "upgrade-twice",
+            "Upgrade: websocket\r\n",
+            "Upgrade: websocket\r\nUpgrade: websocket\r\n",
+        ),
+        (
+            "key-twice",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version",
+        ),
+        (
+            "version-twice",
+            end,
+            "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            "Upgrade: websocket\r\n",
+            "Upgrade:\r\n websocket\r\n",
+        ),
+        ("space-before-colon", "Host:", "Host :"),
+        ("host-with-path", "Host: a.example", "Host: a.example/x"),
+        ("target-asterisk", "/chat?x=1", "*"),
+        ("target-authority", "/chat?x=1", "a.example:80"),
+        ("target-fragment", "/chat?x=1", "/chat#x"),
+        ("target-absolute", "/chat?x=1", "http://a.example/chat?x=1"),
+        (
+            "target-absolute-other-host",
+            "/chat?x=1",
+            "http://b.example/chat?x=1",
+        ),
+    ];
+    for (name, from, to) in edits {
+        let mut data = vec![4u8];
+        data.extend_from_slice(BASE.replacen(from, to, 1).as_bytes());
+        if name == "smuggle-chunked" {
+            data.extend(masked_text(b"smuggled"));
+        }
+        out.push(("server_handshake", name.to_string(), data));
+    }
+}
+
+/// A client's text frame with a fixed mask.
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    f
 }
 
 fn client_handshakes(out: &mut Vec<Seed>) {
@@ -231,6 +310,32 @@ fn client_handshakes(out: &mut Vec<Seed>) {
     let mut data = vec![0u8];
     data.extend_from_slice(&err);
     out.push(("client_handshake", "error-426".into(), data));
+    // 101s the client refuses (a declared body, repeated fields) and the
+    // harmless Content-Length: 0, each with a frame after the head.
+    let extras: [(&str, &str); 6] = [
+        ("101-chunked", "Transfer-Encoding: chunked\r\n"),
+        ("101-content-length-2", "Content-Length: 2\r\n"),
+        ("101-content-length-0", "Content-Length: 0\r\n"),
+        (
+            "101-accept-twice",
+            "Sec-WebSocket-Accept: ICX+Yqv66kxgM0FcWaLWlFLwTAI=\r\n",
+        ),
+        ("101-upgrade-twice", "Upgrade: websocket\r\n"),
+        ("101-obs-fold", "X-A: 1\r\n 2\r\n"),
+    ];
+    for (name, extra) in extras {
+        let mut data = vec![0u8];
+        data.extend_from_slice(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
+                crate::handshake::CLIENT_ACCEPT
+            )
+            .as_bytes(),
+        );
+        data.extend_from_slice(b"\x81\x02hi");
+        out.push(("client_handshake", name.into(), data));
+    }
 }
 
 fn inflate(out: &mut Vec<Seed>) {

@@ -2,7 +2,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{accept_key, encode_key, map_httparse, HeadBuffer, Headers, Negotiated, Response};
+use super::{
+    accept_key, at_most_once, check_no_body, encode_key, map_httparse, HeadBuffer, Headers,
+    Negotiated, Response,
+};
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
 use crate::error::{ExtensionError, HandshakeError};
@@ -291,6 +294,15 @@ impl ClientRequest {
 
 /// Client handshake: writes the request and validates the response.
 ///
+/// Besides the checks of RFC 6455 §4.1 (status 101, `Upgrade`,
+/// `Connection`, `Sec-WebSocket-Accept`, the subprotocol and extensions
+/// offered), a 101 is refused when it declares a body
+/// ([`HandshakeError::Body`]: any `Transfer-Encoding`, a `Content-Length`
+/// other than 0; a 101 has no content, RFC 9110 §15.2), when `Upgrade` or
+/// `Sec-WebSocket-Accept` appears twice ([`HandshakeError::DuplicateHeader`]),
+/// or when a header line is folded or has whitespace before its colon.
+/// The bytes after the 101's head are always the server's first frames.
+///
 /// ```
 /// use wsmachine::{ClientHandshake, ClientRequest, Config};
 /// let (mut hs, request) = ClientHandshake::new(ClientRequest::new("h", "/"), [0; 16], &Config::default());
@@ -377,7 +389,7 @@ impl ClientHandshake {
             Ok(httparse::Status::Partial) => {
                 return Err(HandshakeError::Http("incomplete response head".into()))
             }
-            Err(e) => return Err(map_httparse(e, self.max_headers)),
+            Err(e) => return Err(map_httparse(e, self.max_headers, &buf[..end])),
         }
         let status = parsed.code.unwrap_or(0);
         let response = Response {
@@ -436,16 +448,23 @@ impl ClientHandshake {
         Ok(None)
     }
 
+    /// Checks a 101. The bytes after its head are always the server's first
+    /// frames: a 101 has no content (RFC 9110 §15.2), so one that declares
+    /// a body (`Transfer-Encoding`, a `Content-Length` other than 0) is
+    /// refused rather than guessed at, as are two `Upgrade` or
+    /// `Sec-WebSocket-Accept` fields (RFC 6455 §11.3.3: the accept value
+    /// appears once).
     fn validate(&self, r: &Response) -> Result<Negotiated, HandshakeError> {
+        check_no_body(&r.headers)?;
+        at_most_once(&r.headers, "upgrade", "Upgrade")?;
         if !r.headers.has_token("upgrade", "websocket") {
             return Err(HandshakeError::Upgrade);
         }
         if !r.headers.has_token("connection", "upgrade") {
             return Err(HandshakeError::Connection);
         }
-        let mut accepts = r.headers.get_all("sec-websocket-accept");
-        match (accepts.next(), accepts.next()) {
-            (Some(a), None) if a.trim() == self.expected_accept => {}
+        match at_most_once(&r.headers, "sec-websocket-accept", "Sec-WebSocket-Accept")? {
+            Some(a) if a.trim() == self.expected_accept => {}
             _ => return Err(HandshakeError::Accept),
         }
         let protocols = r.headers.list("sec-websocket-protocol");
@@ -576,6 +595,64 @@ mod tests {
             h.receive(b"garbage\r\n\r\n"),
             Err(HandshakeError::Http(_))
         ));
+    }
+
+    #[test]
+    fn a_101_that_declares_a_body_is_refused() {
+        let frame = b"\x81\x02hi";
+        for (extra, err) in [
+            (
+                "Transfer-Encoding: chunked\r\n",
+                HandshakeError::Body("Transfer-Encoding"),
+            ),
+            (
+                "Content-Length: 4\r\n",
+                HandshakeError::Body("Content-Length"),
+            ),
+            (
+                "Content-Length: 0\r\nContent-Length: 0\r\n",
+                HandshakeError::DuplicateHeader("Content-Length"),
+            ),
+            (
+                "Content-Length: zero\r\n",
+                HandshakeError::ContentLength("zero".into()),
+            ),
+        ] {
+            let mut wire = ok_response(extra);
+            wire.extend_from_slice(frame);
+            let (mut h, _) = hs(ClientRequest::new("h", "/"));
+            assert_eq!(h.receive(&wire), Err(err), "{extra}");
+        }
+        // Content-Length: 0 claims nothing: what follows is frames.
+        let mut wire = ok_response("Content-Length: 0\r\n");
+        wire.extend_from_slice(frame);
+        let (mut h, _) = hs(ClientRequest::new("h", "/"));
+        let (_, _, rest) = h.receive(&wire).unwrap().expect("complete");
+        assert_eq!(&rest[..], frame);
+    }
+
+    #[test]
+    fn duplicate_upgrade_or_accept_in_a_101_is_refused() {
+        let accept_twice = ok_response(&format!("Sec-WebSocket-Accept: {ACCEPT}\r\n"));
+        let upgrade_twice = ok_response("Upgrade: websocket\r\n");
+        for (wire, name) in [
+            (accept_twice, "Sec-WebSocket-Accept"),
+            (upgrade_twice, "Upgrade"),
+        ] {
+            let (mut h, _) = hs(ClientRequest::new("h", "/"));
+            assert_eq!(h.receive(&wire), Err(HandshakeError::DuplicateHeader(name)));
+        }
+    }
+
+    #[test]
+    fn folded_response_lines_are_refused_by_name() {
+        for (extra, err) in [
+            ("X-A: 1\r\n  2\r\n", HandshakeError::ObsoleteLineFolding),
+            ("X-A : 1\r\n", HandshakeError::WhitespaceBeforeColon),
+        ] {
+            let (mut h, _) = hs(ClientRequest::new("h", "/"));
+            assert_eq!(h.receive(&ok_response(extra)), Err(err), "{extra}");
+        }
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! [`ServerHandshake`] parses and validates the request and writes the
 //! response. Both are incremental: the head may arrive in any number of
 //! pieces, and bytes after it (the first frames) are handed back.
+//!
+//! Both are strict where a lenient reading would let a proxy in between
+//! see a different message than we do: a handshake that declares a body,
+//! repeats a field that must be single, or folds a header line is refused
+//! (the server's refusals and their statuses are listed on
+//! [`ServerHandshake`]).
 
 mod client;
 mod server;
@@ -179,11 +185,83 @@ fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn map_httparse(e: httparse::Error, max_headers: usize) -> HandshakeError {
+/// The error for an httparse failure on `head`.
+fn map_httparse(e: httparse::Error, max_headers: usize, head: &[u8]) -> HandshakeError {
     match e {
         httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders { limit: max_headers },
+        // httparse (default config) refuses obs-fold and whitespace before
+        // the colon, but both as "invalid header name": name the rule.
+        httparse::Error::HeaderName => {
+            header_line_error(head).unwrap_or_else(|| HandshakeError::Http(e.to_string()))
+        }
         other => HandshakeError::Http(other.to_string()),
     }
+}
+
+/// The first header line of `head` that folds (RFC 9112 §5.2) or has
+/// whitespace before its colon (§5.1). Lines end in LF with an optional CR,
+/// as httparse reads them.
+fn header_line_error(head: &[u8]) -> Option<HandshakeError> {
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.first() {
+            None => return None,
+            Some(b' ' | b'\t') => return Some(HandshakeError::ObsoleteLineFolding),
+            Some(_) => {}
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = &line[..colon];
+        let bare = name
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(&name[..0], |i| &name[..=i]);
+        // Only the first line httparse would refuse counts: one with another
+        // fault in its name is reported as such.
+        if !std::str::from_utf8(bare).is_ok_and(is_token) {
+            return None;
+        }
+        if bare.len() < name.len() {
+            return Some(HandshakeError::WhitespaceBeforeColon);
+        }
+    }
+    None
+}
+
+/// The header `name` at most once; `canonical` names it in the error.
+fn at_most_once<'a>(
+    headers: &'a Headers,
+    name: &'a str,
+    canonical: &'static str,
+) -> Result<Option<&'a str>, HandshakeError> {
+    let mut all = headers.get_all(name);
+    match (all.next(), all.next()) {
+        (_, Some(_)) => Err(HandshakeError::DuplicateHeader(canonical)),
+        (first, None) => Ok(first),
+    }
+}
+
+/// Refuses a handshake message that declares a body (RFC 9112 §6.3): any
+/// `Transfer-Encoding`, a `Content-Length` other than 0, several
+/// `Content-Length` fields or one that is not a number. A `Content-Length:
+/// 0` is the same as none. Whatever a peer or proxy would read as a body
+/// we would read as frames, so the two would disagree on where the
+/// WebSocket starts.
+fn check_no_body(headers: &Headers) -> Result<(), HandshakeError> {
+    if headers.get("transfer-encoding").is_some() {
+        return Err(HandshakeError::Body("Transfer-Encoding"));
+    }
+    let Some(len) = at_most_once(headers, "content-length", "Content-Length")? else {
+        return Ok(());
+    };
+    // RFC 9110 §8.6: 1*DIGIT. A list ("0, 0") or a sign is not a length.
+    let digits = len.trim_matches([' ', '\t']);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HandshakeError::ContentLength(len.to_owned()));
+    }
+    if digits.bytes().any(|b| b != b'0') {
+        return Err(HandshakeError::Body("Content-Length"));
+    }
+    Ok(())
 }
 
 /// A 16-byte nonce as a `Sec-WebSocket-Key` value.

@@ -3,7 +3,10 @@
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{accept_key, is_field_value, is_token, map_httparse, HeadBuffer, Headers, Negotiated};
+use super::{
+    accept_key, at_most_once, check_no_body, is_field_value, is_token, map_httparse, HeadBuffer,
+    Headers, Negotiated,
+};
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
 use crate::error::{HandshakeError, SendError};
@@ -21,7 +24,9 @@ pub struct Request {
 }
 
 impl Request {
-    /// The request target as sent: path and query.
+    /// The request target in origin-form: path and query. An absolute-form
+    /// target (`http://host/chat?x`, accepted only when its authority is the
+    /// `Host` header) is given without its scheme and authority (`/chat?x`).
     pub fn uri(&self) -> &str {
         &self.target
     }
@@ -135,10 +140,40 @@ impl Accept {
 /// assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
 /// assert_eq!(negotiated.deflate, None);
 /// ```
+///
+/// # What is refused, and the answer [`error_response`] gives
+///
+/// A handshake is one HTTP/1.1 head and nothing else: whatever follows it is
+/// WebSocket frames. So anything that would let a proxy in front of us read
+/// the request differently (a body, two copies of a header, a folded line,
+/// a target naming another host) is refused rather than interpreted.
+///
+/// | request | error | status |
+/// |---|---|---|
+/// | not parseable as HTTP/1.x | [`HandshakeError::Http`] | 400 |
+/// | a header line starting with a space or tab (obs-fold, RFC 9112 §5.2) | [`HandshakeError::ObsoleteLineFolding`] | 400 |
+/// | whitespace between a header name and its colon (RFC 9112 §5.1) | [`HandshakeError::WhitespaceBeforeColon`] | 400 |
+/// | head over `max_handshake_size` bytes / over `max_headers` fields | [`HandshakeError::HeadTooLarge`] / [`HandshakeError::TooManyHeaders`] | 431 |
+/// | method other than GET | [`HandshakeError::Method`] | 405, with `Allow: GET` |
+/// | HTTP/1.0 | [`HandshakeError::HttpVersion`] | 400 |
+/// | any `Transfer-Encoding`; a `Content-Length` other than 0 | [`HandshakeError::Body`] | 400 |
+/// | several `Content-Length` fields / one that is not a number | [`HandshakeError::DuplicateHeader`] / [`HandshakeError::ContentLength`] | 400 |
+/// | no `Host`, or an empty one / one that is not `host[:port]` | [`HandshakeError::MissingHost`] / [`HandshakeError::InvalidHost`] | 400 |
+/// | several `Host`, `Upgrade`, `Sec-WebSocket-Key` or `Sec-WebSocket-Version` fields | [`HandshakeError::DuplicateHeader`] | 400 |
+/// | a target that is not origin-form (`/path?query`, no `#fragment`), unless absolute-form (`http`, `https`, `ws` or `wss`) with the `Host` header's authority, compared case-insensitively; `*` and `host:port` | [`HandshakeError::RequestTarget`] | 400 |
+/// | no `websocket` token in `Upgrade` / no `upgrade` token in `Connection` | [`HandshakeError::Upgrade`] / [`HandshakeError::Connection`] | 400 |
+/// | `Sec-WebSocket-Version` not 13 | [`HandshakeError::UnsupportedVersion`] | 426, with `Sec-WebSocket-Version: 13` |
+/// | `Sec-WebSocket-Key` missing or not 16 bytes in base64 | [`HandshakeError::Key`] | 400 |
+///
+/// Every error response carries `Connection: close`: after a refused
+/// handshake the connection is over, and the bytes after the head are
+/// dropped, never handed on as frames.
 #[derive(Debug)]
 pub struct ServerHandshake {
     head: HeadBuffer,
     max_headers: usize,
+    /// The first error; every later call returns it again.
+    failed: Option<HandshakeError>,
 }
 
 impl ServerHandshake {
@@ -147,6 +182,7 @@ impl ServerHandshake {
         ServerHandshake {
             head: HeadBuffer::new(config.max_handshake_size),
             max_headers: config.max_headers,
+            failed: None,
         }
     }
 
@@ -154,19 +190,35 @@ impl ServerHandshake {
     ///
     /// After a [`Request`] is returned, [`ServerHandshake::take_rest`] gives
     /// the bytes that followed it. On error, [`error_response`] gives the HTTP
-    /// answer to send (400, 426 with `Sec-WebSocket-Version: 13`, 431, …).
+    /// answer to send (see the type's documentation for which), after which
+    /// the transport is to be closed. The error is final: later calls return
+    /// it again, and [`ServerHandshake::take_rest`] is empty, so bytes that
+    /// followed a refused head cannot reach a frame parser.
     pub fn receive(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.parse(data);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+            self.head.buf = BytesMut::new();
+        }
+        result
+    }
+
+    fn parse(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
         let Some(end) = self.head.push(data)? else {
             return Ok(None);
         };
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
         let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&self.head.buf[..end]) {
+        let head = &self.head.buf[..end];
+        match parsed.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
                 return Err(HandshakeError::Http("incomplete request head".into()))
             }
-            Err(e) => return Err(map_httparse(e, self.max_headers)),
+            Err(e) => return Err(map_httparse(e, self.max_headers, head)),
         }
         let method = parsed.method.unwrap_or("");
         if method != "GET" {
@@ -177,38 +229,45 @@ impl ServerHandshake {
         }
         let target = parsed.path.unwrap_or("").to_owned();
         let headers = Headers::from_httparse(parsed.headers);
+        let request = validate_request(&target, headers)?;
         let _ = self.head.buf.split_to(end);
-        validate_request(target, headers).map(Some)
+        Ok(Some(request))
     }
 
     /// The bytes that followed the request head: the client's first frames.
+    /// Empty once [`ServerHandshake::receive`] has failed.
     pub fn take_rest(&mut self) -> Bytes {
         self.head.buf.split().freeze()
     }
 }
 
-fn validate_request(target: String, headers: Headers) -> Result<Request, HandshakeError> {
-    if headers.get_all("host").count() != 1
-        || headers.get("host").is_some_and(|h| h.trim().is_empty())
-    {
-        return Err(HandshakeError::MissingHost);
+fn validate_request(target: &str, headers: Headers) -> Result<Request, HandshakeError> {
+    // First: a body is the smuggling case, whatever else is wrong.
+    check_no_body(&headers)?;
+    let host = match at_most_once(&headers, "host", "Host")? {
+        Some(h) if !h.trim().is_empty() => h.trim(),
+        _ => return Err(HandshakeError::MissingHost),
+    };
+    if !is_host(host) {
+        return Err(HandshakeError::InvalidHost(host.to_owned()));
     }
+    let target = origin_form(target, host)?;
+    at_most_once(&headers, "upgrade", "Upgrade")?;
     if !headers.has_token("upgrade", "websocket") {
         return Err(HandshakeError::Upgrade);
     }
     if !headers.has_token("connection", "upgrade") {
         return Err(HandshakeError::Connection);
     }
-    let version = headers.get("sec-websocket-version").unwrap_or("");
-    if version.trim() != "13" || headers.get_all("sec-websocket-version").count() != 1 {
+    // Two version fields are a malformed request (400), not a version we
+    // could name in a 426.
+    let version =
+        at_most_once(&headers, "sec-websocket-version", "Sec-WebSocket-Version")?.unwrap_or("");
+    if version.trim() != "13" {
         return Err(HandshakeError::UnsupportedVersion(version.to_owned()));
     }
-    if headers.get_all("sec-websocket-key").count() != 1 {
-        return Err(HandshakeError::Key);
-    }
-    let key = headers
-        .get("sec-websocket-key")
-        .unwrap_or("")
+    let key = at_most_once(&headers, "sec-websocket-key", "Sec-WebSocket-Key")?
+        .ok_or(HandshakeError::Key)?
         .trim()
         .to_owned();
     match base64::engine::general_purpose::STANDARD.decode(&key) {
@@ -228,6 +287,75 @@ fn validate_request(target: String, headers: Headers) -> Result<Request, Handsha
         key,
         subprotocols,
         extensions,
+    })
+}
+
+/// `uri-host [":" port]` (RFC 9112 §3.2 and RFC 3986 §3.2.2): a
+/// registered name or IPv4 address, or an IP literal in brackets. What else
+/// may come in a Host (a space, `/`, `@`) is where two parsers would split
+/// the name differently.
+fn is_host(host: &str) -> bool {
+    let (name_ok, port) = match host.strip_prefix('[') {
+        Some(literal) => {
+            let Some((ip, after)) = literal.split_once(']') else {
+                return false;
+            };
+            // IPv6, IPvFuture, and a zone identifier (RFC 6874) after "%25".
+            let ok = !ip.is_empty()
+                && ip
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":.%-_~".contains(&b));
+            (ok, after)
+        }
+        None => {
+            let (name, port) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+            (ok, port)
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    name_ok && port_ok
+}
+
+/// The request target as origin-form (RFC 9112 §3.2): `/path?query` as is;
+/// absolute-form only when its authority is the `Host` header (§3.2.2 has
+/// the server use the target's authority over `Host`: requiring both to be
+/// the same keeps a proxy that reads the other one from routing us elsewhere);
+/// asterisk-form and authority-form, which no GET may use, refused. A
+/// fragment is refused: it is never sent on the wire (RFC 6455 §3).
+fn origin_form(target: &str, host: &str) -> Result<String, HandshakeError> {
+    let refuse = || Err(HandshakeError::RequestTarget(target.to_owned()));
+    if target.contains('#') {
+        return refuse();
+    }
+    if target.starts_with('/') {
+        return Ok(target.to_owned());
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return refuse();
+    };
+    if !["http", "https", "ws", "wss"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        return refuse();
+    }
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    // `host` passed `is_host`: an authority equal to it carries no userinfo
+    // (RFC 9110 §4.2.4: a recipient should treat that as an error).
+    if !authority.eq_ignore_ascii_case(host) {
+        return refuse();
+    }
+    Ok(match path {
+        "" => "/".to_owned(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_owned(),
     })
 }
 
@@ -483,6 +611,258 @@ mod tests {
         assert!(r.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
         let r = error_response(&HandshakeError::HeadTooLarge { limit: 1 });
         assert!(r.starts_with(b"HTTP/1.1 431 "));
+        let r = error_response(&HandshakeError::Method("POST".into()));
+        assert!(r.starts_with(b"HTTP/1.1 405 "));
+        assert_eq!(status_of(&r), 405);
+    }
+
+    /// A masked text frame, as a client sends it (RFC 6455 §5.3).
+    fn masked_text(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        assert!(payload.len() <= 125);
+        let mut f = vec![0x81, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        f
+    }
+
+    fn status_of(resp: &[u8]) -> u16 {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut r = httparse::Response::new(&mut headers);
+        assert!(matches!(r.parse(resp), Ok(httparse::Status::Complete(_))));
+        assert!(
+            r.headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("connection") && h.value == b"close"),
+            "error response without Connection: close"
+        );
+        r.code.expect("status")
+    }
+
+    #[test]
+    // A test needs some instant to start from; the core itself reads no clock.
+    #[allow(clippy::disallowed_methods)]
+    fn smuggled_frame_in_a_chunked_body_gets_400_and_goes_nowhere() {
+        let frame = masked_text(b"smuggled", [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(frame.len(), 14);
+        let mut wire = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 13\r\nTransfer-Encoding: chunked\r\nContent-Length: 14\r\n\r\n"
+            .to_vec();
+        wire.extend_from_slice(&frame);
+
+        let mut hs = ServerHandshake::new(&Config::default());
+        let err = hs.receive(&wire).unwrap_err();
+        assert_eq!(err, HandshakeError::Body("Transfer-Encoding"));
+        assert_eq!(status_of(&error_response(&err)), 400);
+        assert!(hs.take_rest().is_empty(), "the body was handed on");
+        // The refusal is final: more frames do not revive the handshake.
+        assert_eq!(hs.receive(&frame), Err(err.clone()));
+        assert!(hs.take_rest().is_empty());
+
+        // Through a connection: a 400, an error, no request, no message.
+        let now = std::time::Instant::now();
+        let mut conn = crate::Connection::server(Config::default(), now);
+        conn.receive(now, &wire);
+        let mut sent = Vec::new();
+        while let Some(b) = conn.poll_transmit() {
+            sent.extend_from_slice(&b);
+        }
+        assert_eq!(status_of(&sent), 400);
+        let mut events = Vec::new();
+        while let Some(e) = conn.poll_event() {
+            events.push(e);
+        }
+        assert_eq!(
+            events,
+            [crate::Event::Error(crate::ConnectionError::Handshake(err))]
+        );
+        assert!(conn.should_close_transport());
+    }
+
+    #[test]
+    fn body_headers() {
+        let with = |extra: &str| GOOD.replacen("\r\n\r\n", &format!("\r\n{extra}\r\n\r\n"), 1);
+        let cases = [
+            (
+                "Transfer-Encoding: chunked",
+                HandshakeError::Body("Transfer-Encoding"),
+            ),
+            // Any coding: even "identity" is a framing a proxy may act on.
+            (
+                "Transfer-Encoding: identity",
+                HandshakeError::Body("Transfer-Encoding"),
+            ),
+            ("Content-Length: 14", HandshakeError::Body("Content-Length")),
+            (
+                "Content-Length: 0001",
+                HandshakeError::Body("Content-Length"),
+            ),
+            (
+                "Content-Length: 0\r\nContent-Length: 0",
+                HandshakeError::DuplicateHeader("Content-Length"),
+            ),
+            (
+                "Content-Length: 0, 0",
+                HandshakeError::ContentLength("0, 0".into()),
+            ),
+            (
+                "Content-Length: +0",
+                HandshakeError::ContentLength("+0".into()),
+            ),
+            (
+                "Content-Length: -1",
+                HandshakeError::ContentLength("-1".into()),
+            ),
+            (
+                "Content-Length: 0x0",
+                HandshakeError::ContentLength("0x0".into()),
+            ),
+        ];
+        for (extra, err) in cases {
+            let req = with(extra);
+            assert_eq!(parse(&req), Err(err.clone()), "{extra}");
+            assert_eq!(status_of(&error_response(&err)), 400, "{extra}");
+        }
+        // A zero length declares no body: harmless, and some clients send it.
+        for zero in ["Content-Length: 0", "content-length: 00"] {
+            let req = parse(&with(zero)).unwrap().expect("accepted");
+            assert_eq!(req.path(), "/chat");
+        }
+    }
+
+    #[test]
+    fn duplicate_headers_are_400() {
+        let twice = |line: &str| GOOD.replacen(line, &format!("{line}{line}"), 1);
+        let cases = [
+            ("Host: server.example.com\r\n", "Host"),
+            ("Upgrade: websocket\r\n", "Upgrade"),
+            (
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                "Sec-WebSocket-Key",
+            ),
+            ("Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version"),
+        ];
+        for (line, name) in cases {
+            let err = parse(&twice(line)).unwrap_err();
+            assert_eq!(err, HandshakeError::DuplicateHeader(name), "{line}");
+            assert_eq!(status_of(&error_response(&err)), 400, "{line}");
+        }
+        // A second Host that differs is the case that matters for routing.
+        let req = GOOD.replacen(
+            "Host: server.example.com\r\n",
+            "Host: server.example.com\r\nHost: internal.example\r\n",
+            1,
+        );
+        assert_eq!(parse(&req), Err(HandshakeError::DuplicateHeader("Host")));
+        // Fields that are lists by definition may repeat (RFC 6455 §11.3.2, §11.3.4).
+        let req = GOOD.replacen(
+            "Sec-WebSocket-Protocol: chat, superchat\r\n",
+            "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: superchat\r\n",
+            1,
+        );
+        assert_eq!(
+            parse(&req).unwrap().unwrap().subprotocols(),
+            ["chat", "superchat"]
+        );
+    }
+
+    #[test]
+    fn host_must_be_host_and_port() {
+        let host = |h: &str| parse(&GOOD.replacen("server.example.com", h, 1));
+        for bad in [
+            "a b",
+            "a/b",
+            "user@server.example.com",
+            "server.example.com:80:80",
+            "server.example.com:http",
+            "[::1",
+            "[]:80",
+            ":80",
+            "a\"b",
+        ] {
+            let err = host(bad).unwrap_err();
+            assert_eq!(err, HandshakeError::InvalidHost(bad.into()), "{bad}");
+            assert_eq!(status_of(&error_response(&err)), 400, "{bad}");
+        }
+        for good in [
+            "server.example.com:8080",
+            "127.0.0.1",
+            "[::1]:9001",
+            "[fe80::1%25eth0]",
+            "xn--bcher-kva.example",
+            "under_score.example:",
+        ] {
+            assert_eq!(host(good).unwrap().expect("accepted").host(), good);
+        }
+    }
+
+    #[test]
+    fn request_target_forms() {
+        let target = |t: &str| parse(&GOOD.replacen("/chat?room=1", t, 1));
+        for bad in [
+            "*",
+            "server.example.com:80",
+            "server.example.com",
+            "/chat#frag",
+            "http://other.example/chat",
+            "http://server.example.com:8080/chat",
+            "http://user@server.example.com/chat",
+            "ftp://server.example.com/chat",
+            "http:///chat",
+            "chat",
+        ] {
+            let err = target(bad).unwrap_err();
+            assert_eq!(err, HandshakeError::RequestTarget(bad.into()), "{bad}");
+            assert_eq!(status_of(&error_response(&err)), 400, "{bad}");
+        }
+        // Absolute-form naming the Host is origin-form with a prefix (RFC 9112 §3.2.2).
+        for (abs, uri) in [
+            ("http://server.example.com/chat?room=1", "/chat?room=1"),
+            ("WSS://Server.Example.com/chat", "/chat"),
+            ("http://server.example.com", "/"),
+            ("https://server.example.com?q", "/?q"),
+        ] {
+            let req = target(abs).unwrap().expect("accepted");
+            assert_eq!(req.uri(), uri, "{abs}");
+        }
+    }
+
+    #[test]
+    fn folded_lines_and_space_before_colon_are_400() {
+        // httparse refuses both in its default configuration; we name them.
+        let cases = [
+            (
+                GOOD.replacen(
+                    "Origin: http://example.com\r\n",
+                    "Origin: http://\r\n example.com\r\n",
+                    1,
+                ),
+                HandshakeError::ObsoleteLineFolding,
+            ),
+            (
+                GOOD.replacen(
+                    "Upgrade: websocket\r\n",
+                    "Upgrade: h2c,\r\n\twebsocket\r\n",
+                    1,
+                ),
+                HandshakeError::ObsoleteLineFolding,
+            ),
+            (
+                GOOD.replacen("Host: server", "Host : server", 1),
+                HandshakeError::WhitespaceBeforeColon,
+            ),
+            (
+                GOOD.replacen("Host: server", "Host\t: server", 1),
+                HandshakeError::WhitespaceBeforeColon,
+            ),
+        ];
+        for (req, err) in cases {
+            assert_eq!(parse(&req), Err(err.clone()), "{req}");
+            assert_eq!(status_of(&error_response(&err)), 400);
+        }
+        // Another fault in a name stays a plain HTTP error.
+        let req = GOOD.replacen("Origin:", "Ori\"gin :", 1);
+        assert!(matches!(parse(&req), Err(HandshakeError::Http(_))));
     }
 
     #[test]
