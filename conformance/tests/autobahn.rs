@@ -1,20 +1,20 @@
 //! The Autobahn|Testsuite gate: runs `conformance/autobahn.sh` (tokio echo
 //! server and tokio client, all cases; smol and async-std echo servers,
-//! sections 1–10; concurrently) when `WSMACHINE_AUTOBAHN=1`, and fails unless
-//! every case is OK or INFORMATIONAL. Skipped otherwise (it takes ~10 min).
+//! sections 1–10; concurrently) and fails unless every case is OK or
+//! INFORMATIONAL. It takes several minutes, so it runs only when
+//! `WSMACHINE_AUTOBAHN=1` or `WSMACHINE_REQUIRE_PEERS=1` (CI) was set when
+//! the test was built, and is reported as ignored, with that reason,
+//! otherwise (see `conformance/build.rs`).
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
+#[cfg_attr(
+    autobahn_off,
+    ignore = "the Autobahn suite takes minutes: WSMACHINE_AUTOBAHN=1 cargo test -p wsmachine-conformance --test autobahn (or conformance/autobahn.sh)"
+)]
 fn autobahn_all_cases_ok() {
-    if std::env::var("WSMACHINE_AUTOBAHN").as_deref() != Ok("1") {
-        println!(
-            "autobahn: skipped. Run it with\n  WSMACHINE_AUTOBAHN=1 cargo test -p wsmachine-conformance \
-             --test autobahn -- --nocapture\nor directly: conformance/autobahn.sh [--quick] [--driver]"
-        );
-        return;
-    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("autobahn.sh");
     let mut cmd = Command::new("bash");
     cmd.arg(&script);
