@@ -20,6 +20,9 @@ const MAX_MESSAGES: usize = 2_048;
 fn slow_reader_bounds_sender_memory() {
     run(60, async {
         let (l, addr) = util::listener().await;
+        // The server says when its `send` has waited; the client reads only
+        // then (a sleep on the client's side raced a slow server).
+        let (stalled_tx, stalled) = smol::channel::bounded::<()>(1);
         let server = smol::spawn(async move {
             let (s, _) = l.accept().await.unwrap();
             let mut cfg = plain();
@@ -51,6 +54,7 @@ fn slow_reader_bounds_sender_memory() {
                 }
             }
             assert!(blocked, "send never waited: {sent} messages queued");
+            stalled_tx.send(()).await.unwrap();
             assert!(ws.pending_output() <= HIGH_WATER + MSG + 16);
             // Tell the client how many to expect, then let it drain.
             ws.send(format!("sent {sent}")).await.unwrap();
@@ -63,7 +67,7 @@ fn slow_reader_bounds_sender_memory() {
             .await
             .unwrap();
         // Do not read until the server has stalled.
-        smol::Timer::after(Duration::from_millis(800)).await;
+        stalled.recv().await.unwrap();
         let mut count = 0;
         let expected = loop {
             match ws.recv().await.unwrap().unwrap() {

@@ -5,8 +5,8 @@ mod util;
 
 use std::time::Duration;
 
-use util::{echo_server, plain, run};
-use wsmachine_smol::{CloseCode, ConnectBuilder, Message};
+use util::{echo_server, listener, plain, run};
+use wsmachine_smol::{accept_with, Accept, CloseCode, ConnectBuilder, Event, Message};
 
 #[test]
 fn halves_on_separate_threads() {
@@ -66,31 +66,39 @@ fn halves_on_separate_threads() {
 #[test]
 fn reader_answers_keepalive_pings_while_writer_is_idle() {
     run(30, async {
-        // The server pings every 50 ms and gives up after 150 ms without a
-        // Pong: the client's writer sleeps far longer than that.
-        let mut server_cfg = plain();
-        server_cfg.ping_interval = Some(Duration::from_millis(50));
-        server_cfg.pong_timeout = Duration::from_millis(150);
-        let addr = echo_server(server_cfg).await;
+        // The server pings every 20 ms and counts the Pongs it gets; the
+        // client's writer never does anything, so only its reader can be
+        // answering. No deadline decides the outcome: the server waits for
+        // three Pongs (the pong timeout is far away), then says so and closes.
+        let (l, addr) = listener().await;
+        let server = smol::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let mut cfg = plain();
+            cfg.ping_interval = Some(Duration::from_millis(20));
+            cfg.pong_timeout = Duration::from_secs(60);
+            let mut ws = accept_with(s, cfg, |_| Ok(Accept::new())).await.unwrap();
+            let mut pongs = 0;
+            while pongs < 3 {
+                match ws.recv_event().await {
+                    Some(Ok(Event::Pong(_))) => pongs += 1,
+                    other => panic!("expected Pongs, got {other:?}"),
+                }
+            }
+            ws.send("three pongs").await.unwrap();
+            ws.close(CloseCode::NORMAL, "").await.unwrap();
+        });
         let (ws, _) = ConnectBuilder::new(format!("ws://{addr}/"))
             .config(plain())
             .connect()
             .await
             .unwrap();
-        let (mut rd, mut wr) = ws.split();
-        let reader = smol::spawn(async move {
-            let mut got = Vec::new();
-            while let Some(m) = rd.recv().await {
-                got.push(m.unwrap());
-            }
-            got
-        });
-        smol::Timer::after(Duration::from_millis(800)).await;
-        wr.send("still alive").await.unwrap();
-        smol::Timer::after(Duration::from_millis(100)).await;
-        wr.close(CloseCode::NORMAL, "").await.unwrap();
-        let got = reader.await;
-        assert_eq!(got, vec![Message::from("still alive")]);
+        let (mut rd, _wr) = ws.split();
+        let mut got = Vec::new();
+        while let Some(m) = rd.recv().await {
+            got.push(m.unwrap());
+        }
+        assert_eq!(got, vec![Message::from("three pongs")]);
+        server.await;
     });
 }
 
@@ -102,7 +110,7 @@ fn reader_sends_keepalive_pings_and_times_out() {
         // answers while it sends... so use a raw silent peer instead).
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
+        let peer = std::thread::spawn(move || {
             use std::io::{Read, Write};
             let (mut s, _) = l.accept().unwrap();
             let mut buf = [0u8; 4096];
@@ -117,7 +125,16 @@ fn reader_sends_keepalive_pings_and_times_out() {
                 .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
                 .unwrap();
             write!(s, "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", wsmachine::accept_key(key.trim())).unwrap();
-            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            // Everything the client sends from here on: its keepalive Ping,
+            // then the Close of its pong timeout.
+            let mut frames = Vec::new();
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                frames.extend_from_slice(&buf[..n]);
+            }
+            frames
         });
         let mut cfg = plain();
         cfg.ping_interval = Some(Duration::from_millis(50));
@@ -139,5 +156,16 @@ fn reader_sends_keepalive_pings_and_times_out() {
             "{res:?}"
         );
         assert!(rd.recv().await.is_none());
+        drop((rd, _wr));
+        // The timeout followed a Ping on the wire: a masked Ping frame (the
+        // keepalive's 4-byte counter), then our Close 1011.
+        let wire = peer.join().unwrap();
+        assert!(wire.len() >= 10, "{wire:02x?}");
+        assert_eq!(&wire[..2], &[0x89, 0x84], "a Ping first: {wire:02x?}");
+        assert_eq!(
+            &wire[10..12],
+            &[0x88, 0x80 | 24],
+            "then the Close: {wire:02x?}"
+        );
     });
 }

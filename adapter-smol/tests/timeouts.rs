@@ -60,11 +60,10 @@ fn ping_timeout_against_silent_peer() {
             Some(Err(Error::Ws(ConnectionError::TimedOut(Timeout::Pong)))) => {}
             other => panic!("expected a pong timeout, got {other:?}"),
         }
+        // Timers never fire early; the error names which one fired, and
+        // `run` bounds the whole test, so no upper bound on a loaded machine.
         let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
-            "{took:?}"
-        );
+        assert!(took >= Duration::from_millis(250), "{took:?}");
         assert!(ws.recv().await.is_none());
     });
 }
@@ -91,11 +90,10 @@ fn close_timeout_against_peer_that_never_closes() {
             ),
             "{res:?}"
         );
+        // Timers never fire early; the error names which one fired, and
+        // `run` bounds the whole test, so no upper bound on a loaded machine.
         let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
-            "{took:?}"
-        );
+        assert!(took >= Duration::from_millis(250), "{took:?}");
         assert!(ws.recv().await.is_none());
     });
 }
@@ -123,7 +121,9 @@ fn handshake_timeout_against_silent_server() {
             ),
             "{err:?}"
         );
-        assert!(start.elapsed() < Duration::from_secs(3));
+        // The error names the handshake timer (the server would only have
+        // dropped the connection after 10 s, an EOF); `run` bounds the test.
+        assert!(start.elapsed() >= Duration::from_millis(200));
     });
 }
 

@@ -157,7 +157,12 @@ async fn echo_writes(how: Echo) -> usize {
     assert_eq!(got, expected);
     let echo_writes = writes.load(Ordering::Relaxed) - before;
     drop(tcp);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    // The server sees the end of the stream and returns; a panic in it (an
+    // echo that failed to send) fails the test instead of going unseen.
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server ends once the peer is gone")
+        .expect("the server task did not panic");
     echo_writes
 }
 

@@ -208,9 +208,37 @@ async fn split_halves_on_separate_tasks() {
     .unwrap();
 }
 
+/// Raises this process's soft limit on open files to at least `need` (up to
+/// the hard limit), or fails saying what to raise: a test that needs more
+/// descriptors than a default shell gives (1024) says so instead of failing
+/// halfway with "too many open files".
+fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read the struct passed by pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur >= need {
+            return;
+        }
+        assert!(
+            lim.rlim_max >= need,
+            "this test needs {need} open files; the hard limit is {}: raise it (ulimit -Hn)",
+            lim.rlim_max
+        );
+        lim.rlim_cur = need;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
 #[tokio::test]
 async fn thousand_connections() {
     const N: usize = 1000;
+    // Both ends of every connection live in this process, plus the
+    // runtime's and the harness's own descriptors.
+    raise_fd_limit(2 * N as u64 + 256);
     let addr = common::echo_server(plain(), N).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(N));
     let mut tasks = tokio::task::JoinSet::new();

@@ -215,15 +215,3 @@ async fn proxy_from_environment_values() {
         .unwrap();
     echo_through(chosen).await;
 }
-
-#[tokio::test]
-async fn no_proxy_connects_directly() {
-    let server = common::echo_server(Config::default(), 1).await;
-    let (mut ws, _) = ConnectBuilder::new(format!("ws://{server}/"))
-        .no_proxy()
-        .connect()
-        .await
-        .unwrap();
-    ws.send("direct").await.unwrap();
-    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("direct"));
-}

@@ -40,8 +40,9 @@ async fn pong_timeout_against_a_silent_peer() {
         ),
         "{r:?}"
     );
+    // Timers never fire early; the error names which one fired and LIMIT
+    // bounds the wait, so no upper bound that a loaded machine could break.
     assert!(waited >= Duration::from_millis(290), "{waited:?}");
-    assert!(waited < Duration::from_secs(5), "{waited:?}");
     assert!(ws.recv().await.is_none());
     drop(ws);
     // The peer saw a keepalive Ping, then a Close (1011).
@@ -77,8 +78,9 @@ async fn close_timeout_against_a_peer_that_never_closes() {
         ),
         "{r:?}"
     );
+    // Timers never fire early; the error names which one fired and LIMIT
+    // bounds the wait, so no upper bound that a loaded machine could break.
     assert!(waited >= Duration::from_millis(290), "{waited:?}");
-    assert!(waited < Duration::from_secs(5), "{waited:?}");
     assert!(ws.recv().await.is_none());
     // The transport was shut down: the peer got our Close, then EOF.
     let wire = tokio::time::timeout(LIMIT, peer).await.unwrap().unwrap();
@@ -327,7 +329,9 @@ async fn handshake_timeout_against_a_mute_server() {
         ),
         "{r:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // The error names the handshake timer; the silent peer would only have
+    // ended the connection later, with an EOF.
+    assert!(start.elapsed() >= Duration::from_millis(200));
     drop(r);
     tokio::time::timeout(LIMIT, peer).await.unwrap().unwrap();
 }

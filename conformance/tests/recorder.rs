@@ -16,11 +16,16 @@ async fn tokio_recorder_keeps_chunk_boundaries() {
     assert_eq!(&buf[..n], b"xy");
     drop(b);
     assert_eq!(s.read(&mut buf).await.expect("eof"), 0);
-    s.shutdown().await.ok();
-    let items = rec.take();
-    assert_eq!(items[0], Item::Sent(b"abc".to_vec()));
-    assert_eq!(items[1], Item::Recv(b"xy".to_vec()));
-    assert_eq!(items[2], Item::RecvEof);
+    s.shutdown().await.expect("shutdown");
+    assert_eq!(
+        rec.take(),
+        vec![
+            Item::Sent(b"abc".to_vec()),
+            Item::Recv(b"xy".to_vec()),
+            Item::RecvEof,
+            Item::SentEof
+        ]
+    );
 }
 
 #[tokio::test]
