@@ -95,6 +95,8 @@ const COMPRESS_CHUNK: usize = 4 * MIB;
 const WARMUP: Duration = Duration::from_secs(1);
 /// A probe fails after this long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// More probes than this in flight count as failed without being made.
+const MAX_PROBES_IN_FLIGHT: usize = 64;
 /// Attack sockets poll the stop flag this often.
 const POLL: Duration = Duration::from_millis(200);
 /// Bound on writing an attack payload.
@@ -700,6 +702,9 @@ fn attack(
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if is_timeout(&e) => {}
+            // A reset after the server's Close is how it drops the bytes
+            // it did not read: not an error.
+            Err(_) if closed_by_server => break,
             Err(e) => {
                 out.error = Some(format!("read: {}", io_kind(&e)));
                 break;
@@ -729,6 +734,9 @@ struct Report {
     aborted: Option<String>,
     secs: f64,
     ramp_secs: f64,
+    settle_secs: f64,
+    /// From the first attacker's start to the end of the hold.
+    attack_secs: f64,
     server_log: (usize, Vec<String>),
     /// Server CPU time (user + system) from the baseline to the end.
     server_cpu_secs: f64,
@@ -777,6 +785,18 @@ impl Report {
             }
             note.push_str(&format!("{:.0} MiB at end of hold", mib(held)));
         }
+        if self.scenario.holds() {
+            note.push_str(&format!(
+                "; sent in {:.1} s, quiet after {:.1} s more",
+                self.ramp_secs, self.settle_secs
+            ));
+        } else {
+            let answered = if self.open == 0 { "all" } else { "not all" };
+            note.push_str(&format!(
+                "; {answered} answered in {:.1} s",
+                self.attack_secs
+            ));
+        }
         println!(
             "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {codes} | {} | {nerr} | {:.1} | {}/{} | {p50:.1} | {p99:.1} | {max:.1} | {note} |",
             a.label,
@@ -802,7 +822,7 @@ impl Report {
             "RESULT label={} scenario={} conns={} sent={} open={} closes={} errors={nerr} \
              baseline_kib={} peak_kib={} held_kib={} growth_kib={growth} server_cpu_s={:.2} probes_ok={} \
              probes_failed={} probe_p50_ms={p50:.2} probe_p99_ms={p99:.2} probe_max_ms={max:.2} \
-             warm_probe_p50_ms={:.2} ramp_secs={:.1} secs={:.1} aborted={}",
+             warm_probe_p50_ms={:.2} ramp_secs={:.1} settle_secs={:.1} secs={:.1} aborted={}",
             a.label,
             self.scenario.name(),
             self.conns,
@@ -817,6 +837,7 @@ impl Report {
             self.probes.failed,
             self.warm_p50_us / 1e3,
             self.ramp_secs,
+            self.settle_secs,
             self.secs,
             self.aborted.is_some(),
         );
@@ -866,28 +887,53 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
             attacking.clone(),
         );
         let every = Duration::from_millis(a.probe_ms);
-        // Bounded: at most this many probes in a scenario.
+        // Bounded: at most this many probes in a scenario, and in flight.
         let max_probes = ((2.0 * MAX_SECS + 60.0) * 1000.0 / a.probe_ms as f64) as usize;
+        let in_flight = Arc::new(AtomicUsize::new(0));
         thread::spawn(move || {
+            // A probe starts every `every` whether or not the one before has
+            // finished, so a server that stalls is sampled evenly.
+            let mut running = Vec::new();
             for _ in 0..max_probes {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let start = Instant::now();
                 let during = attacking.load(Ordering::Relaxed);
-                let r = probe(addr);
-                let mut p = if during { &probes } else { &warm }
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                match r {
-                    Ok(d) => p.latencies_us.push(d.as_micros() as u64),
-                    Err(e) => {
-                        p.failed += 1;
-                        p.first_error.get_or_insert(e);
+                let target = if during { probes.clone() } else { warm.clone() };
+                if in_flight.load(Ordering::Relaxed) >= MAX_PROBES_IN_FLIGHT {
+                    let mut p = target.lock().unwrap_or_else(|p| p.into_inner());
+                    p.failed += 1;
+                    p.first_error
+                        .get_or_insert("too many probes in flight".into());
+                } else {
+                    in_flight.fetch_add(1, Ordering::Relaxed);
+                    let mine = in_flight.clone();
+                    let h = thread::Builder::new().stack_size(256 << 10).spawn(move || {
+                        let r = probe(addr);
+                        let mut p = target.lock().unwrap_or_else(|p| p.into_inner());
+                        match r {
+                            Ok(d) => p.latencies_us.push(d.as_micros() as u64),
+                            Err(e) => {
+                                p.failed += 1;
+                                p.first_error.get_or_insert(e);
+                            }
+                        }
+                        mine.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    match h {
+                        Ok(h) => running.push(h),
+                        Err(_) => {
+                            in_flight.fetch_sub(1, Ordering::Relaxed);
+                        }
                     }
                 }
-                drop(p);
+                running.retain(|h: &thread::JoinHandle<()>| !h.is_finished());
                 thread::sleep(every.saturating_sub(start.elapsed()));
+            }
+            // Each probe ends within PROBE_TIMEOUT and a second of closing.
+            for h in running {
+                let _ = h.join();
             }
         })
     };
@@ -975,6 +1021,23 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
         thread::sleep(Duration::from_millis(50));
     }
     let ramp_secs = attack_start.elapsed().as_secs_f64();
+    // Settle: writing the bytes is not the server having taken them in. Wait
+    // (at most `--ramp` s) until the server is quiet: in the last second it
+    // used under 0.05 s of CPU and its RSS moved by under 1%.
+    let settle_start = Instant::now();
+    let settle_deadline = settle_start + Duration::from_secs_f64(a.ramp);
+    let mut last = (cpu_secs(pid), server.rss_kib());
+    while s.holds() && Instant::now() < settle_deadline && !stopped(&sh) {
+        thread::sleep(Duration::from_secs(1));
+        let now = (cpu_secs(pid), server.rss_kib());
+        if let ((Some(c0), Some(r0)), (Some(c1), Some(r1))) = (last, now) {
+            if c1 - c0 < 0.05 && r1.abs_diff(r0) * 100 <= r0 {
+                break;
+            }
+        }
+        last = now;
+    }
+    let settle_secs = settle_start.elapsed().as_secs_f64();
     // Hold. A bomb scenario instead waits for every connection to end (the
     // server's answer may take a while under load), for at most `--ramp`.
     let hold = if s.holds() { a.hold } else { a.ramp };
@@ -985,6 +1048,7 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
         }
         thread::sleep(Duration::from_millis(50));
     }
+    let attack_secs = attack_start.elapsed().as_secs_f64();
     let held = server.rss_kib();
     if let Some(h) = held {
         peak.fetch_max(h as usize, Ordering::Relaxed);
@@ -1009,6 +1073,8 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
         aborted: None,
         secs: 0.0,
         ramp_secs,
+        settle_secs,
+        attack_secs,
         server_log: (0, Vec::new()),
         server_cpu_secs: f64::NAN,
     };
