@@ -62,6 +62,8 @@ for s in "${SERVERS[@]}"; do
   # shellcheck disable=SC2086
   "$BIN/hostile" --server "$s" --label "$label" --conns "$CONNS" --hold "$HOLD" \
     --scenario "$SCENARIOS" ${EXTRA:-} 2>&1 | tee -a "$RESULTS" || true
+  # What else the machine was doing: the load average includes this run.
+  echo "# after $label: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS" >&2
 done
 grep '^|' "$RESULTS" | awk '!seen[$0]++' >"$TABLE"
 echo "==> $TABLE" >&2
