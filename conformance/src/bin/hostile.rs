@@ -63,8 +63,24 @@
 //! 200 connections, the probe and the server's own descriptors fit in a
 //! `ulimit -n` of 1024.
 //!
-//! The driver script `conformance/bench/hostile.sh` builds the three
-//! adapters' `echo_server` examples and runs every scenario against each.
+//! An attacker writes its bytes in 1 MiB pieces and looks at what the
+//! server sent between them: a Close that refuses the message (1009, or
+//! 1013 from a server with a memory budget) stops the sending, is echoed,
+//! and counts under its code rather than as an error.
+//!
+//! Running it, against one adapter or all three:
+//!
+//! ```text
+//! cargo build --release -p wsmachine-conformance --bin hostile
+//! cargo build --release -p wsmachine-tokio --example echo_server
+//! target/release/hostile --server target/release/examples/echo_server --label tokio
+//!
+//! conformance/bench/hostile.sh        # builds; tokio, smol, async-std (see the script)
+//! ```
+//!
+//! (The adapters' examples share the name `echo_server`: build one, run
+//! it, then the next; the script copies each one out.) BENCHMARKS.md,
+//! "Hostile clients (issue 14)", has the figures before the memory budget.
 // A load tool around sockets and a child process: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
@@ -347,6 +363,17 @@ fn server_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
     (b.len() >= end).then_some((b[0] & 0x0f, hlen..end))
 }
 
+/// Whether the server frames at the front of `b` include a Close.
+fn has_close(mut b: &[u8]) -> bool {
+    while let Some((op, range)) = server_frame(b) {
+        if op == 8 {
+            return true;
+        }
+        b = &b[range.end..];
+    }
+    false
+}
+
 // ---------------------------------------------------------------- handshake
 
 fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
@@ -554,7 +581,8 @@ impl Drop for Server {
 struct Probes {
     latencies_us: Vec<u64>,
     failed: usize,
-    first_error: Option<String>,
+    /// Why probes failed, with counts.
+    errors: BTreeMap<String, usize>,
 }
 
 /// One probe: connect, handshake, a small text message and its echo, then
@@ -658,7 +686,7 @@ fn attack(
         .and_then(|_| tcp.set_write_timeout(Some(WRITE_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let mut buf = handshake(&mut tcp, addr, s.deflate())?;
-    let written = tcp.write_all(payload);
+    let written = send_payload(&mut tcp, payload, &mut buf, sh);
     if written.is_ok() {
         out.sent = true;
         sh.sent.fetch_add(1, Ordering::Relaxed);
@@ -711,8 +739,61 @@ fn attack(
             }
         }
     }
+    // A write cut short by the server's Close (or by the reset that
+    // follows it) is a refusal, counted by its close code.
     if let Err(e) = written {
-        out.error = Some(format!("write: {}", io_kind(&e)));
+        if out.close.is_none() {
+            out.error = Some(e);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `payload` in pieces, and between them takes in whatever the
+/// server sent (into `buf`), so a Close that refuses the message is seen
+/// while the rest is still unsent, and the sending stops there, as a
+/// client's would. Bounded by `WRITE_TIMEOUT` and the stop flag.
+fn send_payload(
+    tcp: &mut TcpStream,
+    payload: &[u8],
+    buf: &mut Vec<u8>,
+    sh: &Shared,
+) -> Result<(), String> {
+    const PIECE: usize = 1 << 20;
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    tcp.set_write_timeout(Some(POLL))
+        .map_err(|e| e.to_string())?;
+    let mut off = 0;
+    let mut chunk = [0u8; 4096];
+    while off < payload.len() {
+        match tcp.write(&payload[off..payload.len().min(off + PIECE)]) {
+            Ok(0) => return Err("write: closed".into()),
+            Ok(n) => off += n,
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => return Err(format!("write: {}", io_kind(&e))),
+        }
+        // Whatever the server has sent, without waiting for more.
+        tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let got = loop {
+            match tcp.read(&mut chunk) {
+                Ok(0) => break Err("write: EOF while sending".to_owned()),
+                Ok(n) if buf.len() < 1 << 20 => buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => break Err("unexpected large frame from the server".to_owned()),
+                Err(e) if is_timeout(&e) => break Ok(()),
+                Err(e) => break Err(format!("write: {}", io_kind(&e))),
+            }
+        };
+        tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
+        got?;
+        if has_close(buf) {
+            return Err("refused while sending".into());
+        }
+        if sh.stop.load(Ordering::Relaxed) {
+            return Err("write: the scenario ended first".into());
+        }
+        if Instant::now() > deadline {
+            return Err("write: timed out".into());
+        }
     }
     Ok(())
 }
@@ -848,9 +929,9 @@ impl Report {
                 self.scenario.name()
             );
         }
-        if let Some(e) = &self.probes.first_error {
+        for (e, n) in &self.probes.errors {
             eprintln!(
-                "hostile: {} {}: first probe failure: {e}",
+                "hostile: {} {}: {n} probe(s) failed: {e}",
                 a.label,
                 self.scenario.name()
             );
@@ -904,8 +985,7 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
                 if in_flight.load(Ordering::Relaxed) >= MAX_PROBES_IN_FLIGHT {
                     let mut p = target.lock().unwrap_or_else(|p| p.into_inner());
                     p.failed += 1;
-                    p.first_error
-                        .get_or_insert("too many probes in flight".into());
+                    *p.errors.entry("too many in flight".into()).or_default() += 1;
                 } else {
                     in_flight.fetch_add(1, Ordering::Relaxed);
                     let mine = in_flight.clone();
@@ -916,7 +996,7 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
                             Ok(d) => p.latencies_us.push(d.as_micros() as u64),
                             Err(e) => {
                                 p.failed += 1;
-                                p.first_error.get_or_insert(e);
+                                *p.errors.entry(e).or_default() += 1;
                             }
                         }
                         mine.fetch_sub(1, Ordering::Relaxed);
@@ -1173,5 +1253,59 @@ mod tests {
         c.receive(now, &bytes);
         assert!(c.poll_event().is_none());
         assert_eq!(c.state(), State::Open);
+    }
+
+    /// A server that refuses big messages (as one with a memory budget
+    /// will): the attacker sees its Close while sending, stops, and counts
+    /// the close code, not an error.
+    #[test]
+    fn a_refusal_while_sending_is_counted_by_its_code() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let cfg = Config {
+                max_message_size: 1 << 20,
+                ..Config::with_deflate()
+            };
+            let mut conn = Connection::server(cfg, Instant::now());
+            let mut buf = vec![0u8; 64 << 10];
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                while let Some(bytes) = conn.poll_transmit() {
+                    tcp.write_all(&bytes).unwrap();
+                }
+                if conn.should_close_transport() {
+                    return;
+                }
+                while let Some(ev) = conn.poll_event() {
+                    if let wsmachine::Event::Request(_) = ev {
+                        conn.accept(Instant::now(), wsmachine::Accept::new())
+                            .unwrap();
+                    }
+                }
+                tcp.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                match tcp.read(&mut buf) {
+                    Ok(0) => conn.receive_eof(Instant::now()),
+                    Ok(n) => conn.receive(Instant::now(), &buf[..n]),
+                    Err(e) if is_timeout(&e) => conn.handle_timeout(Instant::now()),
+                    Err(_) => return,
+                }
+            }
+            panic!("the test server did not finish");
+        });
+        let sh = Shared {
+            stop: AtomicBool::new(false),
+            sent: AtomicUsize::new(0),
+            ended: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        };
+        let payload = attack_bytes(Scenario::PlainHold);
+        let o = attacker(addr, Scenario::PlainHold, &payload, &sh);
+        server.join().unwrap();
+        assert_eq!(o.close, Some(1009));
+        assert!(!o.sent);
+        assert_eq!(o.error, None);
     }
 }
