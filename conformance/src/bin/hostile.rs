@@ -42,11 +42,14 @@
 //! passed) the scenario holds for `--hold` seconds (a `bomb` scenario
 //! instead waits until every attacker's connection has ended, for at most
 //! `--ramp` seconds), then closes every attack connection and stops the
-//! server. Throughout, a probe client opens
-//! a fresh connection every `--probe-ms` (handshake without compression, a
-//! 5-byte text message, its echo, a Close): its latency is from the start of
-//! `connect` to the echo's arrival, so a server slow to accept counts, and a
-//! probe fails on any error or after 5 s.
+//! server. Throughout, a probe client opens a fresh connection every
+//! `--probe-ms` (handshake without compression, a 5-byte text message, its
+//! echo, a Close), each on its own thread, so a server that stalls is still
+//! sampled on time: its latency is from the start of `connect` to the
+//! echo's arrival, so a server slow to accept counts, and a probe fails on
+//! any error or after 5 s (the reasons are counted on stderr). The
+//! percentiles are over the probes that succeeded among those started from
+//! the first attacker's start to the end of the scenario.
 //!
 //! Safety: if the server's RSS passes `--max-rss-mb`, or the machine's
 //! MemAvailable drops under `--min-avail-mb`, the scenario is aborted, the
