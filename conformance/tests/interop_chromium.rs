@@ -82,7 +82,10 @@ async fn page_server(page: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_chromium, ignore = "Chromium not found: apt-get install chromium (or set CHROMIUM); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_chromium,
+    ignore = "Chromium not found: apt-get install chromium (or set CHROMIUM); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn chromium_page_to_tokio_server_deflate() {
     let test = "chromium_page_to_tokio_server_deflate";
     let chromium = peer(test, chromium(), INSTALL);

@@ -91,19 +91,28 @@ async fn node_client_echo(deflate: bool, test: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn node_client_to_tokio_server_deflate() {
     node_client_echo(true, "node_client_to_tokio_server_deflate").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn node_client_to_tokio_server_plain() {
     node_client_echo(false, "node_client_to_tokio_server_plain").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_server_closes_node_client() {
     let env = node("tokio_server_closes_node_client");
     let mut server = TokioServer::start().await;
@@ -133,19 +142,28 @@ async fn tokio_client_echo_node(deflate: bool, test: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_client_to_node_server_deflate() {
     tokio_client_echo_node(true, "tokio_client_to_node_server_deflate").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_client_to_node_server_plain() {
     tokio_client_echo_node(false, "tokio_client_to_node_server_plain").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn node_server_closes_tokio_client_4000() {
     let env = node("node_server_closes_tokio_client_4000");
     let (mut peer, addr) = start_server(&env, true);
@@ -157,7 +175,10 @@ async fn node_server_closes_tokio_client_4000() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_node, ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn node_server_pings_tokio_client() {
     let env = node("node_server_pings_tokio_client");
     let (mut peer, addr) = start_server(&env, true);

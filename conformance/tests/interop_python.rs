@@ -100,19 +100,28 @@ async fn python_client_echo(deflate: bool, test: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn python_client_to_tokio_server_deflate() {
     python_client_echo(true, "python_client_to_tokio_server_deflate").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn python_client_to_tokio_server_plain() {
     python_client_echo(false, "python_client_to_tokio_server_plain").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_server_closes_python_client() {
     let py = python("tokio_server_closes_python_client");
     let mut server = TokioServer::start().await;
@@ -149,19 +158,28 @@ async fn tokio_client_echo_python(deflate: bool, test: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_client_to_python_server_deflate() {
     tokio_client_echo_python(true, "tokio_client_to_python_server_deflate").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_client_to_python_server_plain() {
     tokio_client_echo_python(false, "tokio_client_to_python_server_plain").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn python_server_closes_tokio_client_4000() {
     let py = python("python_server_closes_tokio_client_4000");
     let (mut peer, addr) = start_server(&py, true);
@@ -177,7 +195,10 @@ async fn python_server_closes_tokio_client_4000() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn python_server_pings_tokio_client() {
     let py = python("python_server_pings_tokio_client");
     let (mut peer, addr) = start_server(&py, true);
@@ -227,13 +248,19 @@ async fn invalid_utf8(mode: &str, test: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_client_invalid_utf8_closes_1007() {
     invalid_utf8("invalid-utf8", "tokio_client_invalid_utf8_closes_1007").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn tokio_client_invalid_utf8_mid_fragment_closes_1007() {
     invalid_utf8(
         "invalid-utf8-fragmented",
@@ -317,13 +344,19 @@ macro_rules! python_client_to_adapter {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn python_client_to_smol_server() {
     python_client_to_adapter!(wsmachine_smol, "python_client_to_smol_server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn python_client_to_async_std_server() {
     python_client_to_adapter!(wsmachine_async_std, "python_client_to_async_std_server");
 }
@@ -377,7 +410,10 @@ fn check_adapter_report(peer: &mut Peer, path: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn smol_client_to_python_server() {
     let py = python("smol_client_to_python_server");
     let (mut peer, addr) = start_server(&py, true);
@@ -394,7 +430,10 @@ async fn smol_client_to_python_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 async fn async_std_client_to_python_server() {
     let py = python("async_std_client_to_python_server");
     let (mut peer, addr) = start_server(&py, true);

@@ -174,7 +174,10 @@ fn config(level: u32, mem_level: u8) -> DeflateConfig {
 }
 
 #[test]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 (Debian: apt-get install python3); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 (Debian: apt-get install python3); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 fn python_zlib_inflates_what_we_compress() {
     let msgs = messages();
     let mut lines = Vec::new();
@@ -220,7 +223,10 @@ fn python_zlib_inflates_what_we_compress() {
 }
 
 #[test]
-#[cfg_attr(missing_python, ignore = "python3 not found: install python3 (Debian: apt-get install python3); WSMACHINE_REQUIRE_PEERS=1 makes this a failure")]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 (Debian: apt-get install python3); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
 fn we_inflate_what_python_zlib_compresses() {
     let msgs = messages();
     let mut lines = Vec::new();

@@ -32,7 +32,12 @@ fn regressions() {
     // feature nothing enabled) fails here instead of replaying nothing.
     let on_disk: Vec<String> = std::fs::read_dir(&root)
         .expect("regressions/")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     for dir in &on_disk {
         assert!(
