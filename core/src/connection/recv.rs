@@ -724,9 +724,12 @@ impl ReceiveHalf {
                 // declares a huge frame does not reserve it all up front;
                 // the memory budget covers each step before it is taken.
                 let more = (len - self.buf.len()).min(1 << 20);
+                // Covered at every read, not only when the buffer grows: it
+                // grows by more than it is asked for, and the bytes that
+                // fill that room are held all the same.
+                let total = self.buf.len() + more + self.current.data.len();
+                self.held.cover(&self.config, total)?;
                 if self.buf.capacity() - self.buf.len() < more {
-                    let total = self.buf.len() + more + self.current.data.len();
-                    self.held.cover(&self.config, total)?;
                     self.buf.reserve(more);
                 }
                 return Ok(());
