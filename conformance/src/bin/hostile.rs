@@ -19,7 +19,13 @@
 //! larger of the samples and VmHWM (the kernel's exact high-water mark,
 //! which catches the short peaks of the `bomb` scenario that sampling
 //! misses). The server's CPU time (user + system, `/proc/PID/stat`) from the
-//! baseline to the end is reported too.
+//! baseline to the end is reported too. Once every attack connection has
+//! been closed, the tool waits one second and reads VmRSS again ("MiB 1 s
+//! after the attackers closed" in the note, `after_close_kib`): whether the
+//! memory comes back. A `CURVE` line gives the sampled RSS over the
+//! scenario, one `t_s:MiB` point per half second (the largest sample in
+//! it), times from the baseline, with the attack's start, the end of the
+//! hold and the moment every attack connection was closed.
 //!
 //! Each scenario opens `--conns` attack connections, one thread each, and
 //! does the opening handshake by hand (masked client frames; the compressed
@@ -57,8 +63,8 @@
 //! were in by then. Every loop is bounded in count and time; a scenario
 //! takes at most `2 × ramp + hold` seconds and a few more to start and stop.
 //!
-//! Output, per scenario: a Markdown table row (the header is printed first)
-//! and a machine-readable `RESULT key=value ...` line. "in" counts the
+//! Output, per scenario: a Markdown table row (the header is printed first),
+//! a machine-readable `RESULT key=value ...` line and the `CURVE` line. "in" counts the
 //! attackers whose whole payload was written; "open" those whose
 //! connection was still open when the scenario closed them; "err/EOF"
 //! those that saw an I/O error or end of stream without a Close frame;
@@ -122,6 +128,12 @@ const POLL: Duration = Duration::from_millis(200);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the server's start and on joining the threads at the end.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The RSS "after close" is read this long after every attack connection
+/// has been closed.
+const AFTER_CLOSE: Duration = Duration::from_secs(1);
+/// The RSS curve is printed at this resolution (the samples in between are
+/// summarised by their maximum).
+const CURVE_STEP: Duration = Duration::from_millis(500);
 const MAX_CONNS: usize = 5000;
 const MAX_SECS: f64 = 300.0;
 
@@ -824,6 +836,40 @@ struct Report {
     server_log: (usize, Vec<String>),
     /// Server CPU time (user + system) from the baseline to the end.
     server_cpu_secs: f64,
+    /// VmRSS `AFTER_CLOSE` after every attack connection was closed.
+    after_kib: Option<u64>,
+    curve: Curve,
+}
+
+/// The server's RSS over the scenario, times from the baseline.
+#[derive(Default)]
+struct Curve {
+    samples: Vec<(Duration, u64)>,
+    /// The first attacker started.
+    attack_at: Duration,
+    /// The end of the hold (a bomb: every attacker answered).
+    held_at: Duration,
+    /// Every attack connection closed.
+    closed_at: Duration,
+}
+
+impl Curve {
+    /// `t:MiB` pairs, one per `CURVE_STEP` (the largest sample in it).
+    fn points(&self) -> String {
+        let mut out: Vec<(u128, u64)> = Vec::new();
+        let step = CURVE_STEP.as_millis();
+        for &(t, k) in &self.samples {
+            let slot = t.as_millis() / step;
+            match out.last_mut() {
+                Some((s, m)) if *s == slot => *m = (*m).max(k),
+                _ => out.push((slot, k)),
+            }
+        }
+        out.iter()
+            .map(|&(s, k)| format!("{:.1}:{:.0}", (s * step) as f64 / 1e3, mib(k)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -869,6 +915,12 @@ impl Report {
             }
             note.push_str(&format!("{:.0} MiB at end of hold", mib(held)));
         }
+        if let Some(after) = self.after_kib {
+            note.push_str(&format!(
+                ", {:.0} MiB 1 s after the attackers closed",
+                mib(after)
+            ));
+        }
         if self.scenario.holds() {
             note.push_str(&format!(
                 "; sent in {:.1} s, quiet after {:.1} s more",
@@ -904,7 +956,7 @@ impl Report {
             .join(",");
         println!(
             "RESULT label={} scenario={} conns={} sent={} open={} closes={} errors={nerr} \
-             baseline_kib={} peak_kib={} held_kib={} growth_kib={growth} server_cpu_s={:.2} probes_ok={} \
+             baseline_kib={} peak_kib={} held_kib={} after_close_kib={} growth_kib={growth} server_cpu_s={:.2} probes_ok={} \
              probes_failed={} probe_p50_ms={p50:.2} probe_p99_ms={p99:.2} probe_max_ms={max:.2} \
              warm_probe_p50_ms={:.2} ramp_secs={:.1} settle_secs={:.1} secs={:.1} aborted={}",
             a.label,
@@ -916,6 +968,7 @@ impl Report {
             self.baseline_kib,
             self.peak_kib,
             self.held_kib.map_or("nan".into(), |k| k.to_string()),
+            self.after_kib.map_or("nan".into(), |k| k.to_string()),
             self.server_cpu_secs,
             lat.len(),
             self.probes.failed,
@@ -924,6 +977,17 @@ impl Report {
             self.settle_secs,
             self.secs,
             self.aborted.is_some(),
+        );
+        let c = &self.curve;
+        println!(
+            "CURVE label={} scenario={} attack_s={:.1} held_s={:.1} closed_s={:.1} \
+             rss_mib(t_s:MiB)={}",
+            a.label,
+            self.scenario.name(),
+            c.attack_at.as_secs_f64(),
+            c.held_at.as_secs_f64(),
+            c.closed_at.as_secs_f64(),
+            c.points(),
         );
         for (e, n) in &self.errors {
             eprintln!(
@@ -1032,15 +1096,20 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
         failed: AtomicUsize::new(0),
     });
     let peak = Arc::new(AtomicUsize::new(baseline as usize));
+    // (time since the baseline, RSS) of every sample, for the curve.
+    let t_base = Instant::now();
+    let samples: Arc<Mutex<Vec<(Duration, u64)>>> =
+        Arc::new(Mutex::new(vec![(Duration::ZERO, baseline)]));
     let aborted: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let stop_sampler = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (peak, aborted, stop, sh, child) = (
+        let (peak, aborted, stop, sh, child, samples) = (
             peak.clone(),
             aborted.clone(),
             stop_sampler.clone(),
             sh.clone(),
             server.child.clone(),
+            samples.clone(),
         );
         let every = Duration::from_millis(a.sample_ms);
         let max_rss_kib = a.max_rss_mb * 1024;
@@ -1053,6 +1122,10 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
                 }
                 let Some(rss) = vm_rss_kib(pid) else { break };
                 peak.fetch_max(rss as usize, Ordering::Relaxed);
+                samples
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((t_base.elapsed(), rss));
                 let avail = mem_available_kib().unwrap_or(u64::MAX);
                 if rss > max_rss_kib || avail < min_avail_kib {
                     let why = if rss > max_rss_kib {
@@ -1076,6 +1149,7 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
     // The attack.
     attacking.store(true, Ordering::Relaxed);
     let attack_start = Instant::now();
+    let attack_at = t_base.elapsed();
     let mut handles = Vec::with_capacity(a.conns);
     for i in 0..a.conns {
         let (sh, payload) = (sh.clone(), payload.clone());
@@ -1133,6 +1207,7 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
     }
     let attack_secs = attack_start.elapsed().as_secs_f64();
     let held = server.rss_kib();
+    let held_at = t_base.elapsed();
     if let Some(h) = held {
         peak.fetch_max(h as usize, Ordering::Relaxed);
     }
@@ -1160,6 +1235,8 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
         attack_secs,
         server_log: (0, Vec::new()),
         server_cpu_secs: f64::NAN,
+        after_kib: None,
+        curve: Curve::default(),
     };
     for h in handles {
         match h.join() {
@@ -1175,10 +1252,32 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
             Err(_) => *report.errors.entry("attacker panicked".into()).or_default() += 1,
         }
     }
+    // Every attack socket is closed now (each attacker's thread dropped its
+    // own): does the memory come back? The sampler and the probes go on.
+    let closed_at = t_base.elapsed();
+    if server.exited().is_none() {
+        thread::sleep(AFTER_CLOSE);
+        report.after_kib = server.rss_kib();
+    }
+    let after_at = t_base.elapsed();
     stop_probes.store(true, Ordering::Relaxed);
     stop_sampler.store(true, Ordering::Relaxed);
     let _ = probe_thread.join();
     let _ = sampler.join();
+    let mut samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(h) = held {
+        samples.push((held_at, h));
+    }
+    if let Some(k) = report.after_kib {
+        samples.push((after_at, k));
+    }
+    samples.sort_unstable();
+    report.curve = Curve {
+        samples,
+        attack_at,
+        held_at,
+        closed_at,
+    };
     if let Some(st) = server.exited() {
         if aborted.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
             report.aborted = Some(format!("server exited by itself: {st}"));
