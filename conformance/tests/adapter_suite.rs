@@ -1,0 +1,534 @@
+//! The adapter suite: each behaviour of the adapters written once and run
+//! against every runtime — tokio, smol and async-std — each on its own
+//! executor and its own sockets, with the same test names and count.
+//!
+//! The tests are written once in `suite!` against the surface every adapter
+//! offers (`accept_with`, `ConnectBuilder`, `WebSocket::{send, recv,
+//! recv_event, close, split}`); a small module per runtime says how to run
+//! a future, listen, accept, spawn and read a byte stream there.
+//!
+//! First, what the adapters document as cancel-safe: `recv`, `recv_event`,
+//! the split reader's `recv`, `close` resumed after its future was dropped,
+//! and reads of the byte stream. Messages are 64–128 KiB, so that a
+//! cancellation lands mid-frame, and each operation is cancelled thousands
+//! of times; nothing may be lost, duplicated or reordered.
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+
+/// Ready after `n` polls that each return `Pending` (waking itself at
+/// once): raced against an operation, it cancels that operation after a
+/// set number of polls, with no clock involved.
+struct Countdown(u32);
+
+impl Future for Countdown {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Runs `op` until it completes or `Countdown(polls)` does first; `None`
+/// when it was cancelled (its future dropped).
+async fn race<T>(op: impl Future<Output = T>, polls: u32) -> Option<T> {
+    let op = pin!(op);
+    let cd = pin!(Countdown(polls));
+    match futures_util::future::select(op, cd).await {
+        futures_util::future::Either::Left((v, _)) => Some(v),
+        futures_util::future::Either::Right(((), _)) => None,
+    }
+}
+
+const MESSAGES: usize = 300;
+
+/// Message `i`: its index, then a byte pattern, 64–128 KiB long.
+fn message(i: usize) -> Vec<u8> {
+    let len = (64 << 10) + (i * 7919) % (64 << 10);
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(i as u32).to_le_bytes());
+    m.extend((4..len).map(|j| (i * 31 + j) as u8));
+    m
+}
+
+fn check(i: usize, got: &[u8]) {
+    let want = message(i);
+    assert_eq!(got.len(), want.len(), "message {i}: length");
+    assert!(got == want, "message {i}: content differs");
+}
+
+/// The poll budget before each cancellation: varied, so cancellations land
+/// at many points of a frame.
+fn polls(n: usize) -> u32 {
+    [0, 1, 2, 3, 5, 8][n % 6]
+}
+
+macro_rules! suite {
+    ($rt:ident, $ws:ident) => {
+        mod $rt {
+            use super::*;
+            use crate::runtimes::$rt as rt;
+            use $ws::{accept_with, Accept, CloseCode, Config, ConnectBuilder, Event, Message};
+
+            fn config() -> Config {
+                Config {
+                    ping_interval: None,
+                    ..Config::default()
+                }
+            }
+
+            /// A server that sends `MESSAGES` binary messages, then closes.
+            async fn sender() -> std::net::SocketAddr {
+                let (l, addr) = rt::listen().await;
+                rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
+                        .await
+                        .expect("accept");
+                    for i in 0..MESSAGES {
+                        ws.send(Message::Binary(message(i).into()))
+                            .await
+                            .expect("send");
+                    }
+                    ws.close(CloseCode::NORMAL, "done").await.expect("close");
+                });
+                addr
+            }
+
+            /// A client whose transport hands out at most 4 KiB per read and
+            /// is not ready on every other poll: a 64 KiB message takes at
+            /// least 16 reads and 16 `Pending`s, so with a budget of at most
+            /// 8 polls every message sees cancellations, whatever the
+            /// machine's speed.
+            async fn client(addr: std::net::SocketAddr) -> $ws::WebSocket<rt::Choppy> {
+                let tcp = rt::connect(addr).await;
+                ConnectBuilder::new(format!("ws://{addr}/"))
+                    .config(config())
+                    .connect_on(rt::Choppy::new(tcp))
+                    .await
+                    .expect("connect")
+                    .0
+            }
+
+            #[test]
+            fn recv_cancelled_mid_frame_loses_nothing() {
+                rt::block_on(async {
+                    let mut ws = client(sender().await).await;
+                    let (mut got, mut cancelled) = (0, 0);
+                    loop {
+                        match race(ws.recv(), polls(cancelled)).await {
+                            None => cancelled += 1,
+                            Some(Some(Ok(Message::Binary(b)))) => {
+                                check(got, &b);
+                                got += 1;
+                            }
+                            Some(None) => break,
+                            Some(other) => panic!("after {got} messages: {other:?}"),
+                        }
+                    }
+                    assert_eq!(got, MESSAGES);
+                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
+                    assert_eq!(ws.close_frame().map(|f| f.reason.to_string()), Some("done".into()));
+                });
+            }
+
+            #[test]
+            fn recv_event_cancelled_mid_frame_loses_nothing() {
+                rt::block_on(async {
+                    let mut ws = client(sender().await).await;
+                    let (mut got, mut cancelled, mut closed) = (0, 0, false);
+                    loop {
+                        match race(ws.recv_event(), polls(cancelled)).await {
+                            None => cancelled += 1,
+                            Some(Some(Ok(Event::Binary(b)))) => {
+                                check(got, &b);
+                                got += 1;
+                            }
+                            Some(Some(Ok(Event::Close(f)))) => {
+                                assert!(!closed, "two Close events");
+                                assert_eq!(got, MESSAGES, "the Close came early");
+                                assert_eq!(f.reason.as_str(), "done");
+                                closed = true;
+                            }
+                            Some(None) => break,
+                            Some(other) => panic!("after {got} messages: {other:?}"),
+                        }
+                    }
+                    assert!(closed && got == MESSAGES, "{got} messages, closed: {closed}");
+                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
+                });
+            }
+
+            #[test]
+            fn split_reader_recv_cancelled_mid_frame_loses_nothing() {
+                rt::block_on(async {
+                    let (mut rd, _wr) = client(sender().await).await.split();
+                    let (mut got, mut cancelled) = (0, 0);
+                    loop {
+                        match race(rd.recv(), polls(cancelled)).await {
+                            None => cancelled += 1,
+                            Some(Some(Ok(Message::Binary(b)))) => {
+                                check(got, &b);
+                                got += 1;
+                            }
+                            Some(None) => break,
+                            Some(other) => panic!("after {got} messages: {other:?}"),
+                        }
+                    }
+                    assert_eq!(got, MESSAGES);
+                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
+                });
+            }
+
+            #[test]
+            fn close_resumed_after_being_dropped_completes_once() {
+                rt::block_on(async {
+                    // The server echoes, then answers our Close; it reports
+                    // every event it saw.
+                    let (l, addr) = rt::listen().await;
+                    let server = rt::spawn(async move {
+                        let s = rt::accept(&l).await;
+                        let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
+                            .await
+                            .expect("accept");
+                        let mut seen = Vec::new();
+                        while let Some(ev) = ws.recv_event().await {
+                            let ev = ev.expect("event");
+                            if let Event::Binary(b) = &ev {
+                                ws.send(Message::Binary(b.clone())).await.expect("echo");
+                            }
+                            seen.push(ev);
+                        }
+                        seen
+                    });
+                    let mut ws = client(addr).await;
+                    // A large message still in flight both ways when close starts.
+                    ws.send(Message::Binary(message(7).into())).await.expect("send");
+                    let mut cancelled = 0;
+                    let result = loop {
+                        match race(ws.close(CloseCode::NORMAL, "bye"), polls(cancelled)).await {
+                            None => cancelled += 1,
+                            Some(r) => break r,
+                        }
+                    };
+                    result.expect("close completes");
+                    // The echo arrived while closing: tokio keeps it for
+                    // recv, smol and async-std drop it (one of the copies'
+                    // differences the one driver settles). Either way it
+                    // comes at most once and intact, then the end.
+                    let mut after = 0;
+                    while let Some(m) = ws.recv().await {
+                        assert!(matches!(&m, Ok(Message::Binary(b)) if b[..] == message(7)[..]), "{m:?}");
+                        after += 1;
+                    }
+                    assert!(after <= 1, "{after} messages after close");
+                    let seen = server.await;
+                    let closes = seen.iter().filter(|e| matches!(e, Event::Close(_))).count();
+                    assert_eq!(closes, 1, "{seen:?}");
+                    assert!(matches!(&seen[0], Event::Binary(b) if b[..] == message(7)[..]));
+                });
+            }
+
+            #[test]
+            fn byte_stream_read_cancelled_mid_frame_loses_nothing() {
+                rt::block_on(async {
+                    let ws = client(sender().await).await;
+                    let mut bytes = ws.into_byte_stream();
+                    let want: Vec<u8> = (0..MESSAGES).flat_map(message).collect();
+                    let mut got = Vec::with_capacity(want.len());
+                    let mut buf = vec![0u8; 20_000];
+                    let mut cancelled = 0;
+                    loop {
+                        match race(rt::read(&mut bytes, &mut buf), polls(cancelled)).await {
+                            None => cancelled += 1,
+                            Some(Ok(0)) => break,
+                            Some(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                            Some(Err(e)) => panic!("after {} bytes: {e}", got.len()),
+                        }
+                    }
+                    assert_eq!(got.len(), want.len());
+                    assert!(got == want, "the stream's bytes differ");
+                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
+                });
+            }
+        }
+    };
+}
+
+suite!(tokio, wsmachine_tokio);
+suite!(smol, wsmachine_smol);
+suite!(async_std, wsmachine_async_std);
+
+/// Alternates: every other read poll is `Pending` (waking itself at once),
+/// and a ready read hands out at most 4 KiB.
+#[derive(Debug, Default)]
+struct Chop {
+    skip: bool,
+}
+
+impl Chop {
+    const MAX_READ: usize = 4 << 10;
+
+    /// Whether this poll is one to refuse.
+    fn refuse(&mut self, cx: &mut Context<'_>) -> bool {
+        self.skip = !self.skip;
+        if self.skip {
+            cx.waker().wake_by_ref();
+        }
+        self.skip
+    }
+}
+
+/// How each runtime runs a future, listens, connects, accepts, spawns and
+/// reads, and its choppy transport.
+mod runtimes {
+    use std::future::Future;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::Chop;
+
+    /// A choppy `futures-io` stream over `$stream`.
+    macro_rules! choppy_futures_io {
+        ($stream:ty) => {
+            /// See [`Chop`].
+            #[derive(Debug)]
+            pub(crate) struct Choppy(pub(crate) $stream, Chop);
+
+            impl Choppy {
+                pub(crate) fn new(s: $stream) -> Self {
+                    Choppy(s, Chop::default())
+                }
+            }
+
+            impl futures_io::AsyncRead for Choppy {
+                fn poll_read(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &mut [u8],
+                ) -> Poll<io::Result<usize>> {
+                    let this = &mut *self;
+                    if this.1.refuse(cx) {
+                        return Poll::Pending;
+                    }
+                    let n = buf.len().min(Chop::MAX_READ);
+                    Pin::new(&mut this.0).poll_read(cx, &mut buf[..n])
+                }
+            }
+
+            impl futures_io::AsyncWrite for Choppy {
+                fn poll_write(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &[u8],
+                ) -> Poll<io::Result<usize>> {
+                    Pin::new(&mut self.0).poll_write(cx, buf)
+                }
+                fn poll_flush(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    Pin::new(&mut self.0).poll_flush(cx)
+                }
+                fn poll_close(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    Pin::new(&mut self.0).poll_close(cx)
+                }
+            }
+        };
+    }
+
+    pub(crate) mod tokio {
+        use super::*;
+
+        pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+            ::tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f)
+        }
+
+        pub(crate) async fn listen() -> (::tokio::net::TcpListener, SocketAddr) {
+            let l = ::tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let a = l.local_addr().expect("addr");
+            (l, a)
+        }
+
+        pub(crate) async fn accept(l: &::tokio::net::TcpListener) -> ::tokio::net::TcpStream {
+            l.accept().await.expect("accept").0
+        }
+
+        pub(crate) async fn connect(a: SocketAddr) -> ::tokio::net::TcpStream {
+            ::tokio::net::TcpStream::connect(a).await.expect("connect")
+        }
+
+        /// See [`Chop`].
+        #[derive(Debug)]
+        pub(crate) struct Choppy(::tokio::net::TcpStream, Chop);
+
+        impl Choppy {
+            pub(crate) fn new(s: ::tokio::net::TcpStream) -> Self {
+                Choppy(s, Chop::default())
+            }
+        }
+
+        impl ::tokio::io::AsyncRead for Choppy {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ::tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let this = &mut *self;
+                if this.1.refuse(cx) {
+                    return Poll::Pending;
+                }
+                let n = buf.remaining().min(Chop::MAX_READ);
+                let mut part = buf.take(n);
+                let r = Pin::new(&mut this.0).poll_read(cx, &mut part);
+                let filled = part.filled().len();
+                // SAFETY: `part` wrote `filled` initialised bytes into `buf`'s
+                // unfilled region.
+                unsafe { buf.assume_init(filled) };
+                buf.advance(filled);
+                r
+            }
+        }
+
+        impl ::tokio::io::AsyncWrite for Choppy {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.0).poll_write(cx, buf)
+            }
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_flush(cx)
+            }
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_shutdown(cx)
+            }
+        }
+
+        /// Spawns `f`; the returned future gives its output (a panic in it
+        /// fails the test).
+        pub(crate) fn spawn<T: Send + 'static>(
+            f: impl Future<Output = T> + Send + 'static,
+        ) -> impl Future<Output = T> {
+            let h = ::tokio::spawn(f);
+            async move { h.await.expect("task panicked") }
+        }
+
+        pub(crate) async fn read<R: ::tokio::io::AsyncRead + Unpin>(
+            r: &mut R,
+            buf: &mut [u8],
+        ) -> std::io::Result<usize> {
+            ::tokio::io::AsyncReadExt::read(r, buf).await
+        }
+    }
+
+    pub(crate) mod smol {
+        use super::*;
+
+        pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+            ::smol::block_on(f)
+        }
+
+        pub(crate) async fn listen() -> (::smol::net::TcpListener, SocketAddr) {
+            let l = ::smol::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let a = l.local_addr().expect("addr");
+            (l, a)
+        }
+
+        pub(crate) async fn accept(l: &::smol::net::TcpListener) -> ::smol::net::TcpStream {
+            l.accept().await.expect("accept").0
+        }
+
+        pub(crate) async fn connect(a: SocketAddr) -> ::smol::net::TcpStream {
+            ::smol::net::TcpStream::connect(a).await.expect("connect")
+        }
+
+        choppy_futures_io!(::smol::net::TcpStream);
+
+        /// Detached (dropping a smol `Task` cancels it); the output comes
+        /// back through a channel.
+        pub(crate) fn spawn<T: Send + 'static>(
+            f: impl Future<Output = T> + Send + 'static,
+        ) -> impl Future<Output = T> {
+            let (tx, rx) = ::smol::channel::bounded(1);
+            ::smol::spawn(async move {
+                let _ = tx.send(f.await).await;
+            })
+            .detach();
+            async move { rx.recv().await.expect("task panicked") }
+        }
+
+        pub(crate) async fn read<R: futures_io::AsyncRead + Unpin>(
+            r: &mut R,
+            buf: &mut [u8],
+        ) -> std::io::Result<usize> {
+            futures_util::AsyncReadExt::read(r, buf).await
+        }
+    }
+
+    pub(crate) mod async_std {
+        use super::*;
+
+        pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+            ::async_std::task::block_on(f)
+        }
+
+        pub(crate) async fn listen() -> (::async_std::net::TcpListener, SocketAddr) {
+            let l = ::async_std::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let a = l.local_addr().expect("addr");
+            (l, a)
+        }
+
+        pub(crate) async fn accept(
+            l: &::async_std::net::TcpListener,
+        ) -> ::async_std::net::TcpStream {
+            l.accept().await.expect("accept").0
+        }
+
+        pub(crate) async fn connect(a: SocketAddr) -> ::async_std::net::TcpStream {
+            ::async_std::net::TcpStream::connect(a)
+                .await
+                .expect("connect")
+        }
+
+        choppy_futures_io!(::async_std::net::TcpStream);
+
+        pub(crate) fn spawn<T: Send + 'static>(
+            f: impl Future<Output = T> + Send + 'static,
+        ) -> impl Future<Output = T> {
+            ::async_std::task::spawn(f)
+        }
+
+        pub(crate) async fn read<R: futures_io::AsyncRead + Unpin>(
+            r: &mut R,
+            buf: &mut [u8],
+        ) -> std::io::Result<usize> {
+            futures_util::AsyncReadExt::read(r, buf).await
+        }
+    }
+}
