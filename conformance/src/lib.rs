@@ -55,8 +55,8 @@
 //!
 //! | peer | fields | `ok` when |
 //! |---|---|---|
-//! | `python-websockets`, `node-ws` as client (`tests/trace_peers/*`) | `peer-exit` `peer-checks=passed/total` [`peer-failed`] `peer-close` | the process exited 0, printed `done`, every `result` record is `ok` (each echo equal to what it sent, the Pong arrived, …), and the Close it received is the scenario's (1000; 1001 for server-close; 1007 for badutf8) |
-//! | same, as server | `peer-report` `peer-checks` [`peer-error`] `peer-close` | its `report` record for the connection has no error, its checks are `ok` (the Pong to its Ping arrived) and the Close it received is the scenario's (1002 for badframe) |
+//! | `python-websockets`, `node-ws` as client (`tests/trace_peers/*`) | `peer-exit` `peer-checks=passed/total` `peer-close` (and `peer-failed` on failure) | the process exited 0, printed `done`, every `result` record is `ok` (each echo equal to what it sent, the Pong arrived, …), and the Close it received is the scenario's (1000; 1001 for server-close; 1007 for badutf8) |
+//! | same, as server | `peer-report` `peer-checks` `peer-close` (and `peer-error` on failure) | its `report` record for the connection has no error, its checks are `ok` (the Pong to its Ping arrived) and the Close it received is the scenario's (1002 for badframe) |
 //! | `tungstenite` (in process) | `tungstenite=ok` or the error, `peer-close` | the session ended with `ConnectionClosed` after the closing handshake, every echo matched, the Close received is the scenario's |
 //! | `autobahn` | `run-exit` `wstest` `wstest-close` | `run.sh` exited 0 and the case's `behavior` and `behaviorClose` in wstest's report (`index.json`) are `OK` or `INFORMATIONAL` |
 //! | `chromium` | `page-close` (or `page-close-answer`) `page-reason` | echo / ping: the page closed with 1000 "done", which it does only when every check passed; server-close: the page answered our Close 4000 "bye" |

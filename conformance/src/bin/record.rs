@@ -1,12 +1,22 @@
 //! Corpus generator and driver-based test peers.
 //!
 //! ```text
-//! record corpus [--only PEER[,PEER]] [--out DIR]   regenerate conformance/traces/ from real peers
+//! record corpus [--only PEER[,PEER]] [--scenario S] [--out DIR]
+//!                                                   regenerate conformance/traces/ from real peers
 //! record serve [ADDR] [--trace-dir DIR]             echo server over the recording driver
 //! record autobahn-client URL AGENT [--trace-out FILE]
 //!                                                   fuzzingserver client over the recording driver
-//! record check FILE...                              replay traces (whole and byte by byte)
+//! record check FILE...                              check verdicts, replay (whole and byte by byte)
 //! ```
+//!
+//! Every corpus session gets the peer's verdict (the `verdict:` header line;
+//! the rules per peer are in the crate documentation). A session the peer
+//! rejected is not saved: it goes to `target/rejected-traces/`, is listed
+//! in the failure summary, and the command exits non-zero. The Python and
+//! Node peers are `tests/trace_peers/py_peer.py` and `node_peer.js`; the
+//! python, node and tungstenite peers are also recorded against the tokio
+//! and smol adapters (echo, both roles, ± deflate; see
+//! `wsmachine_conformance::adapter`).
 //!
 //! PEER is one of `python-websockets`, `node-ws`, `tungstenite`, `autobahn`,
 //! `chromium`. The corpus command installs Python `websockets` into
