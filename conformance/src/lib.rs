@@ -48,6 +48,9 @@
 //! ---
 //! ```
 //!
+//! Version 1 (no `verdict:` / `sent:` lines) is still read, so an old trace
+//! is refused by [`replay_both`] for its missing verdict.
+//!
 //! `verdict:` (new in version 2) is what the peer concluded about the
 //! session: `ok` or `fail`, then `KEY=VALUE` words saying what that rests
 //! on (values never hold whitespace or `=`). The recorder writes it from

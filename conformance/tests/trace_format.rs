@@ -106,10 +106,10 @@ fn errors_name_the_line() {
     // Unknown marker.
     let e = parse_trace(&format!("{text}? what\n")).expect_err("marker");
     assert_eq!(e.line, lines.len() + 1);
-    // Wrong version (1 predates verdicts), missing header terminator.
-    let e = parse_trace(&text.replacen("wsmachine-trace: 2", "wsmachine-trace: 1", 1))
-        .expect_err("version 1");
-    assert!(e.message.contains("unsupported format version 1"), "{e}");
+    // Unknown version, missing header terminator.
+    let e = parse_trace(&text.replacen("wsmachine-trace: 2", "wsmachine-trace: 3", 1))
+        .expect_err("version 3");
+    assert!(e.message.contains("unsupported format version 3"), "{e}");
     assert!(parse_trace("wsmachine-trace: 2\nrole: server\n").is_err());
     // A verdict is `ok` or `fail`, then KEY=VALUE words.
     for bad in [

@@ -73,6 +73,19 @@ fn replay_refuses_a_trace_without_verdict() {
     assert!(e.contains("no `verdict:`"), "{e}");
 }
 
+#[test]
+fn a_version_1_trace_reads_but_is_refused_for_its_missing_verdict() {
+    // Version 1 traces were saved whatever the peer concluded.
+    let mut t = load("tungstenite/server-echo.trace");
+    t.header.verdict = None;
+    let text = t.to_string().replacen("wsmachine-trace: 2", "wsmachine-trace: 1", 1);
+    let old = parse_trace(&text).expect("version 1 still parses");
+    assert_eq!(old.header.version, 1);
+    replay(&old, Feed::Whole).expect("its bytes and events replay");
+    let e = replay_both(&old).expect_err("no verdict");
+    assert!(e.contains("no `verdict:`"), "{e}");
+}
+
 /// The client adapter traces' sent frames: (offset of the masking key,
 /// payload range) for each masked frame after the HTTP head.
 fn masked_frames(stream: &[u8]) -> Vec<(usize, std::ops::Range<usize>)> {
