@@ -78,7 +78,9 @@ fn a_version_1_trace_reads_but_is_refused_for_its_missing_verdict() {
     // Version 1 traces were saved whatever the peer concluded.
     let mut t = load("tungstenite/server-echo.trace");
     t.header.verdict = None;
-    let text = t.to_string().replacen("wsmachine-trace: 2", "wsmachine-trace: 1", 1);
+    let text = t
+        .to_string()
+        .replacen("wsmachine-trace: 2", "wsmachine-trace: 1", 1);
     let old = parse_trace(&text).expect("version 1 still parses");
     assert_eq!(old.header.version, 1);
     replay(&old, Feed::Whole).expect("its bytes and events replay");
