@@ -1762,3 +1762,80 @@ mod chromium {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The verdict rules: what a peer printed and how it exited decide
+    //! whether its session may enter the corpus.
+    use super::*;
+
+    #[cfg(unix)]
+    fn exit(code: i32) -> Option<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt as _;
+        Some(std::process::ExitStatus::from_raw(code << 8))
+    }
+
+    const GOOD: &str =
+        "result echo.text=ok\nresult pong=ok\nclose rcvd_code=1000 rcvd_reason=done\ndone\n";
+
+    #[cfg(unix)]
+    #[test]
+    fn client_verdict_needs_exit_0_done_every_check_and_the_close() {
+        let v = client_script_verdict(exit(0), GOOD, 1000);
+        assert!(v.ok, "{v}");
+        assert_eq!(
+            v.to_string(),
+            "ok peer-exit=0 peer-checks=2/2 peer-close=1000"
+        );
+        // Each failure alone rejects the session, and says why.
+        let v = client_script_verdict(exit(1), GOOD, 1000);
+        assert!(!v.ok && v.get("peer-exit") == Some("1"), "{v}");
+        let v = client_script_verdict(None, GOOD, 1000);
+        assert!(
+            !v.ok && v.get("peer-exit") == Some("killed-after-timeout"),
+            "{v}"
+        );
+        let v = client_script_verdict(exit(0), &GOOD.replace("pong=ok", "pong=timeout%20x"), 1000);
+        assert!(
+            !v.ok && v.get("peer-failed") == Some("pong:timeout_x"),
+            "{v}"
+        );
+        let v = client_script_verdict(exit(0), &GOOD.replace("done\n", ""), 1000);
+        assert!(!v.ok && v.get("peer-done") == Some("no"), "{v}");
+        let v = client_script_verdict(exit(0), GOOD, 1007);
+        assert!(!v.ok && v.get("peer-close-expected") == Some("1007"), "{v}");
+        let v = client_script_verdict(exit(0), &format!("error message=boom\n{GOOD}"), 1000);
+        assert!(!v.ok && v.get("peer-failed") == Some("error:boom"), "{v}");
+    }
+
+    #[test]
+    fn server_verdict_needs_a_clean_report_with_the_close() {
+        let (_, good) =
+            parse_record("report path=%2Fecho rcvd_code=1002 checks=ok error=").expect("record");
+        assert!(server_report_verdict(Some(&good), 1002).ok);
+        assert!(!server_report_verdict(Some(&good), 1000).ok);
+        assert!(!server_report_verdict(None, 1002).ok);
+        let mut bad = good.clone();
+        bad.insert("error".into(), "ConnectionClosedError()".into());
+        assert!(!server_report_verdict(Some(&bad), 1002).ok);
+        let mut bad = good;
+        bad.insert("checks".into(), "no-pong".into());
+        assert!(!server_report_verdict(Some(&bad), 1002).ok);
+    }
+
+    #[test]
+    fn want_close_per_scenario() {
+        assert_eq!(
+            [
+                "echo",
+                "server-close",
+                "ping",
+                "fragments",
+                "badutf8",
+                "badframe"
+            ]
+            .map(want_close),
+            [1000, 1001, 1000, 1000, 1007, 1002]
+        );
+    }
+}
