@@ -84,7 +84,10 @@
 //! unmasked (the HTTP head byte for byte). When the session ends with our
 //! own `! close`, a last peer Close the adapter did not hand to the
 //! application is not required (wsmachine-smol's `close()` consumes it,
-//! wsmachine-tokio's returns it from the next `recv_event`).
+//! wsmachine-tokio's returns it from the next `recv_event`). Where a `> eof`
+//! falls is not checked in a stream trace. The `= connected 101` /
+//! `= request` and `! accept` lines are written by the recording code: the
+//! adapter's `connect_on` / `accept_with` take those events themselves.
 //!
 //! Body lines, in the order things happened:
 //!
