@@ -387,6 +387,9 @@ where
         config: TraceConfig::from_config(&session.config),
         extensions: crate::negotiated_extensions(conn.negotiated()),
         events_checked: true,
+        sent: crate::trace::SentCheck::Exact,
+        // The recorder fills it in once the peer has concluded.
+        verdict: None,
         extra: Vec::new(),
     };
     Ok(Trace {

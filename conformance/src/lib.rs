@@ -6,17 +6,21 @@
 //! - [`trace`]: the byte-trace format, [`parse_trace`] and the writer
 //!   ([`Trace::to_text`] / `Display`).
 //! - [`replay`](mod@replay): feeds a trace to a fresh core and checks every event and
-//!   every sent byte, whole and byte by byte.
+//!   every sent byte, whole and byte by byte; [`replay_both`] first checks
+//!   the peer's verdict ([`check_verdict`]).
 //! - [`record`]: stream wrappers (tokio and futures-io) that tee the bytes
 //!   read and written into a trace.
 //! - [`driver`]: a small recording driver over the core (tokio stream +
 //!   [`wsmachine::Connection`] + [`wsmachine::SeededMask`]) that records
 //!   sessions whose sent bytes are reproducible.
+//! - [`adapter`]: records sessions through the tokio and smol adapters'
+//!   `WebSocket` types over the recorder wrappers.
 //! - `src/bin/record.rs`: regenerates the corpus in `traces/` from real
-//!   peers, and serves as an echo server / Autobahn client over the driver.
+//!   peers, collecting each peer's verdict, and serves as an echo server /
+//!   Autobahn client over the driver.
 //! - `autobahn.sh`: the Autobahn|Testsuite runner.
 //!
-//! ## The byte-trace format (version 1)
+//! ## The byte-trace format (version 2)
 //!
 //! A UTF-8 text file, line oriented, meant to be read and diffed in review.
 //! A header of `key: value` lines, a `---` line, then the body. Lines
@@ -24,7 +28,7 @@
 //! `  # comment` (the writer adds the first line of an HTTP head there).
 //!
 //! ```text
-//! wsmachine-trace: 1                        format version (first line)
+//! wsmachine-trace: 2                        format version (first line)
 //! role: client                              role of the recorded wsmachine endpoint
 //! peer: python-websockets 13.1              the other endpoint, name and version
 //! scenario: echo text, client closes        free text
@@ -39,8 +43,51 @@
 //! deflate: none                             or the DeflateConfig fields, key=value
 //! extensions: none                          negotiated, canonical (checked on replay)
 //! events: all                               `=` lines list every event (or `none`)
+//! sent: stream                              only for adapter recordings (default `exact`)
+//! verdict: ok peer-exit=0 peer-checks=5/5 peer-close=1000
 //! ---
 //! ```
+//!
+//! Version 1 (no `verdict:` / `sent:` lines) is still read, so an old trace
+//! is refused by [`replay_both`] for its missing verdict.
+//!
+//! `verdict:` (new in version 2) is what the peer concluded about the
+//! session: `ok` or `fail`, then `KEY=VALUE` words saying what that rests
+//! on (values never hold whitespace or `=`). The recorder writes it from
+//! the peer's own report, never from our side of the trace:
+//!
+//! | peer | fields | `ok` when |
+//! |---|---|---|
+//! | `python-websockets`, `node-ws` as client (`tests/trace_peers/*`) | `peer-exit` `peer-checks=passed/total` `peer-close` (and `peer-failed` on failure) | the process exited 0, printed `done`, every `result` record is `ok` (each echo equal to what it sent, the Pong arrived, …), and the Close it received is the scenario's (1000; 1001 for server-close; 1007 for badutf8) |
+//! | same, as server | `peer-report` `peer-checks` `peer-close` (and `peer-error` on failure) | its `report` record for the connection has no error, its checks are `ok` (the Pong to its Ping arrived) and the Close it received is the scenario's (1002 for badframe) |
+//! | `tungstenite` (in process) | `tungstenite=ok` or the error, `peer-close` | the session ended with `ConnectionClosed` after the closing handshake, every echo matched, the Close received is the scenario's |
+//! | `autobahn` | `run-exit` `wstest` `wstest-close` | `run.sh` exited 0 and the case's `behavior` and `behaviorClose` in wstest's report (`index.json`) are `OK` or `INFORMATIONAL` |
+//! | `chromium` | `page-close` (or `page-close-answer`) `page-reason` | echo / ping: the page closed with 1000 "done", which it does only when every check passed; server-close: the page answered our Close 4000 "bye" |
+//!
+//! `record corpus` refuses to save a session whose verdict is `fail` (the
+//! trace goes to `target/rejected-traces/` instead, a stale corpus file of
+//! that name is removed, and the command lists it and exits non-zero).
+//! [`replay_both`], used by the corpus test and `record check`, refuses a
+//! trace without a verdict or with a failing one before replaying it.
+//!
+//! `sent: stream` marks a trace recorded under an adapter ([`adapter`]).
+//! There the adapter, not the trace, decides the chunking: write batching
+//! (an echo loop's answers go out in one write), read-ahead while sending,
+//! and, for a client, masking keys from its own random source and a random
+//! `Sec-WebSocket-Key` (the `key:` line is the one it sent). Replay of a
+//! stream trace therefore checks: every `=` line against the core's events
+//! in order (each event is taken from the core at its `=` line, as the
+//! application took it from `recv_event`, so the core's answer to the
+//! peer's Close lands where it did live), and the concatenation of the
+//! `>` chunks against everything the core sent, ignoring chunk boundaries;
+//! for a client, frame by frame with masking keys zeroed and payloads
+//! unmasked (the HTTP head byte for byte). When the session ends with our
+//! own `! close`, a last peer Close the adapter did not hand to the
+//! application is not required (wsmachine-smol's `close()` consumes it,
+//! wsmachine-tokio's returns it from the next `recv_event`). Where a `> eof`
+//! falls is not checked in a stream trace. The `= connected 101` /
+//! `= request` and `! accept` lines are written by the recording code: the
+//! adapter's `connect_on` / `accept_with` take those events themselves.
 //!
 //! Body lines, in the order things happened:
 //!
@@ -69,7 +116,7 @@
 //! A data line is indented; a chunk's data lines must hold exactly `N` bytes.
 //!
 //! ```
-//! let text = r#"wsmachine-trace: 1
+//! let text = r#"wsmachine-trace: 2
 //! role: server
 //! peer: example 1.0
 //! config: max_frame_size=16777216 max_message_size=67108864 max_fragments=131072 max_handshake_size=16384 max_headers=64 reassemble=true auto_pong=true ping_interval_ms=none pong_timeout_ms=30000 opening_handshake_timeout_ms=10000 close_timeout_ms=5000
@@ -89,8 +136,8 @@
 //! the masked "Hello" of §5.7, echoed):
 //!
 //! ```
-//! use wsmachine_conformance::{parse_trace, replay, Feed};
-//! let text = "wsmachine-trace: 1
+//! use wsmachine_conformance::{parse_trace, replay, replay_both, Feed};
+//! let text = "wsmachine-trace: 2
 //! role: server
 //! peer: example 1.0
 //! scenario: RFC 6455 examples
@@ -98,6 +145,7 @@
 //! deflate: none
 //! extensions: none
 //! events: all
+//! verdict: ok example=1
 //! ---
 //! < 100  # GET /chat HTTP/1.1
 //!   474554202f6368617420485454502f312e310d0a486f73743a20736572766572
@@ -127,6 +175,10 @@
 //! replay(&trace, Feed::ByteByByte).unwrap();
 //! // The writer's output parses back to the same trace.
 //! assert_eq!(parse_trace(&trace.to_string()).unwrap(), trace);
+//! // The verdict, then both replays; a peer's `fail` is refused.
+//! replay_both(&trace).unwrap();
+//! let rejected = parse_trace(&text.replace("verdict: ok", "verdict: fail")).unwrap();
+//! assert!(replay_both(&rejected).unwrap_err().contains("peer rejected"));
 //! ```
 //!
 //! ## Replay
@@ -157,23 +209,26 @@
 //! ## Recording
 //!
 //! [`TokioRecorder`] / [`FuturesRecorder`] wrap any stream and tee each
-//! read and write into a [`Recorder`]: put one under an adapter to capture a
-//! live session. Sent bytes of a *client* recorded that way are only
-//! reproducible if the adapter lets the caller inject the `MaskSource` and
-//! `Sec-WebSocket-Key` (server traces are reproducible as they are). The
-//! corpus is therefore recorded with [`driver`], which runs the core
-//! directly with a `SeededMask` and records events and actions too.
+//! read and write into a [`Recorder`]. Most of the corpus is recorded with
+//! [`driver`], which runs the core directly with a `SeededMask` and records
+//! events and actions too, so its traces replay chunk by chunk (`sent:
+//! exact`). [`adapter`] puts the recorders under the tokio and smol
+//! adapters' real `WebSocket` types (the application code records the
+//! events it receives and what it does); those traces are `sent: stream`
+//! (see above).
 //!
 //! ## The corpus
 //!
-//! `traces/<peer>/<role>-<scenario>[-deflate].trace`, recorded from real
-//! peers with [`driver`] (our endpoint uses `SeededMask::new(driver::CORPUS_SEED)`
-//! and the key `b"wsmachine-trace!"`):
+//! `traces/<peer>/[<adapter>-]<role>-<scenario>[-deflate].trace`, recorded
+//! from real peers with [`driver`] (our endpoint uses
+//! `SeededMask::new(driver::CORPUS_SEED)` and the key `b"wsmachine-trace!"`)
+//! or, with an `tokio-` / `smol-` prefix, through that adapter ([`adapter`]),
+//! each with the peer's verdict:
 //!
 //! | peer | how it runs | client traces (our core as client) | server traces (our core as server) |
 //! |---|---|---|---|
-//! | `python-websockets` | `scripts/py_peer.py` in `target/peers-venv` | echo, server-close, ping, fragments, badutf8, badframe; each with and without deflate | echo (± deflate), server-close, ping, badutf8 |
-//! | `node-ws` | `scripts/node_peer.js`, `ws` in `target/node-peers` | same | same |
+//! | `python-websockets` | `tests/trace_peers/py_peer.py` in `target/peers-venv` | echo, server-close, ping, fragments, badutf8, badframe; each with and without deflate; tokio and smol adapters: echo ± deflate | echo (± deflate), server-close, ping, badutf8; tokio and smol adapters: echo ± deflate |
+//! | `node-ws` | `tests/trace_peers/node_peer.js`, `ws` in `target/node-peers` | same | same |
 //! | `tungstenite` | in process, blocking threads (no deflate support) | same, without deflate | same, without deflate |
 //! | `chromium` | system headless Chromium loading `peers/chromium/trace.html` (a browser is a client only) | — | echo (± deflate), server-close (4000 "bye"), ping, each ± deflate |
 //! | `autobahn` | `wstest`, one run per case | fuzzingserver cases 1.1.1 1.2.2 2.3 3.1 5.3 5.6 6.4.1 7.1.1 7.5.1 12.1.1 13.1.1 13.7.1 | the same cases from fuzzingclient |
@@ -190,12 +245,15 @@
 //! cargo run -p wsmachine-conformance --bin record -- check conformance/traces/*/*.trace
 //! ```
 //!
-//! Every trace is replayed right after it is recorded. Headers hold the
-//! loopback port and the date, so a regeneration changes those lines in
-//! every file; review the rest. `cargo test -p wsmachine-conformance`
-//! replays every trace whole and byte by byte (`tests/corpus.rs`), checks
-//! that the files are in the writer's canonical form, and that a corrupted
-//! trace fails with a readable diff.
+//! Every trace is replayed right after it is recorded; the command ends
+//! with the count of traces per peer, role and recorder and the list of
+//! failures (sessions a peer rejected, sessions that failed, traces that do
+//! not replay). Headers hold the loopback port and the date, so a
+//! regeneration changes those lines in every file; review the rest.
+//! `cargo test -p wsmachine-conformance` checks every trace's verdict and
+//! replays it whole and byte by byte (`tests/corpus.rs`), checks that the
+//! files are in the writer's canonical form, and that a corrupted trace, a
+//! rejected one or one without verdict fails (`tests/trace_verdicts.rs`).
 //!
 //! The driver is also a test peer: `record serve [ADDR]` is an echo server
 //! (prints `listening on ws://ADDR`; `--trace-dir DIR` records every
@@ -217,14 +275,17 @@
 //! case is OK or INFORMATIONAL. Reports go to `conformance/reports/`
 //! (gitignored).
 
+pub mod adapter;
 pub mod driver;
 pub mod record;
 pub mod replay;
 pub mod trace;
 
 pub use record::{FuturesRecorder, Recorder, TokioRecorder};
-pub use replay::{replay, replay_both, Feed, ReplayError, ReplayStats};
-pub use trace::{parse_trace, Action, Expected, Header, Item, Trace, TraceError};
+pub use replay::{check_verdict, replay, replay_both, Feed, ReplayError, ReplayStats};
+pub use trace::{
+    parse_trace, Action, Expected, Header, Item, SentCheck, Trace, TraceError, Verdict,
+};
 
 use wsmachine::Negotiated;
 

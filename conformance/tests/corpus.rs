@@ -1,9 +1,10 @@
 //! Replays every trace of the corpus (`conformance/traces/**.trace`), whole
-//! and byte by byte, and checks that a corrupted trace fails readably.
+//! and byte by byte, after checking that the peer's recorded verdict is
+//! `ok`, and checks that a corrupted trace fails readably.
 
 use std::path::{Path, PathBuf};
 
-use wsmachine_conformance::trace::Item;
+use wsmachine_conformance::trace::{Item, SentCheck};
 use wsmachine_conformance::{parse_trace, replay, replay_both, Feed, Trace};
 
 fn traces_dir() -> PathBuf {
@@ -86,12 +87,49 @@ fn corpus_covers_every_peer_in_both_roles() {
             assert!(n > 0, "no {role}* traces for {peer}");
         }
     }
+    // Through the adapters' WebSocket types too, both roles, with and
+    // without compression.
+    for peer in ["python-websockets", "node-ws"] {
+        for adapter in ["tokio", "smol"] {
+            for role in ["client", "server"] {
+                for deflate in ["", "-deflate"] {
+                    let rel = format!("{peer}/{adapter}-{role}-echo{deflate}.trace");
+                    let t = load(&rel);
+                    assert!(
+                        t.header
+                            .recorded_by
+                            .starts_with(&format!("wsmachine-{adapter} WebSocket")),
+                        "{rel}: recorded-by {:?}",
+                        t.header.recorded_by
+                    );
+                }
+            }
+        }
+    }
     // A browser is only ever a client: its traces are our server role.
     let chromium = corpus()
         .iter()
         .filter(|(p, _)| p.to_string_lossy().contains("/chromium/server-"))
         .count();
     assert!(chromium > 0, "no server-* traces for chromium");
+}
+
+#[test]
+fn adapter_traces_and_only_they_are_checked_as_streams() {
+    // Exact chunk-by-chunk checks for the driver, which writes what the core
+    // produced as it produced it; stream checks only where an adapter chose
+    // the chunking.
+    for (path, text) in corpus() {
+        let t = parse_trace(&text).expect("parses");
+        let adapter = t.header.recorded_by.starts_with("wsmachine-tokio ")
+            || t.header.recorded_by.starts_with("wsmachine-smol ");
+        let want = if adapter {
+            SentCheck::Stream
+        } else {
+            SentCheck::Exact
+        };
+        assert_eq!(t.header.sent, want, "{}", path.display());
+    }
 }
 
 #[test]

@@ -106,9 +106,25 @@ fn errors_name_the_line() {
     // Unknown marker.
     let e = parse_trace(&format!("{text}? what\n")).expect_err("marker");
     assert_eq!(e.line, lines.len() + 1);
-    // Wrong version, missing header terminator.
-    assert!(parse_trace("wsmachine-trace: 2\n---\n").is_err());
-    assert!(parse_trace("wsmachine-trace: 1\nrole: server\n").is_err());
+    // Unknown version, missing header terminator.
+    let e = parse_trace(&text.replacen("wsmachine-trace: 2", "wsmachine-trace: 3", 1))
+        .expect_err("version 3");
+    assert!(e.message.contains("unsupported format version 3"), "{e}");
+    assert!(parse_trace("wsmachine-trace: 2\nrole: server\n").is_err());
+    // A verdict is `ok` or `fail`, then KEY=VALUE words.
+    for bad in [
+        "verdict: maybe",
+        "verdict: ok peer-exit",
+        "verdict: fail =1",
+        "sent: some",
+    ] {
+        let t = text.replacen("---\n", &format!("{bad}\n---\n"), 1);
+        let e = parse_trace(&t).expect_err(bad);
+        assert!(
+            e.message.contains("verdict") || e.message.contains("sent"),
+            "{bad}: {e}"
+        );
+    }
     assert!(parse_trace("").is_err());
 }
 
@@ -167,7 +183,7 @@ fn parser_never_panics_on_mutated_or_random_input() {
         let s: String = (0..rng.below(300))
             .map(|_| alphabet[rng.below(alphabet.len())])
             .collect();
-        let _ = parse_trace(&format!("wsmachine-trace: 1\n{s}"));
+        let _ = parse_trace(&format!("wsmachine-trace: 2\n{s}"));
         let _ = parse_trace(&s);
     }
 }

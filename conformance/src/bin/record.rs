@@ -1,12 +1,22 @@
 //! Corpus generator and driver-based test peers.
 //!
 //! ```text
-//! record corpus [--only PEER[,PEER]] [--out DIR]   regenerate conformance/traces/ from real peers
+//! record corpus [--only PEER[,PEER]] [--scenario S] [--out DIR]
+//!                                                   regenerate conformance/traces/ from real peers
 //! record serve [ADDR] [--trace-dir DIR]             echo server over the recording driver
 //! record autobahn-client URL AGENT [--trace-out FILE]
 //!                                                   fuzzingserver client over the recording driver
-//! record check FILE...                              replay traces (whole and byte by byte)
+//! record check FILE...                              check verdicts, replay (whole and byte by byte)
 //! ```
+//!
+//! Every corpus session gets the peer's verdict (the `verdict:` header line;
+//! the rules per peer are in the crate documentation). A session the peer
+//! rejected is not saved: it goes to `target/rejected-traces/`, is listed
+//! in the failure summary, and the command exits non-zero. The Python and
+//! Node peers are `tests/trace_peers/py_peer.py` and `node_peer.js`; the
+//! python, node and tungstenite peers are also recorded against the tokio
+//! and smol adapters (echo, both roles, ± deflate; see
+//! `wsmachine_conformance::adapter`).
 //!
 //! PEER is one of `python-websockets`, `node-ws`, `tungstenite`, `autobahn`,
 //! `chromium`. The corpus command installs Python `websockets` into
@@ -23,10 +33,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
 use tokio::net::{TcpListener, TcpStream};
 use wsmachine::{Config, Role};
+
+use wsmachine_conformance::adapter::{self, Adapter, AdapterSession};
 use wsmachine_conformance::driver::{self, EchoScript, Script, Session, Step, Steps};
-use wsmachine_conformance::trace::{Action, Kind, Trace};
+use wsmachine_conformance::trace::{Action, Kind, Trace, Verdict};
 use wsmachine_conformance::{parse_trace, replay_both, Recorder};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -224,21 +237,72 @@ async fn autobahn_client(args: &[String]) -> Result<(), BoxError> {
 struct Out {
     dir: PathBuf,
     written: Vec<PathBuf>,
+    /// Traces recorded and replayed, per `peer role recorder`, for the summary.
+    counts: std::collections::BTreeMap<String, usize>,
     failures: Vec<String>,
 }
 
 impl Out {
-    fn save(&mut self, peer_dir: &str, name: &str, trace: &Trace) -> Result<(), BoxError> {
+    /// Saves `trace` with the peer's `verdict`, unless the peer rejected the
+    /// session: then nothing is saved (a stale file of that name is
+    /// removed, so the corpus never keeps a session a peer rejected) and the
+    /// rejection is listed among the failures.
+    fn save(
+        &mut self,
+        peer_dir: &str,
+        name: &str,
+        mut trace: Trace,
+        verdict: Verdict,
+    ) -> Result<(), BoxError> {
         let dir = self.dir.join(peer_dir);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{name}.trace"));
+        if !verdict.ok {
+            let _ = std::fs::remove_file(&path);
+            // Kept out of the corpus, for whoever looks into the rejection.
+            let kept = workspace_root()
+                .join("target/rejected-traces")
+                .join(peer_dir);
+            std::fs::create_dir_all(&kept)?;
+            trace.header.verdict = Some(verdict.clone());
+            std::fs::write(kept.join(format!("{name}.trace")), trace.to_string())?;
+            println!(
+                "REJECTED {} (kept in {}) -- verdict: {verdict}",
+                path.display(),
+                kept.display()
+            );
+            self.failures.push(format!(
+                "{}: the peer rejected the session ({}): verdict: {verdict}",
+                path.display(),
+                trace.header.scenario
+            ));
+            return Ok(());
+        }
+        trace.header.verdict = Some(verdict);
         let text = trace.to_string();
         std::fs::write(&path, &text)?;
-        let verdict = parse_trace(&text)
+        let replayed = parse_trace(&text)
             .map_err(|e| e.to_string())
             .and_then(|t| replay_both(&t));
-        match verdict {
-            Ok(_) => println!("recorded {} ({} items)", path.display(), trace.items.len()),
+        match replayed {
+            Ok(_) => {
+                println!("recorded {} ({} items)", path.display(), trace.items.len());
+                let recorder = if trace.header.recorded_by.starts_with("wsmachine-tokio") {
+                    "tokio adapter"
+                } else if trace.header.recorded_by.starts_with("wsmachine-smol") {
+                    "smol adapter"
+                } else {
+                    "driver"
+                };
+                let role = match trace.header.role {
+                    Role::Client => "client",
+                    Role::Server => "server",
+                };
+                *self
+                    .counts
+                    .entry(format!("{peer_dir} {role} {recorder}"))
+                    .or_default() += 1;
+            }
             Err(e) => {
                 println!("recorded {} -- REPLAY FAILS: {e}", path.display());
                 self.failures.push(format!("{}: {e}", path.display()));
@@ -247,37 +311,234 @@ impl Out {
         self.written.push(path);
         Ok(())
     }
+
+    /// A session that produced no trace (the session itself failed).
+    fn failed(&mut self, what: &str, e: impl std::fmt::Display, verdict: Option<&Verdict>) {
+        let v = verdict.map_or_else(String::new, |v| format!(" (peer's verdict: {v})"));
+        println!("FAILED {what}: {e}{v}");
+        self.failures.push(format!("{what}: {e}{v}"));
+    }
 }
 
 fn free_port() -> Result<u16, BoxError> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A child process killed (by its own PID) when dropped.
-struct Peer(Child);
+fn field(k: &str, v: impl std::fmt::Display) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
 
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// One `TAG key=value …` record of a peer script (values percent-encoded).
+fn parse_record(line: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let mut parts = line.split_whitespace();
+    let tag = parts.next()?.to_owned();
+    let mut fields = BTreeMap::new();
+    for p in parts {
+        let (k, v) = p.split_once('=')?;
+        fields.insert(k.to_owned(), percent_decode(v));
+    }
+    Some((tag, fields))
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The Close code a peer must have received from us when the scenario
+/// went as designed: our Close (or our echo of the peer's) for the normal
+/// ends, 1007 / 1002 for the invalid UTF-8 and reserved-opcode cases.
+fn want_close(scenario: &str) -> u16 {
+    match scenario {
+        "server-close" => 1001,
+        "badutf8" => 1007,
+        "badframe" => 1002,
+        _ => 1000,
     }
 }
 
-fn wait_ready(child: &mut Child) -> Result<(), BoxError> {
-    let out = child.stdout.as_mut().ok_or("no stdout")?;
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while out.read(&mut b)? == 1 {
-        if b[0] == b'\n' {
-            if line.starts_with(b"ready") {
-                return Ok(());
-            }
-            line.clear();
-        } else {
-            line.push(b[0]);
+/// The verdict of an external peer *client* (python / node) from its exit
+/// status and records: exit 0, `done` printed, every `result` `ok`, no
+/// `error`, and the Close it received is [`want_close`].
+fn client_script_verdict(
+    exit: Option<std::process::ExitStatus>,
+    stdout: &str,
+    want: u16,
+) -> Verdict {
+    let mut ok = true;
+    let mut fields = Vec::new();
+    match exit.and_then(|s| s.code()) {
+        Some(0) => fields.push(field("peer-exit", 0)),
+        Some(c) => {
+            ok = false;
+            fields.push(field("peer-exit", c));
+        }
+        None => {
+            ok = false;
+            fields.push(field("peer-exit", "killed-after-timeout"));
         }
     }
-    Err("peer exited before it was ready".into())
+    let (mut checks, mut bad, mut done, mut close) = (0, Vec::new(), false, None);
+    for line in stdout.lines() {
+        match parse_record(line) {
+            Some((tag, f)) if tag == "result" => {
+                for (k, v) in f {
+                    checks += 1;
+                    if v != "ok" {
+                        bad.push(format!("{k}:{v}"));
+                    }
+                }
+            }
+            Some((tag, f)) if tag == "close" => close = f.get("rcvd_code").cloned(),
+            Some((tag, f)) if tag == "error" => bad.push(format!(
+                "error:{}",
+                f.get("message").map_or("", String::as_str)
+            )),
+            Some((tag, _)) if tag == "done" => done = true,
+            _ => {}
+        }
+    }
+    fields.push(field(
+        "peer-checks",
+        format!("{}/{checks}", checks - bad.len().min(checks)),
+    ));
+    if !bad.is_empty() {
+        ok = false;
+        fields.push(field("peer-failed", bad.join(",")));
+    }
+    if !done {
+        ok = false;
+        fields.push(field("peer-done", "no"));
+    }
+    let close = close.unwrap_or_else(|| "none".into());
+    if close != want.to_string() {
+        ok = false;
+        fields.push(field("peer-close-expected", want));
+    }
+    fields.push(field("peer-close", close));
+    Verdict::new(ok, fields)
+}
+
+/// The verdict of an external peer *server* from its `report` record for
+/// the connection: no error, its checks `ok`, and the Close it received is
+/// [`want_close`].
+fn server_report_verdict(report: Option<&BTreeMap<String, String>>, want: u16) -> Verdict {
+    let Some(r) = report else {
+        return Verdict::new(false, vec![field("peer-report", "none-within-10s")]);
+    };
+    let get = |k: &str| r.get(k).map_or("", String::as_str);
+    let mut ok = true;
+    let mut fields = vec![field("peer-report", "yes")];
+    if !get("error").is_empty() {
+        ok = false;
+        fields.push(field("peer-error", get("error")));
+    }
+    fields.push(field("peer-checks", get("checks")));
+    ok &= get("checks") == "ok";
+    if get("rcvd_code") != want.to_string() {
+        ok = false;
+        fields.push(field("peer-close-expected", want));
+    }
+    fields.push(field("peer-close", get("rcvd_code")));
+    Verdict::new(ok, fields)
+}
+
+/// A peer server process: killed (by its own PID) when dropped; its stdout
+/// records arrive on a channel, read by a thread.
+struct PeerServer {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PeerServer {
+    fn spawn(mut cmd: Command) -> Result<PeerServer, BoxError> {
+        let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = PeerServer { child, lines };
+        // Up to its "ready" line.
+        loop {
+            match s.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) if l.starts_with("ready") => return Ok(s),
+                Ok(_) => {}
+                Err(_) => {
+                    let st = s.child.try_wait().ok().flatten();
+                    return Err(format!("peer server not ready (exit status {st:?})").into());
+                }
+            }
+        }
+    }
+
+    /// The next `report` record for `path` (others are skipped), within 10 s.
+    fn report_for(&self, path: &str) -> Option<BTreeMap<String, String>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            if let Some((tag, f)) = parse_record(&line) {
+                if tag == "report" && f.get("path").map(String::as_str) == Some(path) {
+                    return Some(f);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a peer client process to its end (killed after 20 s) and returns its
+/// exit status (`None` when it had to be killed) and stdout.
+fn wait_client(mut child: Child) -> (Option<std::process::ExitStatus>, String) {
+    let out = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut o) = out {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Err(_) => break None,
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    (status, reader.join().unwrap_or_default())
 }
 
 fn ensure_peers(root: &Path) -> Result<(String, String), BoxError> {
@@ -388,7 +649,12 @@ fn server_script(scenario: &str) -> Box<dyn Script> {
             Step::Messages(1),
             Step::Do(Action::Close(1001, "going away".into())),
         ])),
+        // Waits for the client's "ping me" first: closing right after the
+        // Pong raced the client's own send (python-websockets then failed
+        // its send with ConnectionClosedOK, and that session was in the
+        // corpus as if it had gone well).
         "ping" => Box::new(Steps::new([
+            Step::Messages(1),
             Step::Do(Action::Ping(b"are you there".to_vec())),
             Step::Do(Action::SendText("hello from server".into())),
             Step::Pong,
@@ -400,6 +666,13 @@ fn server_script(scenario: &str) -> Box<dyn Script> {
 
 const SERVER_SCENARIOS: [&str; 4] = ["echo", "server-close", "ping", "badutf8"];
 
+/// The adapters recorded against the external peers (async-std runs the
+/// smol adapter's generic code).
+const ADAPTERS: [Adapter; 2] = [Adapter::Tokio, Adapter::Smol];
+
+/// The peer server's verdict on the connection to `path` it served.
+type ServerVerdict<'a> = &'a mut dyn FnMut(&str, u16) -> Verdict;
+
 async fn record_client_vs(
     out: &mut Out,
     peer_dir: &str,
@@ -407,7 +680,9 @@ async fn record_client_vs(
     port: u16,
     deflate: bool,
     only: Option<&str>,
+    verdict_of: ServerVerdict<'_>,
 ) -> Result<(), BoxError> {
+    let suffix = if deflate { "-deflate" } else { "" };
     for (name, path, steps) in client_scenarios() {
         if only.is_some_and(|o| o != name) {
             continue;
@@ -432,61 +707,117 @@ async fn record_client_vs(
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         let _ = stream.set_nodelay(true);
         let mut script = Steps::new(steps);
-        let trace = driver::run(stream, &s, &mut script, Recorder::new()).await?;
-        let suffix = if deflate { "-deflate" } else { "" };
-        out.save(peer_dir, &format!("client-{name}{suffix}"), &trace)?;
+        let trace = driver::run(stream, &s, &mut script, Recorder::new()).await;
+        let verdict = tokio::task::block_in_place(|| verdict_of(path, want_close(name)));
+        let file = format!("client-{name}{suffix}");
+        match trace {
+            Ok(t) => out.save(peer_dir, &file, t, verdict)?,
+            Err(e) => out.failed(&format!("{peer_dir}/{file}"), e, Some(&verdict)),
+        }
+    }
+    // The adapters as clients: the echo scenario.
+    if only.is_some_and(|o| o != "echo") {
+        return Ok(());
+    }
+    for adapter in ADAPTERS {
+        let s = AdapterSession {
+            adapter,
+            role: Role::Client,
+            peer: peer.into(),
+            scenario: format!(
+                "{} adapter client echo against /echo (text, binary, compressible text, ping, close 1000){}",
+                adapter.name(),
+                if deflate {
+                    ", permessage-deflate offered"
+                } else {
+                    ""
+                }
+            ),
+            deflate,
+            url: format!("ws://127.0.0.1:{port}/echo"),
+            limit: Duration::from_secs(20),
+        };
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let trace = adapter::run(stream, &s).await;
+        let verdict = tokio::task::block_in_place(|| verdict_of("/echo", 1000));
+        let file = format!("{}-client-echo{suffix}", adapter.name());
+        match trace {
+            Ok(t) => out.save(peer_dir, &file, t, verdict)?,
+            Err(e) => out.failed(&format!("{peer_dir}/{file}"), e, Some(&verdict)),
+        }
     }
     Ok(())
 }
 
-/// Accepts one connection on `listener` and records it while `client` runs.
+/// Starts a peer client for one session; the returned function waits for
+/// it and gives its verdict.
+type PeerClient<'a> = &'a dyn Fn(&str) -> Result<Box<dyn FnOnce() -> Verdict + Send>, BoxError>;
+
+/// Accepts one connection on `listener` and records it (through the driver
+/// or, with `adapter`, through that adapter) while the peer client runs.
+#[allow(clippy::too_many_arguments)]
 async fn record_server_vs(
     out: &mut Out,
     peer_dir: &str,
     peer: &str,
     scenario: &str,
     deflate: bool,
+    adapter: Option<Adapter>,
     listener: &TcpListener,
-    client: impl FnOnce() -> Result<Box<dyn FnOnce() + Send>, BoxError>,
+    client: PeerClient<'_>,
 ) -> Result<(), BoxError> {
-    let s = server_session(
-        peer,
-        &format!(
-            "server {scenario}{}",
-            if deflate {
-                ", permessage-deflate accepted"
-            } else {
-                ""
-            }
-        ),
-        deflate,
-    );
-    let waiter = client()?;
-    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await??;
-    let _ = stream.set_nodelay(true);
-    let mut script = server_script(scenario);
-    let trace = driver::run(stream, &s, script.as_mut(), Recorder::new()).await;
-    tokio::task::spawn_blocking(waiter).await?;
+    let accepted = if deflate {
+        ", permessage-deflate accepted"
+    } else {
+        ""
+    };
+    let waiter = client(scenario)?;
     let suffix = if deflate { "-deflate" } else { "" };
-    out.save(peer_dir, &format!("server-{scenario}{suffix}"), &trace?)?;
-    Ok(())
-}
-
-fn spawn_wait(mut child: Child) -> Box<dyn FnOnce() + Send> {
-    Box::new(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if std::time::Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
+    let accept = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+    let (trace, file) = match accept {
+        Ok(Ok((stream, _))) => {
+            let _ = stream.set_nodelay(true);
+            match adapter {
+                None => {
+                    let s = server_session(peer, &format!("server {scenario}{accepted}"), deflate);
+                    let mut script = server_script(scenario);
+                    (
+                        driver::run(stream, &s, script.as_mut(), Recorder::new()).await,
+                        format!("server-{scenario}{suffix}"),
+                    )
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Some(a) => {
+                    let s = AdapterSession {
+                        adapter: a,
+                        role: Role::Server,
+                        peer: peer.into(),
+                        scenario: format!(
+                            "{} adapter server {scenario}, echoes every message{accepted}",
+                            a.name()
+                        ),
+                        deflate,
+                        url: String::new(),
+                        limit: Duration::from_secs(20),
+                    };
+                    (
+                        adapter::run(stream, &s).await,
+                        format!("{}-server-{scenario}{suffix}", a.name()),
+                    )
+                }
             }
         }
-    })
+        Ok(Err(e)) => (Err(e), format!("server-{scenario}{suffix}")),
+        Err(_) => (
+            Err(std::io::Error::other("no connection within 10 s")),
+            format!("server-{scenario}{suffix}"),
+        ),
+    };
+    let verdict = tokio::task::spawn_blocking(waiter).await?;
+    match trace {
+        Ok(t) => out.save(peer_dir, &file, t, verdict)?,
+        Err(e) => out.failed(&format!("{peer_dir}/{file}"), e, Some(&verdict)),
+    }
+    Ok(())
 }
 
 async fn corpus(args: &[String]) -> Result<(), BoxError> {
@@ -499,9 +830,10 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
         dir: arg_value(args, "--out")
             .map_or_else(|| root.join("conformance/traces"), PathBuf::from),
         written: Vec::new(),
+        counts: BTreeMap::new(),
         failures: Vec::new(),
     };
-    let scripts = root.join("conformance/scripts");
+    let scripts = root.join("conformance/tests/trace_peers");
     let (pyver, nodever) = if want("python-websockets") || want("node-ws") {
         ensure_peers(&root)?
     } else {
@@ -547,36 +879,66 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
             let comp = if deflate { "deflate" } else { "none" };
             // Our client against their server.
             let port = free_port()?;
-            let mut child = cmd(&["server", &port.to_string(), comp])
-                .stdout(Stdio::piped())
-                .spawn()?;
-            wait_ready(&mut child)?;
-            let _server = Peer(child);
-            record_client_vs(&mut out, dir, peer, port, deflate, scenario_only.as_deref()).await?;
-            drop(_server);
+            let server = PeerServer::spawn(cmd(&["server", &port.to_string(), comp]))?;
+            let mut verdict_of = |path: &str, want: u16| {
+                server_report_verdict(server.report_for(path).as_ref(), want)
+            };
+            record_client_vs(
+                &mut out,
+                dir,
+                peer,
+                port,
+                deflate,
+                scenario_only.as_deref(),
+                &mut verdict_of,
+            )
+            .await?;
+            drop(server);
             // Their client against our server.
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let url = format!("ws://{}/", listener.local_addr()?);
+            let client = |scenario: &str| -> Result<Box<dyn FnOnce() -> Verdict + Send>, BoxError> {
+                let child = cmd(&["client", &url, scenario, comp])
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let want = want_close(scenario);
+                Ok(Box::new(move || {
+                    let (status, stdout) = wait_client(child);
+                    client_script_verdict(status, &stdout, want)
+                }))
+            };
             for scenario in SERVER_SCENARIOS {
                 if scenario_only.as_deref().is_some_and(|o| o != scenario)
                     || (deflate && scenario != "echo")
                 {
                     continue;
                 }
-                let url = url.clone();
-                record_server_vs(&mut out, dir, peer, scenario, deflate, &listener, || {
-                    let child = cmd(&["client", &url, scenario, comp])
-                        .stdout(Stdio::null())
-                        .spawn()?;
-                    Ok(spawn_wait(child))
-                })
+                record_server_vs(
+                    &mut out, dir, peer, scenario, deflate, None, &listener, &client,
+                )
                 .await?;
+            }
+            if scenario_only.as_deref().map_or(true, |o| o == "echo") {
+                for a in ADAPTERS {
+                    record_server_vs(
+                        &mut out,
+                        dir,
+                        peer,
+                        "echo",
+                        deflate,
+                        Some(a),
+                        &listener,
+                        &client,
+                    )
+                    .await?;
+                }
             }
         }
     }
 
     if want("tungstenite") {
-        let port = tung::spawn_server()?;
+        let (port, reports) = tung::spawn_server()?;
+        let mut verdict_of = |path: &str, want: u16| tung::server_verdict(&reports, path, want);
         record_client_vs(
             &mut out,
             "tungstenite",
@@ -584,10 +946,17 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
             port,
             false,
             scenario_only.as_deref(),
+            &mut verdict_of,
         )
         .await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let client = |scenario: &str| -> Result<Box<dyn FnOnce() -> Verdict + Send>, BoxError> {
+            let want = want_close(scenario);
+            let scenario = scenario.to_string();
+            let h = std::thread::spawn(move || tung::client(addr, &scenario));
+            Ok(Box::new(move || tung::client_verdict(h.join(), want)))
+        };
         for scenario in SERVER_SCENARIOS {
             if scenario_only.as_deref().is_some_and(|o| o != scenario) {
                 continue;
@@ -598,19 +967,26 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
                 TUNGSTENITE,
                 scenario,
                 false,
+                None,
                 &listener,
-                || {
-                    let h = std::thread::spawn(move || {
-                        if let Err(e) = tung::client(addr, scenario) {
-                            eprintln!("tungstenite client {scenario}: {e}");
-                        }
-                    });
-                    Ok(Box::new(move || {
-                        let _ = h.join();
-                    }))
-                },
+                &client,
             )
             .await?;
+        }
+        if scenario_only.as_deref().map_or(true, |o| o == "echo") {
+            for a in ADAPTERS {
+                record_server_vs(
+                    &mut out,
+                    "tungstenite",
+                    TUNGSTENITE,
+                    "echo",
+                    false,
+                    Some(a),
+                    &listener,
+                    &client,
+                )
+                .await?;
+            }
         }
     }
 
@@ -623,15 +999,19 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
     }
 
     println!(
-        "{} traces written, {} failed to replay",
+        "{} traces written, {} failures",
         out.written.len(),
         out.failures.len()
     );
+    for (k, n) in &out.counts {
+        println!("  {n:3} {k}");
+    }
     if !out.failures.is_empty() {
+        println!("failures (rejected by the peer, failed sessions, traces that do not replay):");
         for f in &out.failures {
             println!("  {f}");
         }
-        return Err("some recorded traces do not replay".into());
+        return Err(format!("{} sessions failed", out.failures.len()).into());
     }
     Ok(())
 }
@@ -642,9 +1022,60 @@ const AUTOBAHN_CASES: [&str; 12] = [
     "13.7.1",
 ];
 
+/// wstest's verdict on one case: `run.sh` ended cleanly and the case's
+/// `behavior` and `behaviorClose` in the report (`index.json` in its out
+/// dir) are OK or INFORMATIONAL.
+fn wstest_verdict(
+    py: &Path,
+    outdir: &Path,
+    agent: &str,
+    case: &str,
+    run: Option<std::process::ExitStatus>,
+) -> Verdict {
+    let mut fields = Vec::new();
+    let mut ok = true;
+    match run.and_then(|s| s.code()) {
+        Some(0) => fields.push(field("run-exit", 0)),
+        c => {
+            ok = false;
+            fields.push(field(
+                "run-exit",
+                c.map_or("none".into(), |c| c.to_string()),
+            ));
+        }
+    }
+    let read = Command::new(py)
+        .args([
+            "-c",
+            "import json,sys; c=json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]]; print(c['behavior'], c['behaviorClose'])",
+        ])
+        .arg(outdir.join("index.json"))
+        .args([agent, case])
+        .stderr(Stdio::null())
+        .output();
+    let text = read
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match text.as_deref().and_then(|t| t.split_once(' ')) {
+        Some((b, bc)) => {
+            let good = |v: &str| v == "OK" || v == "INFORMATIONAL";
+            ok &= good(b) && good(bc);
+            fields.push(field("wstest", b));
+            fields.push(field("wstest-close", bc));
+        }
+        None => {
+            ok = false;
+            fields.push(field("wstest", "no-report"));
+        }
+    }
+    Verdict::new(ok, fields)
+}
+
 async fn autobahn_corpus(root: &Path, out: &mut Out) -> Result<(), BoxError> {
     let venv = root.join("target/autobahn-venv");
     let wstest = venv.join("bin/wstest");
+    let py = venv.join("bin/python");
     let shared = root.join("../shared/autobahn");
     if !wstest.exists() {
         run(Command::new("bash").arg(shared.join("setup.sh")).arg(&venv))?;
@@ -656,6 +1087,7 @@ async fn autobahn_corpus(root: &Path, out: &mut Out) -> Result<(), BoxError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("ws://{}", listener.local_addr()?);
         let outdir = work.join(format!("client-{case}"));
+        let _ = std::fs::remove_dir_all(&outdir);
         let child = Command::new("bash")
             .arg(shared.join("run.sh"))
             .args(["client", &url])
@@ -671,21 +1103,32 @@ async fn autobahn_corpus(root: &Path, out: &mut Out) -> Result<(), BoxError> {
             true,
         );
         s.limit = Duration::from_secs(60);
-        let (stream, _) =
-            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await??;
-        let _ = stream.set_nodelay(true);
-        let trace = driver::run(stream, &s, &mut EchoScript, Recorder::new()).await;
-        tokio::task::spawn_blocking(spawn_wait(child)).await?;
-        out.save("autobahn", &format!("server-case-{case}"), &trace?)?;
+        let trace = match tokio::time::timeout(Duration::from_secs(30), listener.accept()).await {
+            Ok(Ok((stream, _))) => {
+                let _ = stream.set_nodelay(true);
+                driver::run(stream, &s, &mut EchoScript, Recorder::new()).await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("wstest did not connect within 30 s")),
+        };
+        let (status, _) = tokio::task::spawn_blocking(move || wait_client(child)).await?;
+        let verdict = wstest_verdict(&py, &outdir, "wsmachine-driver", case, status);
+        let file = format!("server-case-{case}");
+        match trace {
+            Ok(t) => out.save("autobahn", &file, t, verdict)?,
+            Err(e) => out.failed(&format!("autobahn/{file}"), e, Some(&verdict)),
+        }
 
         // Our client against fuzzingserver.
         let port = free_port()?;
         let file = work.join(format!("server-{case}.trace"));
+        let outdir = work.join(format!("server-{case}"));
         let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_dir_all(&outdir);
         let st = Command::new("bash")
             .arg(shared.join("run.sh"))
             .args(["server", &port.to_string()])
-            .arg(work.join(format!("server-{case}")))
+            .arg(&outdir)
             .arg(case)
             .arg("--")
             .arg(&self_exe)
@@ -699,21 +1142,28 @@ async fn autobahn_corpus(root: &Path, out: &mut Out) -> Result<(), BoxError> {
             .env("WSTEST", &wstest)
             .stdout(Stdio::null())
             .status()?;
-        if !st.success() {
-            out.failures
-                .push(format!("autobahn server case {case}: run.sh {st}"));
+        let verdict = wstest_verdict(&py, &outdir, "wsmachine-driver", case, Some(st));
+        let name = format!("client-case-{case}");
+        match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_trace(&t).map_err(|e| e.to_string()))
+        {
+            Ok(mut trace) => {
+                trace.header.scenario = format!("autobahn fuzzingserver case {case}, we echo");
+                out.save("autobahn", &name, trace, verdict)?;
+            }
+            Err(e) => out.failed(&format!("autobahn/{name}"), e, Some(&verdict)),
         }
-        let text = std::fs::read_to_string(&file)?;
-        let mut trace = parse_trace(&text)?;
-        trace.header.scenario = format!("autobahn fuzzingserver case {case}, we echo");
-        out.save("autobahn", &format!("client-case-{case}"), &trace)?;
     }
     Ok(())
 }
 
 mod tung {
-    //! tungstenite peers, in process on blocking threads.
+    //! tungstenite peers, in process on blocking threads. Each reports what
+    //! it concluded: the Close it received from us, or the error that ended
+    //! it (a `ConnectionClosed` after the closing handshake is the normal end).
     use super::*;
+    use std::sync::mpsc::{channel, Receiver, Sender};
     use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
     use tungstenite::protocol::frame::Frame;
     use tungstenite::protocol::CloseFrame;
@@ -721,22 +1171,102 @@ mod tung {
 
     type Ws = tungstenite::WebSocket<StdStream>;
 
-    pub(super) fn spawn_server() -> Result<u16, BoxError> {
+    /// How a tungstenite session ended: the Close code received from us
+    /// (`None`: none) and what went wrong, if anything.
+    pub(super) type Outcome = (Option<u16>, Result<(), String>);
+
+    pub(super) fn spawn_server() -> Result<(u16, Receiver<(String, Outcome)>), BoxError> {
         let l = StdListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
+        let (tx, rx) = channel();
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
+                let tx: Sender<(String, Outcome)> = tx.clone();
                 std::thread::spawn(move || {
-                    let _ = serve_one(s);
+                    let mut path = String::new();
+                    let mut close = None;
+                    let r = serve_one(s, &mut path, &mut close).map_err(|e| e.to_string());
+                    let _ = tx.send((path, (close, r)));
                 });
             }
         });
-        Ok(port)
+        Ok((port, rx))
+    }
+
+    /// The tungstenite server's verdict on the connection to `path`.
+    pub(super) fn server_verdict(
+        reports: &Receiver<(String, Outcome)>,
+        path: &str,
+        want: u16,
+    ) -> Verdict {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match reports.recv_timeout(left) {
+                Ok((p, outcome)) if p == path => return verdict(outcome, want),
+                Ok(_) => {}
+                Err(_) => {
+                    return Verdict::new(false, vec![field("tungstenite", "no-report-within-10s")])
+                }
+            }
+        }
+    }
+
+    /// The tungstenite client's verdict (its thread's result).
+    pub(super) fn client_verdict(joined: std::thread::Result<Outcome>, want: u16) -> Verdict {
+        match joined {
+            Ok(o) => verdict(o, want),
+            Err(_) => Verdict::new(false, vec![field("tungstenite", "panicked")]),
+        }
+    }
+
+    fn verdict((close, r): Outcome, want: u16) -> Verdict {
+        let mut ok = true;
+        let mut fields = Vec::new();
+        match r {
+            Ok(()) => fields.push(field("tungstenite", "ok")),
+            Err(e) => {
+                ok = false;
+                fields.push(field("tungstenite", e));
+            }
+        }
+        if close != Some(want) {
+            ok = false;
+            fields.push(field("peer-close-expected", want));
+        }
+        fields.push(field(
+            "peer-close",
+            close.map_or_else(|| "none".into(), |c| c.to_string()),
+        ));
+        Verdict::new(ok, fields)
+    }
+
+    /// Reads until the connection ends; the Close received is noted. The
+    /// normal end (after the closing handshake) is `ConnectionClosed`.
+    fn finish(ws: &mut Ws, close: &mut Option<u16>) -> Result<(), BoxError> {
+        loop {
+            match ws.read() {
+                Ok(Message::Close(f)) => {
+                    *close = Some(f.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                    return Err(format!("unexpected message {m:?}").into())
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     #[allow(clippy::result_large_err)]
-    fn serve_one(s: StdStream) -> Result<(), BoxError> {
+    fn serve_one(
+        s: StdStream,
+        path_out: &mut String,
+        close: &mut Option<u16>,
+    ) -> Result<(), BoxError> {
         let _ = s.set_nodelay(true);
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let p2 = path.clone();
         let mut ws = tungstenite::accept_hdr(
@@ -749,6 +1279,7 @@ mod tung {
             },
         )?;
         let path = path.lock().map(|p| p.clone()).unwrap_or_default();
+        path_out.clone_from(&path);
         match path.as_str() {
             "/close" => {
                 ws.send(Message::text("bye soon"))?;
@@ -780,38 +1311,60 @@ mod tung {
             _ => {}
         }
         loop {
-            match ws.read()? {
-                m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m)?,
-                Message::Pong(_) if path == "/ping" => ws.send(Message::text("pong received"))?,
-                _ => {}
+            match ws.read() {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.send(m)?,
+                Ok(Message::Pong(_)) if path == "/ping" => {
+                    ws.send(Message::text("pong received"))?
+                }
+                Ok(Message::Close(f)) => {
+                    *close = Some(f.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
-    fn next_data(ws: &mut Ws) -> Result<Message, BoxError> {
+    /// The next text or binary message, checked against what was sent.
+    fn echo_of(ws: &mut Ws, sent: &Message) -> Result<(), BoxError> {
         loop {
             match ws.read()? {
-                m @ (Message::Text(_) | Message::Binary(_)) => return Ok(m),
+                m @ (Message::Text(_) | Message::Binary(_)) => {
+                    if &m != sent {
+                        return Err(format!("echo {m:?} differs from {sent:?}").into());
+                    }
+                    return Ok(());
+                }
                 _ => continue,
             }
         }
     }
 
-    fn drain(ws: &mut Ws) {
-        while ws.read().is_ok() {}
+    pub(super) fn client(addr: SocketAddr, scenario: &str) -> Outcome {
+        let mut close = None;
+        let r = run_client(addr, scenario, &mut close).map_err(|e| e.to_string());
+        (close, r)
     }
 
-    pub(super) fn client(addr: SocketAddr, scenario: &str) -> Result<(), BoxError> {
+    fn run_client(
+        addr: SocketAddr,
+        scenario: &str,
+        close: &mut Option<u16>,
+    ) -> Result<(), BoxError> {
         let s = StdStream::connect(addr)?;
         let _ = s.set_nodelay(true);
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), s)?;
         match scenario {
             "echo" => {
-                ws.send(Message::text("hello"))?;
-                next_data(&mut ws)?;
-                ws.send(Message::binary(vec![0u8, 1, 2, 255]))?;
-                next_data(&mut ws)?;
+                for m in [
+                    Message::text("hello"),
+                    Message::binary(vec![0u8, 1, 2, 255]),
+                ] {
+                    ws.send(m.clone())?;
+                    echo_of(&mut ws, &m)?;
+                }
                 ws.write(Message::Frame(Frame::message(
                     b"Hel".to_vec(),
                     OpCode::Data(Data::Text),
@@ -827,9 +1380,10 @@ mod tung {
                     OpCode::Data(Data::Continue),
                     true,
                 )))?;
-                next_data(&mut ws)?;
-                ws.send(Message::text("compressible ".repeat(40)))?;
-                next_data(&mut ws)?;
+                echo_of(&mut ws, &Message::text("Hello, fragments"))?;
+                let big = Message::text("compressible ".repeat(40));
+                ws.send(big.clone())?;
+                echo_of(&mut ws, &big)?;
                 ws.send(Message::Ping(b"p1".to_vec().into()))?;
                 loop {
                     if let Message::Pong(_) = ws.read()? {
@@ -840,7 +1394,7 @@ mod tung {
                     code: CloseCode::Normal,
                     reason: "done".into(),
                 }))?;
-                drain(&mut ws);
+                finish(&mut ws, close)
             }
             "server-close" | "ping" => {
                 ws.send(Message::text(if scenario == "ping" {
@@ -848,16 +1402,18 @@ mod tung {
                 } else {
                     "close me"
                 }))?;
-                drain(&mut ws);
+                if scenario == "ping" {
+                    echo_of(&mut ws, &Message::text("hello from server"))?;
+                }
+                finish(&mut ws, close)
             }
             "badutf8" => {
                 ws.get_mut()
                     .write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28])?;
-                drain(&mut ws);
+                finish(&mut ws, close)
             }
-            _ => {}
+            other => Err(format!("unknown scenario {other}").into()),
         }
-        Ok(())
     }
 }
 
@@ -1096,17 +1652,36 @@ mod chromium {
         }
     }
 
-    /// What the page's verdict looks like in the trace: its Close.
-    fn check_close(scenario: &str, trace: &Trace) -> Result<(), String> {
+    /// The page's verdict, as the trace shows it: for `echo` and `ping` the
+    /// page closes with 1000 "done" only when every check passed (4001 and
+    /// the failures otherwise); for `server-close` the page only answers
+    /// our Close (4000 "bye"), so its answer is the verdict.
+    fn page_verdict(scenario: &str, trace: &Trace) -> Verdict {
         let close = trace.items.iter().find_map(|i| match i {
             Item::Expect(Expected::Close(code, reason)) => Some((*code, reason.clone())),
             _ => None,
         });
-        match (scenario, close) {
-            ("server-close", Some(_)) => Ok(()),
-            (_, Some((1000, r))) if r == "done" => Ok(()),
-            (_, c) => Err(format!("the page's Close is {c:?}, expected 1000 \"done\"")),
-        }
+        let ok = match (scenario, &close) {
+            ("server-close", Some((4000, r))) => r == "bye",
+            ("server-close", _) => false,
+            (_, Some((1000, r))) => r == "done",
+            _ => false,
+        };
+        let (code, reason) = close.unwrap_or((0, "none".into()));
+        Verdict::new(
+            ok,
+            vec![
+                field(
+                    if scenario == "server-close" {
+                        "page-close-answer"
+                    } else {
+                        "page-close"
+                    },
+                    code,
+                ),
+                field("page-reason", reason),
+            ],
+        )
     }
 
     pub(super) async fn corpus(
@@ -1172,22 +1747,95 @@ mod chromium {
             };
             let _ = stream.set_nodelay(true);
             let mut script = script(scenario);
-            let trace = match driver::run(stream, &s, script.as_mut(), Recorder::new()).await {
-                Ok(t) => t,
-                Err(e) => {
-                    out.failures.push(format!("chromium {scenario}: {e}"));
-                    continue;
-                }
-            };
             let suffix = if *deflate { "-deflate" } else { "" };
-            if let Err(e) = check_close(scenario, &trace) {
-                out.failures
-                    .push(format!("chromium server-{scenario}{suffix}: {e}"));
+            let name = format!("server-{scenario}{suffix}");
+            match driver::run(stream, &s, script.as_mut(), Recorder::new()).await {
+                Ok(t) => {
+                    let verdict = page_verdict(scenario, &t);
+                    out.save("chromium", &name, t, verdict)?;
+                }
+                Err(e) => out.failed(&format!("chromium/{name}"), e, None),
             }
-            out.save("chromium", &format!("server-{scenario}{suffix}"), &trace)?;
         }
         drop(browser);
         page_task.abort();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The verdict rules: what a peer printed and how it exited decide
+    //! whether its session may enter the corpus.
+    use super::*;
+
+    #[cfg(unix)]
+    fn exit(code: i32) -> Option<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt as _;
+        Some(std::process::ExitStatus::from_raw(code << 8))
+    }
+
+    const GOOD: &str =
+        "result echo.text=ok\nresult pong=ok\nclose rcvd_code=1000 rcvd_reason=done\ndone\n";
+
+    #[cfg(unix)]
+    #[test]
+    fn client_verdict_needs_exit_0_done_every_check_and_the_close() {
+        let v = client_script_verdict(exit(0), GOOD, 1000);
+        assert!(v.ok, "{v}");
+        assert_eq!(
+            v.to_string(),
+            "ok peer-exit=0 peer-checks=2/2 peer-close=1000"
+        );
+        // Each failure alone rejects the session, and says why.
+        let v = client_script_verdict(exit(1), GOOD, 1000);
+        assert!(!v.ok && v.get("peer-exit") == Some("1"), "{v}");
+        let v = client_script_verdict(None, GOOD, 1000);
+        assert!(
+            !v.ok && v.get("peer-exit") == Some("killed-after-timeout"),
+            "{v}"
+        );
+        let v = client_script_verdict(exit(0), &GOOD.replace("pong=ok", "pong=timeout%20x"), 1000);
+        assert!(
+            !v.ok && v.get("peer-failed") == Some("pong:timeout_x"),
+            "{v}"
+        );
+        let v = client_script_verdict(exit(0), &GOOD.replace("done\n", ""), 1000);
+        assert!(!v.ok && v.get("peer-done") == Some("no"), "{v}");
+        let v = client_script_verdict(exit(0), GOOD, 1007);
+        assert!(!v.ok && v.get("peer-close-expected") == Some("1007"), "{v}");
+        let v = client_script_verdict(exit(0), &format!("error message=boom\n{GOOD}"), 1000);
+        assert!(!v.ok && v.get("peer-failed") == Some("error:boom"), "{v}");
+    }
+
+    #[test]
+    fn server_verdict_needs_a_clean_report_with_the_close() {
+        let (_, good) =
+            parse_record("report path=%2Fecho rcvd_code=1002 checks=ok error=").expect("record");
+        assert!(server_report_verdict(Some(&good), 1002).ok);
+        assert!(!server_report_verdict(Some(&good), 1000).ok);
+        assert!(!server_report_verdict(None, 1002).ok);
+        let mut bad = good.clone();
+        bad.insert("error".into(), "ConnectionClosedError()".into());
+        assert!(!server_report_verdict(Some(&bad), 1002).ok);
+        let mut bad = good;
+        bad.insert("checks".into(), "no-pong".into());
+        assert!(!server_report_verdict(Some(&bad), 1002).ok);
+    }
+
+    #[test]
+    fn want_close_per_scenario() {
+        assert_eq!(
+            [
+                "echo",
+                "server-close",
+                "ping",
+                "fragments",
+                "badutf8",
+                "badframe"
+            ]
+            .map(want_close),
+            [1000, 1001, 1000, 1000, 1007, 1002]
+        );
     }
 }
