@@ -31,6 +31,7 @@ mod error;
 mod extensions;
 mod frame;
 mod handshake;
+mod http;
 mod mask;
 mod message;
 mod proxy;
@@ -51,8 +52,9 @@ pub use extensions::{parse_extensions, ExtensionOffer};
 pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
 pub use handshake::{
     accept_key, accept_response, error_response, reject_response, Accept, ClientHandshake,
-    ClientOutcome, ClientRequest, Headers, Negotiated, Request, Response, ServerHandshake, WsUrl,
+    ClientOutcome, ClientRequest, Negotiated, Request, ServerHandshake, WsUrl,
 };
+pub use http::{Headers, Response};
 pub use mask::{apply_mask, EntropyMask, MaskSource, SeededMask};
 pub use message::{Fragment, Message, MessageKind, Utf8Bytes};
 pub use proxy::{Proxy, ProxyError, ProxyHandshake, ProxyKind, ProxyStep};
