@@ -17,7 +17,8 @@ use crate::Role;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use wsmachine::{Compressor, Decompressor, DeflateConfig, DeflateParams, Role};
+/// use wsmachine::internals::{Compressor, Decompressor};
+/// use wsmachine::{DeflateConfig, DeflateParams, Role};
 /// let params = DeflateParams::default();
 /// let mut c = Compressor::new(&params, &DeflateConfig::default(), Role::Client);
 /// let mut wire = BytesMut::new();
