@@ -165,7 +165,9 @@ fn config(s: &Setup) -> Config {
 /// (0–255 KiB), drawn from the mask seed so that the committed corpus keeps
 /// its meaning; the rest under none, so the per-message limits are reached.
 fn budget(s: &Setup) -> Option<MemoryBudget> {
-    (s.mask_seed % 4 == 0).then(|| MemoryBudget::new(((s.mask_seed >> 8) % 256) as usize * 1024))
+    s.mask_seed
+        .is_multiple_of(4)
+        .then(|| MemoryBudget::new(((s.mask_seed >> 8) % 256) as usize * 1024))
 }
 
 /// Runs one structured input.
