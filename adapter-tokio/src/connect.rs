@@ -11,9 +11,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
+use wsmachine::internals::ConnectOptions;
 use wsmachine::{
-    Accept, ClientRequest, Compression, Config, ConnectOptions, Connection, ConnectionError, Event,
-    Proxy, ProxyHandshake, ProxyStep, Reject, Request, Response, Timeout,
+    Accept, ClientRequest, Compression, Config, Connection, ConnectionError, Event, Proxy,
+    ProxyHandshake, ProxyStep, Reject, Request, Response, Timeout,
 };
 
 use crate::tls::{default_tls_config, MaybeTlsStream};

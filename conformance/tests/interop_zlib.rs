@@ -14,7 +14,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use bytes::BytesMut;
-use wsmachine::{Compressor, Decompressor, DeflateConfig, DeflateParams, Role};
+use wsmachine::internals::{Compressor, Decompressor};
+use wsmachine::{DeflateConfig, DeflateParams, Role};
 
 const PY: &str = r#"
 import sys, zlib

@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wsmachine::{Compressor, Decompressor, DeflateConfig, DeflateParams, Role};
+use wsmachine::internals::{Compressor, Decompressor};
+use wsmachine::{DeflateConfig, DeflateParams, Role};
 
 fn text(n: usize) -> Vec<u8> {
     let mut s = Vec::with_capacity(n + 100);

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use wsmachine::internals::{Compressor, FrameHeader, RSV1};
 use wsmachine::{
-    apply_mask, Compressor, Config, Connection, DeflateConfig, DeflateParams, Event, FrameHeader,
-    Negotiated, OpCode, Role, SeededMask, RSV1,
+    apply_mask, Config, Connection, DeflateConfig, DeflateParams, Event, Negotiated, OpCode, Role,
+    SeededMask,
 };
 
 mod input;

@@ -141,7 +141,8 @@ pub fn proxy_from_env(
 /// adapter's `ConnectBuilder` collects before it opens TCP.
 ///
 /// ```
-/// use wsmachine::{ConnectOptions, ProxyKind};
+/// use wsmachine::internals::ConnectOptions;
+/// use wsmachine::ProxyKind;
 /// let opts = ConnectOptions::new("ws://example.com/chat?room=1")
 ///     .header("Authorization", "Bearer t")
 ///     .subprotocol("chat.v1")

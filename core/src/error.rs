@@ -227,7 +227,7 @@ pub enum HandshakeError {
     UnsupportedVersion(String),
     /// The server answered with something other than 101.
     #[error("server answered with status {}", .0.status)]
-    Status(Box<crate::handshake::Response>),
+    Status(Box<crate::http::Response>),
     /// `Sec-WebSocket-Accept` missing or wrong.
     #[error("missing or wrong Sec-WebSocket-Accept")]
     Accept,

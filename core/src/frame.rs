@@ -59,7 +59,8 @@ pub const RSV1: u8 = 0b100;
 /// A decoded or to-be-encoded frame header.
 ///
 /// ```
-/// use wsmachine::{FrameHeader, OpCode};
+/// use wsmachine::internals::FrameHeader;
+/// use wsmachine::OpCode;
 /// // RFC 6455 §5.7: a single-frame masked text message "Hello".
 /// let wire = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
 /// let (h, n) = FrameHeader::decode(wire).unwrap().unwrap();

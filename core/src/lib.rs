@@ -31,31 +31,47 @@ mod error;
 mod extensions;
 mod frame;
 mod handshake;
+mod http;
 mod mask;
 mod message;
 mod proxy;
 mod utf8;
 
 pub use budget::MemoryBudget;
-pub use client_options::{
-    proxy_from_env, Compression, ConnectOptions, PreparedConnect, ProxySetting, Reject,
-};
+pub use client_options::{proxy_from_env, Compression, Reject};
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::{Connection, Event, ReceiveHalf, SendHalf, State};
-pub use deflate::{Compressor, Decompressor, DeflateConfig, DeflateParams};
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{
     ConnectionError, ExtensionError, HandshakeError, ProtocolError, SendError, Timeout,
 };
 pub use extensions::{parse_extensions, ExtensionOffer};
-pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
+pub use frame::OpCode;
 pub use handshake::{
-    accept_key, accept_response, error_response, reject_response, Accept, ClientHandshake,
-    ClientOutcome, ClientRequest, Headers, Negotiated, Request, Response, ServerHandshake, WsUrl,
+    accept_key, accept_response, error_response, reject_response, Accept, ClientRequest,
+    Negotiated, Request, ServerHandshake, WsUrl,
 };
+pub use http::{Headers, Response};
 pub use mask::{apply_mask, EntropyMask, MaskSource, SeededMask};
 pub use message::{Fragment, Message, MessageKind, Utf8Bytes};
 pub use proxy::{Proxy, ProxyError, ProxyHandshake, ProxyKind, ProxyStep};
+
+/// The pieces the workspace's own adapters, fuzz targets, benches and load
+/// tools build on, below the documented API: the per-message codec, the
+/// frame header, the client's opening handshake and its connect options.
+/// Applications use `Connection` and the adapters instead.
+///
+/// Hidden from the docs and outside semver: anything here may change or go
+/// in any release. It exists so that those crates need no second copy of
+/// the engine, not as an API to depend on.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::client_options::{ConnectOptions, PreparedConnect, ProxySetting};
+    pub use crate::deflate::{Compressor, Decompressor};
+    pub use crate::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
+    pub use crate::handshake::{ClientHandshake, ClientOutcome};
+}
 
 /// Which end of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -8,9 +8,10 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use wsmachine::internals::{Compressor, Decompressor, FrameHeader, RSV1};
 use wsmachine::{
-    Compressor, Config, Connection, ConnectionError, Decompressor, DeflateConfig, DeflateParams,
-    Event, FrameHeader, MemoryBudget, Negotiated, OpCode, ProtocolError, Role, SeededMask, RSV1,
+    Config, Connection, ConnectionError, DeflateConfig, DeflateParams, Event, MemoryBudget,
+    Negotiated, OpCode, ProtocolError, Role, SeededMask,
 };
 
 struct Counting;
@@ -340,7 +341,8 @@ fn streams_are_allocated_on_first_use_only() {
 mod idle_release {
     use super::current;
     use std::time::{Duration, Instant};
-    use wsmachine::{Accept, ClientRequest, Config, Connection, Event, FrameHeader, SeededMask};
+    use wsmachine::internals::FrameHeader;
+    use wsmachine::{Accept, ClientRequest, Config, Connection, Event, SeededMask};
 
     fn pump(from: &mut Connection, to: &mut Connection, now: Instant) -> Vec<u8> {
         let mut wire = Vec::new();

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use wsmachine::{apply_mask, Accept, Config, Connection, Event, FrameHeader, OpCode};
+use wsmachine::internals::FrameHeader;
+use wsmachine::{apply_mask, Accept, Config, Connection, Event, OpCode};
 
 struct Live;
 

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use wsmachine::internals::{Compressor, FrameHeader, RSV1};
 use wsmachine::{
-    apply_mask, CloseCode, Compressor, Config, Connection, ConnectionError, DeflateConfig,
-    DeflateParams, Event, FrameHeader, MemoryBudget, Negotiated, OpCode, ProtocolError, Role, RSV1,
+    apply_mask, CloseCode, Config, Connection, ConnectionError, DeflateConfig, DeflateParams,
+    Event, MemoryBudget, Negotiated, OpCode, ProtocolError, Role,
 };
 
 const MIB: usize = 1 << 20;

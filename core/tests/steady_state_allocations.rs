@@ -9,7 +9,8 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use wsmachine::{apply_mask, Config, Connection, Event, FrameHeader, Negotiated, OpCode, Role};
+use wsmachine::internals::FrameHeader;
+use wsmachine::{apply_mask, Config, Connection, Event, Negotiated, OpCode, Role};
 
 struct Counting;
 

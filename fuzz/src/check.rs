@@ -19,9 +19,9 @@
 
 use std::time::Instant;
 
+use wsmachine::internals::{FrameHeader, RSV1};
 use wsmachine::{
-    apply_mask, CloseCode, Connection, ConnectionError, Event, FrameHeader, MessageKind, OpCode,
-    Role, State, RSV1,
+    apply_mask, CloseCode, Connection, ConnectionError, Event, MessageKind, OpCode, Role, State,
 };
 
 /// A frame we sent, unmasked.

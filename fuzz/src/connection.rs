@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
+use wsmachine::internals::{ClientHandshake, Compressor, FrameHeader, RSV1};
 use wsmachine::{
-    accept_response, Accept, ClientHandshake, ClientRequest, CloseCode, Compressor, Config,
-    Connection, Event, FrameHeader, MemoryBudget, MessageKind, Negotiated, OpCode, Role,
-    SeededMask, ServerHandshake, RSV1,
+    accept_response, Accept, ClientRequest, CloseCode, Config, Connection, Event, MemoryBudget,
+    MessageKind, Negotiated, OpCode, Role, SeededMask, ServerHandshake,
 };
 
 use crate::alloc::Peak;

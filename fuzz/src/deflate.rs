@@ -4,9 +4,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
+use wsmachine::internals::Decompressor;
 use wsmachine::{
-    parse_extensions, Decompressor, DeflateConfig, DeflateParams, ExtensionOffer, ProtocolError,
-    Role,
+    parse_extensions, DeflateConfig, DeflateParams, ExtensionOffer, ProtocolError, Role,
 };
 
 use crate::alloc::Peak;

@@ -5,9 +5,8 @@
 //! negotiated, bit 2: streaming instead of reassembly, bit 3: small limits,
 //! bits 4–7: chunk size for the second feeding), then the wire bytes.
 
-use wsmachine::{
-    Config, Connection, DeflateParams, Event, FrameHeader, Negotiated, Role, SeededMask,
-};
+use wsmachine::internals::FrameHeader;
+use wsmachine::{Config, Connection, DeflateParams, Event, Negotiated, Role, SeededMask};
 
 use crate::alloc::Peak;
 use crate::check::{epoch, Checked, Limits};

@@ -6,10 +6,10 @@
 //! the HTTP bytes.
 
 use bytes::Bytes;
+use wsmachine::internals::ClientHandshake;
 use wsmachine::{
-    accept_key, accept_response, error_response, parse_extensions, Accept, ClientHandshake,
-    ClientRequest, Config, Connection, DeflateConfig, Event, HandshakeError, Headers, Request,
-    ServerHandshake,
+    accept_key, accept_response, error_response, parse_extensions, Accept, ClientRequest, Config,
+    Connection, DeflateConfig, Event, HandshakeError, Headers, Request, ServerHandshake,
 };
 
 use crate::alloc::Peak;

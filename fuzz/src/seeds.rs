@@ -9,10 +9,11 @@
 //! inputs come from `cargo fuzz cmin`.
 
 use bytes::BytesMut;
+use wsmachine::internals::{ClientHandshake, Compressor};
 use wsmachine::{
-    accept_response, error_response, reject_response, Accept, ClientHandshake, ClientRequest,
-    CloseCode, Compressor, Config, Connection, DeflateConfig, DeflateParams, HandshakeError,
-    MessageKind, Negotiated, Role, SeededMask, ServerHandshake,
+    accept_response, error_response, reject_response, Accept, ClientRequest, CloseCode, Config,
+    Connection, DeflateConfig, DeflateParams, HandshakeError, MessageKind, Negotiated, Role,
+    SeededMask, ServerHandshake,
 };
 
 use crate::handshake::CLIENT_KEY;

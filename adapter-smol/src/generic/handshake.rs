@@ -13,9 +13,10 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use futures_rustls::pki_types::ServerName;
 use futures_rustls::rustls::{ClientConfig, RootCertStore};
 use futures_rustls::TlsConnector;
+use wsmachine::internals::ConnectOptions;
 use wsmachine::{
-    Accept, ClientRequest, Compression, Config, ConnectOptions, Connection, Event, Proxy,
-    ProxyHandshake, ProxyStep, Reject, Request, Response,
+    Accept, ClientRequest, Compression, Config, Connection, Event, Proxy, ProxyHandshake,
+    ProxyStep, Reject, Request, Response,
 };
 
 use super::tls::MaybeTlsStream;

@@ -104,7 +104,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use wsmachine::{apply_mask, Compressor, DeflateConfig, DeflateParams, FrameHeader, OpCode, Role};
+use wsmachine::internals::{Compressor, FrameHeader, RSV1};
+use wsmachine::{apply_mask, DeflateConfig, DeflateParams, OpCode, Role};
 
 const MASK: [u8; 4] = [0x5a, 0x13, 0xc7, 0x2e];
 const MIB: usize = 1 << 20;
@@ -342,7 +343,7 @@ fn attack_bytes(s: Scenario) -> Vec<u8> {
     match s {
         Scenario::DeflateHold => {
             let z = deflated_zeros(DEFLATE_HOLD_INFLATED, false);
-            frame(false, wsmachine::RSV1, OpCode::Binary, &z, &mut out);
+            frame(false, RSV1, OpCode::Binary, &z, &mut out);
         }
         Scenario::PlainHold => {
             let zeros = vec![0u8; PLAIN_FRAME];
@@ -353,7 +354,7 @@ fn attack_bytes(s: Scenario) -> Vec<u8> {
         }
         Scenario::Bomb => {
             let z = deflated_zeros(BOMB_INFLATED, true);
-            frame(true, wsmachine::RSV1, OpCode::Binary, &z, &mut out);
+            frame(true, RSV1, OpCode::Binary, &z, &mut out);
         }
     }
     out.to_vec()
@@ -1331,7 +1332,7 @@ mod tests {
             client_no_context_takeover: true,
             ..DeflateParams::default()
         };
-        let mut d = wsmachine::Decompressor::new(&params, Role::Server);
+        let mut d = wsmachine::internals::Decompressor::new(&params, Role::Server);
         let mut out = BytesMut::new();
         d.decompress(&z, true, &mut out, 64 << 20).unwrap();
         assert_eq!(out.len(), 3 * COMPRESS_CHUNK + 5);

@@ -57,9 +57,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use wsmachine::{
-    apply_mask, Compressor, DeflateConfig, DeflateParams, FrameHeader, OpCode, Role, RSV1,
-};
+use wsmachine::internals::{Compressor, FrameHeader, RSV1};
+use wsmachine::{apply_mask, DeflateConfig, DeflateParams, OpCode, Role};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,7 +1,8 @@
 //! The input both codec benchmarks decode (`frames.rs` and `peers.rs`).
 
 use bytes::BytesMut;
-use wsmachine::{apply_mask, FrameHeader, OpCode};
+use wsmachine::internals::FrameHeader;
+use wsmachine::{apply_mask, OpCode};
 
 /// Back-to-back frames totalling about 4 MiB (at least 8 frames).
 pub(crate) fn frames(size: usize, masked: bool, opcode: OpCode) -> (Vec<u8>, usize) {

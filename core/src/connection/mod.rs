@@ -24,8 +24,9 @@ use crate::deflate::{Compressor, Decompressor};
 use crate::error::{ConnectionError, HandshakeError, SendError, Timeout};
 use crate::handshake::{
     accept_response, error_response, reject_response, Accept, ClientHandshake, ClientRequest,
-    Negotiated, Request, Response, ServerHandshake,
+    Negotiated, Request, ServerHandshake,
 };
+use crate::http::Response;
 use crate::mask::MaskSource;
 use crate::message::{Fragment, Message, MessageKind, Utf8Bytes};
 use crate::Role;

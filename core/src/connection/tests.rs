@@ -1572,15 +1572,14 @@ fn messages_in_reads_of_random_sizes() {
 /// text frame cut short behind whole small frames skipped the fail-fast
 /// UTF-8 check when the whole frames were still waiting in the input
 /// buffer, so the outcome depended on where the reads were cut.
-/// (frames before, text payload, bytes of it sent, the last event)
-type CutTextCase<'a> = (&'a [(u8, &'a [u8])], &'a [u8], usize, &'a Event);
-
 #[test]
 fn invalid_utf8_behind_waiting_small_frames_fails_whatever_the_chunking() {
     let eof = Event::Error(ConnectionError::Eof);
     let bad = Event::Error(ConnectionError::Protocol(ProtocolError::InvalidUtf8));
+    // (frames before, text payload, bytes of it sent, the last event)
+    type Case<'a> = (&'a [(u8, &'a [u8])], &'a [u8], usize, &'a Event);
     for role in [Role::Client, Role::Server] {
-        let cases: [CutTextCase; 5] = [
+        let cases: [Case<'_>; 5] = [
             // The fuzzer's input: an empty text frame, then 0x80 in a cut one.
             (
                 &[(0x81, b"")],

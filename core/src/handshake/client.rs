@@ -304,7 +304,8 @@ impl ClientRequest {
 /// The bytes after the 101's head are always the server's first frames.
 ///
 /// ```
-/// use wsmachine::{ClientHandshake, ClientRequest, Config};
+/// use wsmachine::internals::ClientHandshake;
+/// use wsmachine::{ClientRequest, Config};
 /// let (mut hs, request) = ClientHandshake::new(ClientRequest::new("h", "/"), [0; 16], &Config::default());
 /// assert!(request.starts_with(b"GET / HTTP/1.1\r\n"));
 /// let reply = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -19,11 +19,12 @@ pub use server::{
 };
 
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use sha1::{Digest, Sha1};
 
 use crate::deflate::DeflateParams;
 use crate::error::HandshakeError;
+use crate::http::{Headers, Response};
 
 const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -46,93 +47,6 @@ pub struct Negotiated {
     pub subprotocol: Option<String>,
     /// permessage-deflate parameters, if compression was negotiated.
     pub deflate: Option<DeflateParams>,
-}
-
-/// HTTP header fields in order, names as sent. Values that are not UTF-8 are
-/// kept with invalid bytes replaced (U+FFFD).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
-
-impl Headers {
-    /// An empty list.
-    pub fn new() -> Self {
-        Headers(Vec::new())
-    }
-
-    /// The first value of `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value of `name` (case-insensitive), in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// All fields in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// Number of fields.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are no fields.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn push(&mut self, name: &str, value: &[u8]) {
-        self.0
-            .push((name.to_owned(), String::from_utf8_lossy(value).into_owned()));
-    }
-
-    fn from_httparse(headers: &[httparse::Header<'_>]) -> Self {
-        let mut h = Headers(Vec::with_capacity(headers.len()));
-        for f in headers {
-            h.push(f.name, f.value);
-        }
-        h
-    }
-
-    /// Whether any comma-separated token of any `name` field equals `token`
-    /// (ASCII case-insensitive), as `Connection: keep-alive, Upgrade` needs.
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name)
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    /// Comma-separated values of every `name` field, trimmed, empty ones dropped.
-    fn list(&self, name: &str) -> Vec<String> {
-        self.get_all(name)
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// The server's answer to a client's request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
-    /// HTTP status code.
-    pub status: u16,
-    /// Reason phrase.
-    pub reason: String,
-    /// Header fields.
-    pub headers: Headers,
-    /// Body of a non-101 response, truncated to `max_handshake_size` bytes.
-    pub body: Bytes,
 }
 
 /// Accumulates an HTTP head that may arrive in pieces, with size limits.
@@ -324,17 +238,5 @@ mod tests {
         let big = vec![b'a'; 1 << 20];
         assert!(hb.push(&big).is_err());
         assert!(hb.buf.len() <= 16 + 4);
-    }
-
-    #[test]
-    fn header_tokens() {
-        let mut h = Headers::new();
-        h.push("Connection", b"keep-alive, Upgrade");
-        h.push("X", b"a,b");
-        h.push("x", b" c ");
-        assert!(h.has_token("connection", "upgrade"));
-        assert!(!h.has_token("connection", "close"));
-        assert_eq!(h.list("X"), vec!["a", "b", "c"]);
-        assert_eq!(h.get("x"), Some("a,b"));
     }
 }

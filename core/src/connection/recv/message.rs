@@ -1,0 +1,123 @@
+//! From frames to messages: control frames, reassembly, inflating and
+//! UTF-8 checking, against the message limits and the memory budget.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Current, ReceiveHalf};
+use crate::close::CloseFrame;
+use crate::connection::link::Reply;
+use crate::connection::Event;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode};
+use crate::message::{Fragment, MessageKind, Utf8Bytes};
+
+impl ReceiveHalf {
+    pub(super) fn handle_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: Bytes,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        match h.opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && self.link.close_sent_at().is_none() {
+                    self.link.push(Reply::Pong(payload.clone()));
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => {
+                if self.ping_sent.is_some() && payload[..] == self.ping_count.to_be_bytes() {
+                    self.ping_sent = None;
+                }
+                self.events.push_back(Event::Pong(payload));
+            }
+            OpCode::Close => {
+                let frame = CloseFrame::parse(&payload)?;
+                // Nothing after a Close is processed: the input and a
+                // message it interrupted go now, with their reservation.
+                self.buf = BytesMut::new();
+                self.current = Current::default();
+                // Echo the code, as RFC 6455 §5.5.1 suggests; no reason. It
+                // leaves when the application takes this event (poll_event),
+                // after whatever it sends in answer to the messages before.
+                let closing = self.closing_mut();
+                closing.received_at = Some(now);
+                closing.deferred = Some((CloseFrame::new(frame.code, ""), now, false));
+                self.events.push_back(Event::Close(frame));
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.handle_data(h, payload)?,
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
+        if self.reassemble && !self.current.compressed && !(h.fin && self.current.frames == 1) {
+            let total = self.current.data.len() + payload.len();
+            self.held.cover(&self.config, total)?;
+        }
+        let cur = &mut self.current;
+        let kind = cur.kind.expect("set by check_header");
+        let text = kind == MessageKind::Text;
+        let data = if cur.compressed {
+            let d = &mut self
+                .inflate
+                .as_mut()
+                .expect("compressed implies a decompressor")
+                .codec;
+            let mut fresh = BytesMut::new();
+            let out = if self.reassemble {
+                &mut cur.data
+            } else {
+                &mut fresh
+            };
+            let before = out.len();
+            let (held, config) = (&mut self.held, &*self.config);
+            d.decompress_within(&payload, h.fin, out, config.max_message_size, &mut |n| {
+                held.cover(config, n)
+            })?;
+            if text {
+                self.utf8
+                    .feed(&out[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            if self.reassemble {
+                None
+            } else {
+                Some(fresh.freeze())
+            }
+        } else if self.reassemble {
+            if h.fin && cur.frames == 1 {
+                // One frame: hand out the input buffer's bytes, no copy.
+                Some(payload)
+            } else {
+                cur.data.extend_from_slice(&payload);
+                None
+            }
+        } else {
+            Some(payload)
+        };
+        if h.fin && text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !self.reassemble {
+            self.events.push_back(Event::Fragment(Fragment {
+                kind,
+                data: data.unwrap_or_default(),
+                first: cur.frames == 1,
+                last: h.fin,
+            }));
+        } else if h.fin {
+            let bytes = data.unwrap_or_else(|| cur.data.split().freeze());
+            self.events.push_back(match kind {
+                MessageKind::Text => Event::Text(Utf8Bytes::from_validated(bytes)),
+                MessageKind::Binary => Event::Binary(bytes),
+            });
+        }
+        if h.fin {
+            cur.kind = None;
+        }
+        Ok(())
+    }
+}

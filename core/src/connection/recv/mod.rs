@@ -1,0 +1,547 @@
+//! The receiving half: parses frames, reassembles messages, runs the timers.
+
+mod message;
+mod parse;
+mod timers;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+
+use super::link::{Link, Reply};
+use super::Event;
+use crate::budget::Held;
+use crate::close::CloseFrame;
+use crate::config::Config;
+use crate::deflate::Decompressor;
+use crate::error::{ConnectionError, ProtocolError};
+use crate::frame::FrameHeader;
+use crate::mask::extend_masked;
+
+use crate::message::MessageKind;
+use crate::utf8::Utf8Validator;
+use crate::Role;
+
+/// Input buffers larger than this are released once empty, so an idle
+/// connection does not keep the memory of its largest message.
+const KEEP_INPUT_CAPACITY: usize = 8 << 10;
+
+/// A buffer that held more than this at once is released once empty too,
+/// whatever spare capacity it shows: payloads split off it keep it alive,
+/// and a read full of small messages leaves none. Below it (a read of 16
+/// pipelined 1 KiB messages, say) the buffer is kept, so the steady state
+/// does not allocate per read.
+const KEEP_INPUT_PEAK: usize = 32 << 10;
+
+/// A frame at least this large makes the input buffer "large"...
+const LARGE_FRAME: usize = 256 << 10;
+/// ...and while it is, payloads under this size are copied out rather than
+/// sliced, so a small message the application keeps does not pin the
+/// large allocation it arrived in.
+const SMALL_COPY: usize = 4 << 10;
+
+/// `receive` copies and parses a large read in steps of this size (a third
+/// of a typical 48 KiB L1 data cache).
+const RECEIVE_STEP: usize = 16 << 10;
+
+/// An event queue drained while holding more than this many slots gives
+/// them back: a burst of control frames must not leave an idle connection
+/// holding its queue (48 bytes a slot).
+const KEEP_EVENT_SLOTS: usize = 32;
+
+/// The message being received (one frame or several). A plain field, not an
+/// `Option`, so the per-frame path moves nothing and the reassembly buffer
+/// is reused from message to message.
+#[derive(Debug, Default)]
+struct Current {
+    /// `Some` while a message is in progress.
+    kind: Option<MessageKind>,
+    compressed: bool,
+    frames: usize,
+    /// Payload bytes received so far (compressed size for compressed messages).
+    size: u64,
+    /// Reassembled payload so far (reassemble mode only).
+    data: BytesMut,
+}
+
+/// The closing handshake's and a failure's state: none of it exists while
+/// the connection is open, so it lives behind one lazily allocated box.
+#[derive(Debug, Default)]
+struct Closing {
+    /// When the peer's Close arrived.
+    received_at: Option<Instant>,
+    /// A Close frame to send (the echo of the peer's, or ours after a
+    /// protocol error), released when the application takes the Close or
+    /// Error event, so its answers to the messages before still go out
+    /// first. The flag says whether the transport is done after it.
+    deferred: Option<(CloseFrame, Instant, bool)>,
+    /// When a protocol error failed the connection.
+    failed_at: Option<Instant>,
+}
+
+/// The decompressor and its idle-release timer, together behind one box.
+#[derive(Debug)]
+struct Inflate {
+    codec: Decompressor,
+    /// `DeflateConfig::release_after_idle`.
+    idle: Option<Duration>,
+    /// When the sending half was last seen active (see `Link::take_sent`).
+    mark: Instant,
+    /// When the zlib streams were last released (the timer then waits for
+    /// new traffic before it is armed again).
+    released_at: Option<Instant>,
+}
+
+/// The connection state as seen by the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// The opening handshake is in progress.
+    Connecting,
+    /// Messages flow both ways.
+    Open,
+    /// A Close frame was sent or received; the handshake is not complete.
+    Closing,
+    /// The closing handshake completed, or the connection failed.
+    Closed,
+}
+
+/// The receiving half of a connection: bytes from the transport go in,
+/// [`Event`]s come out, and it runs the keepalive and closing timers.
+///
+/// Obtained from [`crate::Connection::split`]. Control replies it produces
+/// (Pongs, the Close echo, keepalive Pings) are queued for the [`crate::SendHalf`],
+/// which encodes them on its next call; check [`ReceiveHalf::has_pending_replies`]
+/// after `receive`/`handle_timeout` to know that the sending side has work.
+pub struct ReceiveHalf {
+    role: Role,
+    /// Shared with the `Connection` (and with every connection a server
+    /// built from the same `Arc<Config>`): limits and timers are read from
+    /// it rather than copied into each connection.
+    config: Arc<Config>,
+    /// Copied from `config`: read once per message on the fast path.
+    reassemble: bool,
+
+    buf: BytesMut,
+    header: Option<FrameHeader>,
+    /// Payload bytes of the current frame already unmasked (and UTF-8 checked).
+    processed: usize,
+    current: Current,
+    utf8: Utf8Validator,
+    /// Boxed: a connection without compression keeps one pointer, not
+    /// the codec's ~200 bytes of state.
+    inflate: Option<Box<Inflate>>,
+    events: VecDeque<Event>,
+    link: Arc<Link>,
+
+    open: bool,
+    /// Set once the peer's Close arrives or the connection fails (boxed: an
+    /// open connection keeps one pointer).
+    closing: Option<Box<Closing>>,
+    failed: bool,
+    eof: bool,
+    /// The transport should be closed once pending output is written.
+    transport_done: bool,
+    last_rx: Instant,
+    ping_sent: Option<Instant>,
+    ping_count: u32,
+    /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
+    large_buffer: bool,
+    /// The input buffer held more than `KEEP_INPUT_PEAK` bytes since it was
+    /// last released.
+    buffer_peaked: bool,
+    /// Frames with a payload shorter than this may take the small-frame
+    /// fast path (`parse_small`): at most 125 bytes, and never one that a
+    /// configured limit would refuse (those take the full path and its error).
+    small_bound: usize,
+    /// The first `ready` bytes of `buf` are `ready_count` whole small
+    /// frames that `parse_small` has checked, unmasked and validated but
+    /// not yet turned into events: `poll_event` hands them out straight
+    /// from the buffer, so a read full of small messages costs no event
+    /// queue traffic (nor queue memory). The region only starts while
+    /// `events` is empty and `poll_event` takes it first, so it always
+    /// comes before anything queued after it.
+    ready: usize,
+    ready_count: usize,
+    /// What the message in progress reserved from `config.memory_budget`.
+    held: Held,
+}
+
+impl std::fmt::Debug for ReceiveHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiveHalf")
+            .field("role", &self.role)
+            .field("state", &self.state())
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ReceiveHalf {
+    fn drop(&mut self) {
+        // An abrupt end (the transport reset, the application dropped the
+        // connection mid-message) returns the reservation too.
+        self.held.settle(&self.config, 0);
+    }
+}
+
+impl ReceiveHalf {
+    pub(crate) fn new(role: Role, cfg: Arc<Config>, link: Arc<Link>, now: Instant) -> Self {
+        ReceiveHalf {
+            role,
+            reassemble: cfg.reassemble,
+            buf: BytesMut::new(),
+            header: None,
+            processed: 0,
+            current: Current::default(),
+            utf8: Utf8Validator::new(),
+            inflate: None,
+            events: VecDeque::new(),
+            link,
+            open: false,
+            closing: None,
+            failed: false,
+            eof: false,
+            transport_done: false,
+            last_rx: now,
+            ping_sent: None,
+            ping_count: 0,
+            large_buffer: false,
+            buffer_peaked: false,
+            small_bound: if cfg.max_fragments == 0 {
+                0
+            } else {
+                126.min(cfg.max_frame_size.saturating_add(1))
+                    .min(cfg.max_message_size.saturating_add(1))
+            },
+            ready: 0,
+            ready_count: 0,
+            held: Held::default(),
+            config: cfg,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub(crate) fn set_open(&mut self, decompressor: Option<Decompressor>, now: Instant) {
+        let idle = self
+            .config
+            .deflate
+            .as_ref()
+            .and_then(|d| d.release_after_idle);
+        self.inflate = decompressor.map(|codec| {
+            Box::new(Inflate {
+                codec,
+                idle,
+                mark: now,
+                released_at: None,
+            })
+        });
+        self.open = true;
+        self.last_rx = now;
+    }
+
+    /// When the peer's Close arrived.
+    fn close_received_at(&self) -> Option<Instant> {
+        self.closing.as_ref().and_then(|c| c.received_at)
+    }
+
+    fn close_received(&self) -> bool {
+        self.close_received_at().is_some()
+    }
+
+    fn closing_mut(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn push_event(&mut self, ev: Event) {
+        self.events.push_back(ev);
+    }
+
+    /// Moves the frames of the ready region into the event queue, before
+    /// the full parser runs (it works at the front of the buffer) and
+    /// before the buffer is dropped.
+    fn materialize(&mut self) {
+        while self.ready > 0 {
+            let ev = self.take_ready();
+            self.events.push_back(ev);
+        }
+    }
+
+    /// The event for the first frame of the ready region.
+    #[inline]
+    fn take_ready(&mut self) -> Event {
+        let b0 = self.buf[0];
+        let hlen = if self.role == Role::Server { 6 } else { 2 };
+        let total = hlen + usize::from(self.buf[1] & 0x7F);
+        let mut frame = self.buf.split_to(total).freeze();
+        frame.advance(hlen);
+        self.ready -= total;
+        self.ready_count -= 1;
+        self.small_event(b0, frame)
+    }
+
+    /// Buffers bytes that arrived before the connection opened.
+    pub(crate) fn stash(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    pub(crate) fn stashed(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Marks the connection finished (a failed or rejected handshake).
+    pub(crate) fn finish(&mut self) {
+        self.materialize();
+        self.failed = true;
+        self.set_transport_done();
+        self.buf = BytesMut::new();
+    }
+
+    /// Feeds bytes read from the transport.
+    ///
+    /// After calling this: drain [`ReceiveHalf::poll_event`], and have the
+    /// sending half transmit (there may be replies), then re-arm the timer
+    /// from [`ReceiveHalf::poll_timeout`].
+    pub fn receive(&mut self, now: Instant, data: &[u8]) {
+        if !self.open || self.failed || self.close_received() || data.is_empty() {
+            // RFC 6455 §5.5.1: nothing is processed after a Close frame.
+            return;
+        }
+        self.last_rx = now;
+        self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
+        if data.len() > RECEIVE_STEP {
+            self.buf.reserve(data.len());
+        }
+        // A large read is copied in and parsed a step at a time, so each
+        // step's payload bytes are unmasked and validated while still in L1
+        // rather than after the whole read went through it. Parsing is
+        // incremental: the events and replies are the same as in one go.
+        for step in data.chunks(RECEIVE_STEP) {
+            if let Err(e) = self.receive_step(step, now) {
+                self.fail(e, now);
+            }
+            if self.failed || self.close_received() {
+                // Nothing after a Close frame or an error is looked at.
+                break;
+            }
+        }
+        self.release_idle_buffer();
+        self.settle_budget();
+    }
+
+    /// Bytes held for the message in progress: its frame's payload so far
+    /// (the input buffer starts there while a header is pending) and what
+    /// was reassembled or inflated before it.
+    fn message_bytes(&self) -> usize {
+        let partial = if self.header.is_some() {
+            self.buf.len()
+        } else {
+            0
+        };
+        partial + self.current.data.len()
+    }
+
+    /// Gives back what the budget reservation no longer covers: called
+    /// after every read, so a delivered message's reservation returns at
+    /// once.
+    #[inline]
+    fn settle_budget(&mut self) {
+        if self.held.bytes() != 0 {
+            let now = self.message_bytes();
+            self.held.settle(&self.config, now);
+        }
+    }
+
+    fn receive_step(&mut self, mut step: &[u8], now: Instant) -> Result<(), ProtocolError> {
+        // The payload of a data frame in progress whose buffered bytes are
+        // all processed goes in through `append_payload`: copied and
+        // unmasked in one pass, and validated while hot. The rest of the
+        // step (the next frames) is appended and parsed as usual.
+        if let Some(h) = self.header {
+            if self.buf.len() == self.processed && !h.opcode.is_control() {
+                let n = ((h.payload_len - self.processed as u64) as usize).min(step.len());
+                self.append_payload(&step[..n], h)?;
+                step = &step[n..];
+            }
+        }
+        self.buf.extend_from_slice(step);
+        self.parse(now)
+    }
+
+    /// Appends bytes of the current frame's payload, unmasking and
+    /// validating them on the way: the same work as `parse` does on bytes
+    /// already buffered, without a second pass over them.
+    fn append_payload(&mut self, src: &[u8], h: FrameHeader) -> Result<(), ProtocolError> {
+        let start = self.buf.len();
+        match h.mask {
+            Some(m) => extend_masked(&mut self.buf, src, m, self.processed),
+            None => self.buf.extend_from_slice(src),
+        }
+        self.processed += src.len();
+        if self.current.kind == Some(MessageKind::Text) && !self.current.compressed {
+            self.utf8
+                .feed(&self.buf[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// The transport reached end of stream.
+    pub fn receive_eof(&mut self, _now: Instant) {
+        if self.eof {
+            return;
+        }
+        self.eof = true;
+        self.set_transport_done();
+        if self.header.is_some() || self.current.kind.is_some() {
+            // The message in progress can never complete: its memory and
+            // its budget reservation go now, not when the application drops
+            // the connection.
+            self.materialize();
+            self.buf = BytesMut::new();
+            self.header = None;
+            self.current = Current::default();
+            self.held.settle(&self.config, 0);
+        }
+        if !self.failed && !self.close_received() {
+            self.failed = true;
+            self.events.push_back(Event::Error(ConnectionError::Eof));
+        }
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    #[inline]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.ready > 0 {
+            let ev = self.take_ready();
+            if self.ready == 0 {
+                self.release_idle_buffer();
+            }
+            return Some(ev);
+        }
+        let ev = self.events.pop_front()?;
+        if self.events.is_empty()
+            && (self.events.capacity() > KEEP_EVENT_SLOTS
+                || matches!(ev, Event::Request(_) | Event::Connected(_)))
+        {
+            // Messages mostly skip the queue (see `ready`): the slots the
+            // handshake's event took are not kept for the connection's life.
+            self.events = VecDeque::new();
+        }
+        if let Event::Close(_) | Event::Error(_) = ev {
+            self.release_deferred_close();
+        }
+        Some(ev)
+    }
+
+    /// The Close frame held back until the application took the Close or
+    /// Error event (out of line: `poll_event` runs once per message).
+    #[cold]
+    fn release_deferred_close(&mut self) {
+        if let Some((frame, at, done)) = self.closing.as_mut().and_then(|c| c.deferred.take()) {
+            if self.link.close_sent_at().is_none() {
+                self.link.push(Reply::Close(frame, at));
+            }
+            if done {
+                self.set_transport_done();
+            }
+        }
+    }
+
+    fn set_transport_done(&mut self) {
+        self.transport_done = true;
+        self.link.set_finished();
+    }
+
+    /// Events waiting to be taken with `poll_event`.
+    pub fn pending_events(&self) -> usize {
+        self.events.len() + self.ready_count
+    }
+
+    /// Whether the sending half has control replies to encode and transmit.
+    pub fn has_pending_replies(&self) -> bool {
+        self.link.has_replies()
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        if !self.open && !self.failed {
+            return State::Connecting;
+        }
+        let sent = self.link.close_sent_at().is_some();
+        let received = self.close_received();
+        if self.failed || self.eof || self.transport_done || (sent && received) {
+            State::Closed
+        } else if sent || received {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Whether the transport should be shut down once pending output is
+    /// written: at once for a server after the closing handshake, for a
+    /// client when the server has not closed TCP within `close_timeout`,
+    /// and for either after a failure.
+    pub fn should_close_transport(&self) -> bool {
+        if self.transport_done {
+            return true;
+        }
+        self.role == Role::Server && self.close_received() && self.link.close_sent_at().is_some()
+    }
+
+    pub(crate) fn process(&mut self, now: Instant) {
+        if let Err(e) = self.parse(now) {
+            self.fail(e, now);
+        }
+        self.release_idle_buffer();
+        self.settle_budget();
+    }
+
+    fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() && (self.buffer_peaked || self.buf.capacity() > KEEP_INPUT_CAPACITY)
+        {
+            self.buf = BytesMut::new();
+            self.large_buffer = false;
+            self.buffer_peaked = false;
+        }
+    }
+
+    fn fail(&mut self, err: ProtocolError, now: Instant) {
+        if self.failed {
+            return;
+        }
+        // The frames before the bad one are delivered before the Error.
+        self.materialize();
+        self.failed = true;
+        self.buf = BytesMut::new();
+        self.header = None;
+        self.current = Current::default();
+        self.held.settle(&self.config, 0);
+        let mut reason = err.to_string();
+        truncate_at_char(&mut reason, 123);
+        // Messages that came before the bad frame are delivered, and the
+        // application's answers to them go out before our Close (Autobahn
+        // counts anything else as NON-STRICT); see `poll_event`.
+        let closing = self.closing_mut();
+        closing.failed_at = Some(now);
+        closing.deferred = Some((CloseFrame::new(err.close_code(), reason), now, true));
+        self.events
+            .push_back(Event::Error(ConnectionError::Protocol(err)));
+    }
+}
+
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
