@@ -75,19 +75,22 @@ echo "    build took $(( $(date +%s) - T0 ))s"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
-# start_server NAME CMD... : starts an echo server on a free port, sets URL.
+# start_server NAME CMD... : starts an echo server on a port the kernel picks
+# (port 0: no window between choosing a free port and binding it, in which
+# another process could take it), and sets URL from the address it prints.
 start_server() {
   local name="$1"; shift
-  local port; port=$(free_port)
   local log="$REPORTS/$name.server.log"
-  "$@" "127.0.0.1:$port" > "$log" 2>&1 &
+  "$@" "127.0.0.1:0" > "$log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 1 100); do
-    grep -q "listening on" "$log" 2>/dev/null && break
+  URL=""
+  for _ in $(seq 1 300); do
+    URL=$(sed -n 's/^listening on \(ws:\/\/[0-9.:]*\).*/\1/p' "$log" 2>/dev/null | head -1)
+    [ -n "$URL" ] && break
     kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$log" >&2; echo "autobahn.sh: $name echo server died" >&2; exit 2; }
     sleep 0.1
   done
-  URL="ws://127.0.0.1:$port"
+  [ -n "$URL" ] || { cat "$log" >&2; echo "autobahn.sh: $name echo server did not say where it listens" >&2; exit 2; }
 }
 
 SECTIONS="1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*"
