@@ -58,7 +58,7 @@
 //!
 //! | peer | fields | `ok` when |
 //! |---|---|---|
-//! | `python-websockets`, `node-ws` as client (`tests/trace_peers/*`) | `peer-exit` `peer-checks=passed/total` `peer-close` (and `peer-failed` on failure) | the process exited 0, printed `done`, every `result` record is `ok` (each echo equal to what it sent, the Pong arrived, …), and the Close it received is the scenario's (1000; 1001 for server-close; 1007 for badutf8) |
+//! | `python-websockets`, `node-ws` as client (`scripts/*`) | `peer-exit` `peer-checks=passed/total` `peer-close` (and `peer-failed` on failure) | the process exited 0, printed `done`, every `result` record is `ok` (each echo equal to what it sent, the Pong arrived, …), and the Close it received is the scenario's (1000; 1001 for server-close; 1007 for badutf8) |
 //! | same, as server | `peer-report` `peer-checks` `peer-close` (and `peer-error` on failure) | its `report` record for the connection has no error, its checks are `ok` (the Pong to its Ping arrived) and the Close it received is the scenario's (1002 for badframe) |
 //! | `tungstenite` (in process) | `tungstenite=ok` or the error, `peer-close` | the session ended with `ConnectionClosed` after the closing handshake, every echo matched, the Close received is the scenario's |
 //! | `autobahn` | `run-exit` `wstest` `wstest-close` | `run.sh` exited 0 and the case's `behavior` and `behaviorClose` in wstest's report (`index.json`) are `OK` or `INFORMATIONAL` |
@@ -227,8 +227,8 @@
 //!
 //! | peer | how it runs | client traces (our core as client) | server traces (our core as server) |
 //! |---|---|---|---|
-//! | `python-websockets` | `tests/trace_peers/py_peer.py` in `target/peers-venv` | echo, server-close, ping, fragments, badutf8, badframe; each with and without deflate; tokio and smol adapters: echo ± deflate | echo (± deflate), server-close, ping, badutf8; tokio and smol adapters: echo ± deflate |
-//! | `node-ws` | `tests/trace_peers/node_peer.js`, `ws` in `target/node-peers` | same | same |
+//! | `python-websockets` | `scripts/py_peer.py` in `target/peers-venv` | echo, server-close, ping, fragments, badutf8, badframe; each with and without deflate; tokio and smol adapters: echo ± deflate | echo (± deflate), server-close, ping, badutf8; tokio and smol adapters: echo ± deflate |
+//! | `node-ws` | `scripts/node_peer.js`, `ws` in `target/node-peers` | same | same |
 //! | `tungstenite` | in process, blocking threads (no deflate support) | same, without deflate | same, without deflate |
 //! | `chromium` | system headless Chromium loading `peers/chromium/trace.html` (a browser is a client only) | — | echo (± deflate), server-close (4000 "bye"), ping, each ± deflate |
 //! | `autobahn` | `wstest`, one run per case | fuzzingserver cases 1.1.1 1.2.2 2.3 3.1 5.3 5.6 6.4.1 7.1.1 7.5.1 12.1.1 13.1.1 13.7.1 | the same cases from fuzzingclient |

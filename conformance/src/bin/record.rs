@@ -13,7 +13,7 @@
 //! the rules per peer are in the crate documentation). A session the peer
 //! rejected is not saved: it goes to `target/rejected-traces/`, is listed
 //! in the failure summary, and the command exits non-zero. The Python and
-//! Node peers are `tests/trace_peers/py_peer.py` and `node_peer.js`; the
+//! Node peers are `scripts/py_peer.py` and `node_peer.js`; the
 //! python, node and tungstenite peers are also recorded against the tokio
 //! and smol adapters (echo, both roles, ± deflate; see
 //! `wsmachine_conformance::adapter`).
@@ -833,7 +833,7 @@ async fn corpus(args: &[String]) -> Result<(), BoxError> {
         counts: BTreeMap::new(),
         failures: Vec::new(),
     };
-    let scripts = root.join("conformance/tests/trace_peers");
+    let scripts = root.join("conformance/scripts");
     let (pyver, nodever) = if want("python-websockets") || want("node-ws") {
         ensure_peers(&root)?
     } else {
