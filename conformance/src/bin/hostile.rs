@@ -94,7 +94,8 @@
 //!
 //! (The adapters' examples share the name `echo_server`: build one, run
 //! it, then the next; the script copies each one out.) BENCHMARKS.md,
-//! "Hostile clients (issue 14)", has the figures before the memory budget.
+//! "Hostile clients (issue 14)", has the figures before the memory budget
+//! and with it.
 // A load tool around sockets and a child process: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
