@@ -5,7 +5,7 @@
 #
 #   conformance/bench/hostile.sh                     # build, then tokio, smol, async-std
 #   NO_BUILD=1 ADAPTERS="tokio" CONNS=50 conformance/bench/hostile.sh
-#   SCENARIOS=bomb conformance/bench/hostile.sh
+#   SCENARIOS=bomb conformance/bench/hostile.sh      # default: deflate-hold,plain-hold,bomb,plain-frame-hold
 #   NO_BUILD=1 conformance/bench/hostile.sh path/to/server ...   # any servers instead
 #
 # Honours CARGO_TARGET_DIR. The binaries run from $CARGO_TARGET_DIR/hostile-bin
@@ -27,7 +27,7 @@ mkdir -p "$BIN" "$OUT"
 ADAPTERS=${ADAPTERS:-tokio smol async-std}
 CONNS=${CONNS:-200}
 HOLD=${HOLD:-5}
-SCENARIOS=${SCENARIOS:-deflate-hold,plain-hold,bomb}
+SCENARIOS=${SCENARIOS:-deflate-hold,plain-hold,bomb,plain-frame-hold}
 
 freeze() { cp "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; }
 

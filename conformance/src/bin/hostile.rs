@@ -3,7 +3,8 @@
 //! huge message and wait, and how it answers decompression bombs.
 //!
 //! ```text
-//! hostile --server PATH [--label NAME] [--scenario deflate-hold,plain-hold,bomb]
+//! hostile --server PATH [--label NAME]
+//!         [--scenario deflate-hold,plain-hold,bomb,plain-frame-hold]
 //!         [--conns 200] [--hold 5] [--ramp 60] [--probe-ms 200]
 //!         [--sample-ms 250] [--max-rss-mb 12000] [--min-avail-mb 3000]
 //! ```
@@ -39,6 +40,10 @@
 //! - `plain-hold`: an unfinished plain binary message of 24 MiB: a
 //!   non-final 12 MiB frame, then a final 12 MiB continuation of which all
 //!   but the last byte is sent. Then open and idle.
+//! - `plain-frame-hold`: one final plain binary frame of 16 MiB (the
+//!   default `max_frame_size`) of which all but the last byte is sent: the
+//!   whole message sits in the server's input buffer as one partial frame.
+//!   Then open and idle.
 //! - `bomb`: one complete compressed frame (RSV1, FIN, binary) of about
 //!   1 MiB that inflates to 1 GiB of zeros; then the connection waits for
 //!   what the server answers (a Close with 1009 or 1013 is expected) and
@@ -89,7 +94,8 @@
 //!
 //! (The adapters' examples share the name `echo_server`: build one, run
 //! it, then the next; the script copies each one out.) BENCHMARKS.md,
-//! "Hostile clients (issue 14)", has the figures before the memory budget.
+//! "Hostile clients (issue 14)", has the figures before the memory budget
+//! and with it.
 // A load tool around sockets and a child process: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
@@ -113,6 +119,9 @@ const MIB: usize = 1 << 20;
 const DEFLATE_HOLD_INFLATED: usize = 48 * MIB;
 /// Each of the two `plain-hold` frames.
 const PLAIN_FRAME: usize = 12 * MIB;
+/// The one `plain-frame-hold` frame: the default `max_frame_size`, the
+/// largest frame a default server takes.
+const PLAIN_BIG_FRAME: usize = 16 * MIB;
 /// Inflated size of the `bomb` message.
 const BOMB_INFLATED: usize = 1024 * MIB;
 /// Zeros compressed per `Compressor::compress` call.
@@ -139,7 +148,7 @@ const MAX_CONNS: usize = 5000;
 const MAX_SECS: f64 = 300.0;
 
 const USAGE: &str = "usage:
-  hostile --server PATH [--label NAME] [--scenario deflate-hold,plain-hold,bomb]
+  hostile --server PATH [--label NAME] [--scenario deflate-hold,plain-hold,bomb,plain-frame-hold]
           [--conns N] [--hold SECS] [--ramp SECS] [--probe-ms MS] [--sample-ms MS]
           [--max-rss-mb MB] [--min-avail-mb MB]
 The server is started as `PATH 127.0.0.1:0` and must print `listening on ws://ADDR`.";
@@ -148,22 +157,29 @@ The server is started as `PATH 127.0.0.1:0` and must print `listening on ws://AD
 enum Scenario {
     DeflateHold,
     PlainHold,
+    PlainFrameHold,
     Bomb,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 3] = [Scenario::DeflateHold, Scenario::PlainHold, Scenario::Bomb];
+    const ALL: [Scenario; 4] = [
+        Scenario::DeflateHold,
+        Scenario::PlainHold,
+        Scenario::Bomb,
+        Scenario::PlainFrameHold,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Scenario::DeflateHold => "deflate-hold",
             Scenario::PlainHold => "plain-hold",
+            Scenario::PlainFrameHold => "plain-frame-hold",
             Scenario::Bomb => "bomb",
         }
     }
 
     fn deflate(self) -> bool {
-        self != Scenario::PlainHold
+        matches!(self, Scenario::DeflateHold | Scenario::Bomb)
     }
 
     fn holds(self) -> bool {
@@ -350,6 +366,12 @@ fn attack_bytes(s: Scenario) -> Vec<u8> {
             frame(false, 0, OpCode::Binary, &zeros, &mut out);
             frame(true, 0, OpCode::Continuation, &zeros, &mut out);
             // The message never completes.
+            out.truncate(out.len() - 1);
+        }
+        Scenario::PlainFrameHold => {
+            let zeros = vec![0u8; PLAIN_BIG_FRAME];
+            frame(true, 0, OpCode::Binary, &zeros, &mut out);
+            // The frame (the whole message) never completes.
             out.truncate(out.len() - 1);
         }
         Scenario::Bomb => {
@@ -1356,6 +1378,40 @@ mod tests {
         c.receive(now, &bytes);
         assert!(c.poll_event().is_none());
         assert_eq!(c.state(), State::Open);
+    }
+
+    #[test]
+    fn plain_frame_hold_is_one_big_frame_short_of_its_last_byte() {
+        let bytes = attack_bytes(Scenario::PlainFrameHold);
+        // 2 + 8 bytes of length + 4 of mask, then the payload minus one byte.
+        assert_eq!(bytes.len(), 14 + PLAIN_BIG_FRAME - 1);
+        assert_eq!(bytes[0], 0x82, "FIN, binary, no RSV");
+        assert_eq!(bytes[1], 0x80 | 127, "masked, 64-bit length");
+        let len = u64::from_be_bytes(bytes[2..10].try_into().unwrap());
+        assert_eq!(len as usize, PLAIN_BIG_FRAME);
+        assert_eq!(PLAIN_BIG_FRAME, Config::default().max_frame_size);
+        assert!(!Scenario::PlainFrameHold.deflate());
+        assert!(Scenario::PlainFrameHold.holds());
+        // Within the limits: the core waits for the last byte.
+        let now = Instant::now();
+        let mut c = Connection::upgraded(
+            Role::Server,
+            Config::default(),
+            Negotiated::default(),
+            None,
+            now,
+        );
+        c.receive(now, &bytes);
+        assert!(c.poll_event().is_none());
+        assert_eq!(c.state(), State::Open);
+        // With the last byte the message is delivered whole.
+        let mut last = [0u8];
+        apply_mask(&mut last, MASK, (PLAIN_BIG_FRAME - 1) % 4);
+        c.receive(now, &last);
+        match c.poll_event() {
+            Some(wsmachine::Event::Binary(m)) => assert_eq!(m.len(), PLAIN_BIG_FRAME),
+            other => panic!("expected the message, got {other:?}"),
+        }
     }
 
     /// A server that refuses big messages (as one with a memory budget
