@@ -85,7 +85,8 @@ macro_rules! suite {
             /// A server that sends `MESSAGES` binary messages, then closes.
             async fn sender() -> std::net::SocketAddr {
                 let (l, addr) = rt::listen().await;
-                rt::spawn(async move {
+                // Detached: the client's end of stream is what the test waits for.
+                let _detached = rt::spawn(async move {
                     let s = rt::accept(&l).await;
                     let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
                         .await
