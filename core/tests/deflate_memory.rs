@@ -508,3 +508,45 @@ fn a_fragmented_message_in_progress_holds_one_copy() {
     }
     assert!(matches!(c.poll_event(), Some(Event::Binary(b)) if b.len() == 8 * MIB));
 }
+
+/// Once a large reassembled message is delivered and the application drops
+/// it, the connection keeps none of its memory: the reassembly buffer's
+/// spare room would otherwise pin the whole allocation until the next
+/// fragmented message.
+#[test]
+fn a_delivered_fragmented_message_leaves_nothing_behind() {
+    const MIB: usize = 1 << 20;
+    let mut wire = BytesMut::new();
+    for (fin, opcode, len) in [
+        (false, OpCode::Binary, 3 * MIB),
+        (true, OpCode::Continuation, MIB + 1),
+    ] {
+        FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: len as u64,
+        }
+        .encode(&mut wire);
+        wire.extend_from_slice(&vec![5; len]);
+    }
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let cfg = Config {
+        memory_budget: None,
+        ..Config::default()
+    };
+    let mask = Box::new(SeededMask::new([1; 32]));
+    let mut c = Connection::upgraded(Role::Client, cfg, Negotiated::default(), Some(mask), now);
+    let base = current();
+    for piece in wire.chunks(64 << 10) {
+        c.receive(now, piece);
+    }
+    match c.poll_event() {
+        Some(Event::Binary(b)) => assert_eq!(b.len(), 4 * MIB + 1),
+        other => panic!("{other:?}"),
+    }
+    let held = current() - base;
+    assert!(held <= (64 << 10) as isize, "{held} bytes kept");
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Current, ReceiveHalf};
+use super::{Current, ReceiveHalf, KEEP_INPUT_PEAK};
 use crate::close::CloseFrame;
 use crate::connection::link::Reply;
 use crate::connection::Event;
@@ -109,7 +109,16 @@ impl ReceiveHalf {
                 last: h.fin,
             }));
         } else if h.fin {
-            let bytes = data.unwrap_or_else(|| cur.data.split().freeze());
+            let bytes = data.unwrap_or_else(|| {
+                if cur.data.capacity() > KEEP_INPUT_PEAK {
+                    // Handed out whole: a split would leave the spare room
+                    // here, pinning the message's allocation after the
+                    // application drops it. Small buffers stay for reuse.
+                    std::mem::take(&mut cur.data).freeze()
+                } else {
+                    cur.data.split().freeze()
+                }
+            });
             self.events.push_back(match kind {
                 MessageKind::Text => Event::Text(Utf8Bytes::from_validated(bytes)),
                 MessageKind::Binary => Event::Binary(bytes),
