@@ -68,6 +68,27 @@ fn polls(n: usize) -> u32 {
     [0, 1, 2, 3, 5, 8][n % 6]
 }
 
+/// Receives with `$next` (a `recv` call) raced against the countdown until
+/// the end, checking each binary message in order; gives the count of
+/// messages and of cancellations.
+macro_rules! drain_messages {
+    ($next:expr, $msg:ident) => {{
+        let (mut got, mut cancelled) = (0, 0);
+        loop {
+            match race($next, polls(cancelled)).await {
+                None => cancelled += 1,
+                Some(Some(Ok($msg::Binary(b)))) => {
+                    check(got, &b);
+                    got += 1;
+                }
+                Some(None) => break,
+                Some(other) => panic!("after {got} messages: {other:?}"),
+            }
+        }
+        (got, cancelled)
+    }};
+}
+
 macro_rules! suite {
     ($rt:ident, $ws:ident) => {
         mod $rt {
@@ -120,18 +141,7 @@ macro_rules! suite {
             fn recv_cancelled_mid_frame_loses_nothing() {
                 rt::block_on(async {
                     let mut ws = client(sender().await).await;
-                    let (mut got, mut cancelled) = (0, 0);
-                    loop {
-                        match race(ws.recv(), polls(cancelled)).await {
-                            None => cancelled += 1,
-                            Some(Some(Ok(Message::Binary(b)))) => {
-                                check(got, &b);
-                                got += 1;
-                            }
-                            Some(None) => break,
-                            Some(other) => panic!("after {got} messages: {other:?}"),
-                        }
-                    }
+                    let (got, cancelled) = drain_messages!(ws.recv(), Message);
                     assert_eq!(got, MESSAGES);
                     assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
                     assert_eq!(ws.close_frame().map(|f| f.reason.to_string()), Some("done".into()));
@@ -169,18 +179,7 @@ macro_rules! suite {
             fn split_reader_recv_cancelled_mid_frame_loses_nothing() {
                 rt::block_on(async {
                     let (mut rd, _wr) = client(sender().await).await.split();
-                    let (mut got, mut cancelled) = (0, 0);
-                    loop {
-                        match race(rd.recv(), polls(cancelled)).await {
-                            None => cancelled += 1,
-                            Some(Some(Ok(Message::Binary(b)))) => {
-                                check(got, &b);
-                                got += 1;
-                            }
-                            Some(None) => break,
-                            Some(other) => panic!("after {got} messages: {other:?}"),
-                        }
-                    }
+                    let (got, cancelled) = drain_messages!(rd.recv(), Message);
                     assert_eq!(got, MESSAGES);
                     assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
                 });
