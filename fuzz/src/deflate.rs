@@ -91,7 +91,7 @@ pub fn inflate(data: &[u8]) {
                 // With a 15-bit window we accept all that flate2 accepts.
                 if fin && bits == 15 {
                     let mut z = std::mem::replace(&mut reference, flate2::Decompress::new(false));
-                    if let Ok(got) = reference_inflate(&mut z, &input, usize::MAX / 2) {
+                    if let Ok((got, _)) = reference_inflate(&mut z, &input, usize::MAX / 2) {
                         panic!(
                             "rejected ({e}) a message flate2 inflates to {} bytes",
                             got.len()
@@ -111,21 +111,32 @@ pub fn inflate(data: &[u8]) {
             break;
         }
         if fin {
-            match reference_inflate(&mut reference, &input, out.len()) {
-                Ok(got) => assert_eq!(got, &out[..], "flate2 inflates to other bytes"),
+            let ended = match reference_inflate(&mut reference, &input, out.len()) {
+                Ok((got, ended)) => {
+                    assert_eq!(got, &out[..], "flate2 inflates to other bytes");
+                    ended
+                }
                 Err(e) => panic!("flate2 rejects a message we inflated: {e}"),
-            }
+            };
             if nct {
+                // No context takeover: a fresh stream, no history.
                 reference = flate2::Decompress::new(false);
-            }
-            if reference.total_in() == 0 {
-                // A fresh stream (no context takeover, or one the peer
-                // ended with BFINAL): no history carries over.
                 history.clear();
             } else {
                 history.extend_from_slice(&out);
                 let excess = history.len().saturating_sub(window);
                 history.drain(..excess);
+                if ended {
+                    // The peer ended its stream with BFINAL but keeps its
+                    // context: the next message starts a fresh stream
+                    // primed with the window (RFC 7692 §7.2.3.4, §7.2.1).
+                    reference = flate2::Decompress::new(false);
+                    if !history.is_empty() {
+                        reference
+                            .set_dictionary(&history)
+                            .expect("a fresh raw stream takes a dictionary");
+                    }
+                }
             }
             input.clear();
             out = BytesMut::new();
@@ -156,14 +167,15 @@ pub fn inflate(data: &[u8]) {
 }
 
 /// flate2's inflation of one whole message (frames concatenated), with the
-/// trailer appended unless the message already ends with it; a stream ended
-/// by a BFINAL block starts afresh, and data after it is ignored. Stops
-/// once more than `max` bytes came out.
+/// trailer appended unless the message already ends with it; data after a
+/// BFINAL block is ignored, and the second value says the stream ended
+/// there (the caller starts the next one). Stops once more than `max` bytes
+/// came out.
 fn reference_inflate(
     z: &mut flate2::Decompress,
     input: &[u8],
     max: usize,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, bool), String> {
     const TRAILER: [u8; 4] = [0, 0, 0xff, 0xff];
     let mut data = input.to_vec();
     if !data.ends_with(&TRAILER) {
@@ -183,13 +195,12 @@ fn reference_inflate(
         if status == flate2::Status::StreamEnd {
             // Bytes after a BFINAL block are ignored (as zlib does, and as
             // the decompressor does for RFC 7692 §7.2.3.4's own example).
-            *z = flate2::Decompress::new(false);
-            return Ok(got);
+            return Ok((got, true));
         }
         let stuck = z.total_in() == in0 && z.total_out() == out0;
         let drained = pos >= data.len() && got.len() < got.capacity();
         if stuck || drained || got.len() > max {
-            return Ok(got);
+            return Ok((got, false));
         }
     }
 }
