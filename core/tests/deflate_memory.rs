@@ -452,63 +452,6 @@ mod idle_release {
     }
 }
 
-/// Between the frames of a large fragmented message the connection holds
-/// one copy of what arrived: the input buffer that held the first frame is
-/// let go once its payload is in the reassembly buffer, even when the same
-/// read brought the start of the next frame (found by the hostile-clients
-/// load run: the old allocation, all of its pages touched, stayed with the
-/// connection beside the reassembled copy).
-#[test]
-fn a_fragmented_message_in_progress_holds_one_copy() {
-    const MIB: usize = 1 << 20;
-    let frame = |fin: bool, opcode: OpCode, len: usize| {
-        let mut wire = BytesMut::new();
-        FrameHeader {
-            fin,
-            rsv: 0,
-            opcode,
-            mask: None,
-            payload_len: len as u64,
-        }
-        .encode(&mut wire);
-        wire.extend_from_slice(&vec![9; len]);
-        wire
-    };
-    let first = frame(false, OpCode::Binary, 4 * MIB);
-    let second = frame(true, OpCode::Continuation, 4 * MIB);
-    // In 64 KiB reads of the stream, so one read holds the end of the first
-    // frame and the start of the second, as TCP delivers them.
-    let mut wire = first.to_vec();
-    wire.extend_from_slice(&second);
-    let split = first.len() + 1000;
-    #[allow(clippy::disallowed_methods)]
-    let now = Instant::now();
-    let cfg = Config {
-        memory_budget: None,
-        ..Config::default()
-    };
-    let mask = Box::new(SeededMask::new([1; 32]));
-    let mut c = Connection::upgraded(Role::Client, cfg, Negotiated::default(), Some(mask), now);
-    let base = current();
-    let mut fed = 0;
-    for piece in wire[..split].chunks(64 << 10) {
-        c.receive(now, piece);
-        fed += piece.len();
-    }
-    assert!(c.poll_event().is_none());
-    // The 4 MiB reassembled and the start of the second frame with its 1 MiB
-    // of read-ahead room, not also the 4 MiB buffer the first frame came in.
-    let held = current() - base;
-    assert!(
-        held <= (5 * MIB + (256 << 10)) as isize,
-        "{held} bytes held after {fed} received"
-    );
-    for piece in wire[split..].chunks(64 << 10) {
-        c.receive(now, piece);
-    }
-    assert!(matches!(c.poll_event(), Some(Event::Binary(b)) if b.len() == 8 * MIB));
-}
-
 /// Once a large reassembled message is delivered and the application drops
 /// it, the connection keeps none of its memory: the reassembly buffer's
 /// spare room would otherwise pin the whole allocation until the next

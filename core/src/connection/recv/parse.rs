@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
-use super::{ReceiveHalf, KEEP_INPUT_PEAK, LARGE_FRAME, SMALL_COPY};
+use super::{ReceiveHalf, LARGE_FRAME, SMALL_COPY};
 use crate::connection::Event;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode, RSV1};
@@ -83,15 +83,6 @@ impl ReceiveHalf {
                 self.buf.split_to(len).freeze()
             };
             self.header = None;
-            if len >= LARGE_FRAME && self.buf.len() <= KEEP_INPUT_PEAK {
-                // What follows a large frame moves to a buffer of its own:
-                // left in place it would keep the frame's allocation alive
-                // after the payload is copied into the reassembly buffer
-                // (twice the memory the budget counts for a fragmented
-                // message) or after the application drops the message.
-                self.buf = BytesMut::from(&self.buf[..]);
-                self.large_buffer = false;
-            }
             self.handle_frame(header, payload, now)?;
         }
         Ok(())
