@@ -18,7 +18,9 @@
 //!
 //! Every limit is a [`Config`] field with a safe default; every protocol
 //! violation is a [`ProtocolError`] that knows its close code, queues the
-//! Close frame and is reported once as [`Event::Error`].
+//! Close frame and is reported once as [`Event::Error`]. Beyond the limits
+//! of each message, the connections of a process share one
+//! [`MemoryBudget`] for their unfinished messages (256 MiB by default).
 #![warn(missing_docs)]
 
 mod budget;
