@@ -209,6 +209,11 @@ pub enum HandshakeError {
     /// (RFC 9112 §5.2), which the server answers with 400.
     #[error("obsolete line folding in a header")]
     ObsoleteLineFolding,
+    /// A line of the HTTP head ends in a bare LF, without its CR (RFC 9112
+    /// §2.2 allows a recipient to accept it; refused, so that every reader
+    /// of these bytes agrees on where the head ends).
+    #[error("line of the HTTP head ends in LF without CR")]
+    BareLineFeed,
     /// Whitespace between a header name and its colon (RFC 9112 §5.1: a
     /// server must answer 400).
     #[error("whitespace between a header name and its colon")]

@@ -3,8 +3,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
-    accept_key, at_most_once, check_no_body, encode_key, map_httparse, HeadBuffer, Headers,
-    Negotiated, Response,
+    accept_key, at_most_once, check_line_endings, check_no_body, encode_key, parsed_to_end,
+    HeadBuffer, Headers, Negotiated, Response,
 };
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
@@ -385,13 +385,13 @@ impl ClientHandshake {
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
         let mut parsed = httparse::Response::new(&mut headers);
         let buf = &self.head.buf;
-        match parsed.parse(&buf[..end]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(HandshakeError::Http("incomplete response head".into()))
-            }
-            Err(e) => return Err(map_httparse(e, self.max_headers, &buf[..end])),
-        }
+        check_line_endings(&buf[..end])?;
+        parsed_to_end(
+            parsed.parse(&buf[..end]),
+            end,
+            self.max_headers,
+            &buf[..end],
+        )?;
         let status = parsed.code.unwrap_or(0);
         let response = Response {
             status,
@@ -650,6 +650,7 @@ mod tests {
         for (extra, err) in [
             ("X-A: 1\r\n  2\r\n", HandshakeError::ObsoleteLineFolding),
             ("X-A : 1\r\n", HandshakeError::WhitespaceBeforeColon),
+            ("X-A: 1\nX-B: 2\r\n", HandshakeError::BareLineFeed),
         ] {
             let (mut h, _) = hs(ClientRequest::new("h", "/"));
             assert_eq!(h.receive(&ok_response(extra)), Err(err), "{extra}");

@@ -95,6 +95,39 @@ impl HeadBuffer {
     }
 }
 
+/// Refuses a head with a line ended by a bare LF. httparse accepts one, but
+/// the head buffer ends a head only at CRLF CRLF: with `\n\r\n` inside, the
+/// two would disagree on where the head ends, and the bytes between (a body
+/// to one reader, head to the other) are the stuff of request smuggling.
+fn check_line_endings(head: &[u8]) -> Result<(), HandshakeError> {
+    let bare = head
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'));
+    if bare {
+        Err(HandshakeError::BareLineFeed)
+    } else {
+        Ok(())
+    }
+}
+
+/// httparse's verdict on a head the buffer found complete at `end`: it
+/// must end exactly there.
+fn parsed_to_end(
+    status: httparse::Result<usize>,
+    end: usize,
+    max_headers: usize,
+    head: &[u8],
+) -> Result<(), HandshakeError> {
+    match status {
+        Ok(httparse::Status::Complete(n)) if n == end => Ok(()),
+        Ok(httparse::Status::Complete(_)) | Ok(httparse::Status::Partial) => Err(
+            HandshakeError::Http("the head does not end at its blank line".into()),
+        ),
+        Err(e) => Err(map_httparse(e, max_headers, head)),
+    }
+}
+
 fn find_subslice(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

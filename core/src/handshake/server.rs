@@ -4,8 +4,8 @@ use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
-    accept_key, at_most_once, check_no_body, is_field_value, is_token, map_httparse, HeadBuffer,
-    Headers, Negotiated,
+    accept_key, at_most_once, check_line_endings, check_no_body, is_field_value, is_token,
+    parsed_to_end, HeadBuffer, Headers, Negotiated,
 };
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
@@ -153,6 +153,7 @@ impl Accept {
 /// | not parseable as HTTP/1.x | [`HandshakeError::Http`] | 400 |
 /// | a header line starting with a space or tab (obs-fold, RFC 9112 §5.2) | [`HandshakeError::ObsoleteLineFolding`] | 400 |
 /// | whitespace between a header name and its colon (RFC 9112 §5.1) | [`HandshakeError::WhitespaceBeforeColon`] | 400 |
+/// | a line ended by a bare LF (RFC 9112 §2.2 lets a reader accept it; readers that do not would see another head) | [`HandshakeError::BareLineFeed`] | 400 |
 /// | head over `max_handshake_size` bytes / over `max_headers` fields | [`HandshakeError::HeadTooLarge`] / [`HandshakeError::TooManyHeaders`] | 431 |
 /// | method other than GET | [`HandshakeError::Method`] | 405, with `Allow: GET` |
 /// | HTTP/1.0 | [`HandshakeError::HttpVersion`] | 400 |
@@ -213,13 +214,8 @@ impl ServerHandshake {
         let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers];
         let mut parsed = httparse::Request::new(&mut headers);
         let head = &self.head.buf[..end];
-        match parsed.parse(head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(HandshakeError::Http("incomplete request head".into()))
-            }
-            Err(e) => return Err(map_httparse(e, self.max_headers, head)),
-        }
+        check_line_endings(head)?;
+        parsed_to_end(parsed.parse(head), end, self.max_headers, head)?;
         let method = parsed.method.unwrap_or("");
         if method != "GET" {
             return Err(HandshakeError::Method(method.to_owned()));
@@ -863,6 +859,37 @@ mod tests {
         // Another fault in a name stays a plain HTTP error.
         let req = GOOD.replacen("Origin:", "Ori\"gin :", 1);
         assert!(matches!(parse(&req), Err(HandshakeError::Http(_))));
+    }
+
+    #[test]
+    fn bare_line_feeds_are_400_so_the_head_ends_where_every_reader_says() {
+        // Found by fuzzing: httparse ends a head at `\n\r\n`, the head
+        // buffer only at `\r\n\r\n`; the bytes between were dropped as
+        // neither head nor frames. A bare LF anywhere is now refused.
+        let smuggle = GOOD.replacen(
+            "Sec-WebSocket-Version: 13\r\n\r\n",
+            "Sec-WebSocket-Version: 13\n\r\nX-Hidden: 1\r\n\r\n",
+            1,
+        );
+        let all_lf = GOOD.replace("\r\n", "\n") + "\r\n\r\n";
+        let one_lf = GOOD.replacen(
+            "Host: server.example.com\r\n",
+            "Host: server.example.com\n",
+            1,
+        );
+        for req in [smuggle, all_lf, one_lf] {
+            let mut hs = ServerHandshake::new(&Config::default());
+            assert_eq!(
+                hs.receive(req.as_bytes()),
+                Err(HandshakeError::BareLineFeed),
+                "{req:?}"
+            );
+            assert!(hs.take_rest().is_empty());
+            assert_eq!(
+                status_of(&error_response(&HandshakeError::BareLineFeed)),
+                400
+            );
+        }
     }
 
     #[test]
