@@ -8,8 +8,8 @@
 //! a future, listen, accept, spawn and read a byte stream there.
 //!
 //! First, what the adapters document as cancel-safe: `recv`, `recv_event`,
-//! the split reader's `recv`, `close` resumed after its future was dropped,
-//! and reads of the byte stream. Messages are 64–128 KiB, so that a
+//! the split reader's `recv`, `flush`, `close` resumed after its future was
+//! dropped, and reads of the byte stream. Messages are 64–128 KiB, so that a
 //! cancellation lands mid-frame, and each operation is cancelled thousands
 //! of times; nothing may be lost, duplicated or reordered.
 
@@ -122,15 +122,22 @@ macro_rules! suite {
                 addr
             }
 
-            /// A client whose transport hands out at most 4 KiB per read and
-            /// is not ready on every other poll: a 64 KiB message takes at
-            /// least 16 reads and 16 `Pending`s, so with a budget of at most
-            /// 8 polls every message sees cancellations, whatever the
-            /// machine's speed.
+            /// A client whose transport moves at most 4 KiB per read or write
+            /// and is not ready on every other poll: a 64 KiB message takes
+            /// at least 16 reads (or writes) and 16 `Pending`s, so with a
+            /// budget of at most 8 polls every message sees cancellations,
+            /// whatever the machine's speed.
             async fn client(addr: std::net::SocketAddr) -> $ws::WebSocket<rt::Choppy> {
+                client_with(addr, config()).await
+            }
+
+            async fn client_with(
+                addr: std::net::SocketAddr,
+                config: Config,
+            ) -> $ws::WebSocket<rt::Choppy> {
                 let tcp = rt::connect(addr).await;
                 ConnectBuilder::new(format!("ws://{addr}/"))
-                    .config(config())
+                    .config(config)
                     .connect_on(rt::Choppy::new(tcp))
                     .await
                     .expect("connect")
@@ -235,6 +242,53 @@ macro_rules! suite {
             }
 
             #[test]
+            fn flush_cancelled_mid_write_loses_nothing() {
+                rt::block_on(async {
+                    let (l, addr) = rt::listen().await;
+                    let server = rt::spawn(async move {
+                        let s = rt::accept(&l).await;
+                        let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
+                            .await
+                            .expect("accept");
+                        let mut got = 0;
+                        while let Some(m) = ws.recv().await {
+                            match m.expect("message") {
+                                Message::Binary(b) => {
+                                    check(got, &b);
+                                    got += 1;
+                                }
+                                other => panic!("after {got} messages: {other:?}"),
+                            }
+                        }
+                        got
+                    });
+                    // Everything queued first (the `Sink` writes only on
+                    // flush below its high-water mark), then one flush,
+                    // cancelled again and again until it completes.
+                    let cfg = Config {
+                        write_buffer_high_water: 64 << 20,
+                        ..config()
+                    };
+                    let mut ws = client_with(addr, cfg).await;
+                    for i in 0..MESSAGES {
+                        futures_util::SinkExt::feed(&mut ws, Message::Binary(message(i).into()))
+                            .await
+                            .expect("feed");
+                    }
+                    let mut cancelled = 0;
+                    loop {
+                        match race(ws.flush(), polls(cancelled)).await {
+                            None => cancelled += 1,
+                            Some(r) => break r.expect("flush"),
+                        }
+                    }
+                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
+                    ws.close(CloseCode::NORMAL, "").await.expect("close");
+                    assert_eq!(server.await, MESSAGES);
+                });
+            }
+
+            #[test]
             fn byte_stream_read_cancelled_mid_frame_loses_nothing() {
                 rt::block_on(async {
                     let ws = client(sender().await).await;
@@ -264,23 +318,34 @@ suite!(tokio, wsmachine_tokio);
 suite!(smol, wsmachine_smol);
 suite!(async_std, wsmachine_async_std);
 
-/// Alternates: every other read poll is `Pending` (waking itself at once),
-/// and a ready read hands out at most 4 KiB.
+/// Alternates: every other read or write poll is `Pending` (waking itself
+/// at once), and a ready read or write moves at most 4 KiB.
 #[derive(Debug, Default)]
 struct Chop {
-    skip: bool,
+    skip_read: bool,
+    skip_write: bool,
 }
 
 impl Chop {
     const MAX_READ: usize = 4 << 10;
+    const MAX_WRITE: usize = 4 << 10;
 
-    /// Whether this poll is one to refuse.
+    /// Whether this read poll is one to refuse.
     fn refuse(&mut self, cx: &mut Context<'_>) -> bool {
-        self.skip = !self.skip;
-        if self.skip {
+        Self::flip(&mut self.skip_read, cx)
+    }
+
+    /// Whether this write poll is one to refuse.
+    fn refuse_write(&mut self, cx: &mut Context<'_>) -> bool {
+        Self::flip(&mut self.skip_write, cx)
+    }
+
+    fn flip(skip: &mut bool, cx: &mut Context<'_>) -> bool {
+        *skip = !*skip;
+        if *skip {
             cx.waker().wake_by_ref();
         }
-        self.skip
+        *skip
     }
 }
 
@@ -329,7 +394,12 @@ mod runtimes {
                     cx: &mut Context<'_>,
                     buf: &[u8],
                 ) -> Poll<io::Result<usize>> {
-                    Pin::new(&mut self.0).poll_write(cx, buf)
+                    let this = &mut *self;
+                    if this.1.refuse_write(cx) {
+                        return Poll::Pending;
+                    }
+                    let n = buf.len().min(Chop::MAX_WRITE);
+                    Pin::new(&mut this.0).poll_write(cx, &buf[..n])
                 }
                 fn poll_flush(
                     mut self: Pin<&mut Self>,
@@ -413,7 +483,12 @@ mod runtimes {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.0).poll_write(cx, buf)
+                let this = &mut *self;
+                if this.1.refuse_write(cx) {
+                    return Poll::Pending;
+                }
+                let n = buf.len().min(Chop::MAX_WRITE);
+                Pin::new(&mut this.0).poll_write(cx, &buf[..n])
             }
             fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Pin::new(&mut self.0).poll_flush(cx)
