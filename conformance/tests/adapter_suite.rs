@@ -320,10 +320,15 @@ macro_rules! suite {
                         let closed = ws.close(CloseCode::NORMAL, "bye").await;
                         (PINGS, messages, closed)
                     });
-                    // The application only sends, until the connection is over.
+                    // The application only sends, until the connection is
+                    // over (or a bound: a send into a writable socket never
+                    // waits, and a loop that never waits would keep the
+                    // minute's deadline from ever being polled).
                     let mut ws = client(addr).await;
                     let mut sent = 0usize;
-                    while ws.send(Message::Text(format!("msg {sent}").into())).await.is_ok() {
+                    while sent < 1_000_000
+                        && ws.send(Message::Text(format!("msg {sent}").into())).await.is_ok()
+                    {
                         sent += 1;
                     }
                     let (pongs, messages, closed) = server.await;
