@@ -130,12 +130,7 @@ pub fn inflate(data: &[u8]) {
                     // The peer ended its stream with BFINAL but keeps its
                     // context: the next message starts a fresh stream
                     // primed with the window (RFC 7692 §7.2.3.4, §7.2.1).
-                    reference = flate2::Decompress::new(false);
-                    if !history.is_empty() {
-                        reference
-                            .set_dictionary(&history)
-                            .expect("a fresh raw stream takes a dictionary");
-                    }
+                    reference = primed(&history);
                 }
             }
             input.clear();
@@ -148,12 +143,7 @@ pub fn inflate(data: &[u8]) {
                 // the uninterrupted stream (the unit tests check it); here
                 // it also covers messages that end mid-block.
                 if d.release() {
-                    reference = flate2::Decompress::new(false);
-                    if !history.is_empty() {
-                        reference
-                            .set_dictionary(&history)
-                            .expect("a fresh raw stream takes a dictionary");
-                    }
+                    reference = primed(&history);
                 }
             }
         } else if flags & 32 != 0 {
@@ -164,6 +154,16 @@ pub fn inflate(data: &[u8]) {
         (1 << 20) + 4 * (limit + INFLATE_CHUNK) + 8 * data.len(),
         "inflate",
     );
+}
+
+/// A fresh raw flate2 stream primed with `history` as its dictionary.
+fn primed(history: &[u8]) -> flate2::Decompress {
+    let mut z = flate2::Decompress::new(false);
+    if !history.is_empty() {
+        z.set_dictionary(history)
+            .expect("a fresh raw stream takes a dictionary");
+    }
+    z
 }
 
 /// flate2's inflation of one whole message (frames concatenated), with the

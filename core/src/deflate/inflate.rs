@@ -169,15 +169,9 @@ impl Decompressor {
                 // takeover): its next message may refer back into this one,
                 // so the new stream starts primed with the window.
                 self.history.push(&out[start..]);
-                if let Some(stream) = &mut self.stream {
+                if let Some(mut stream) = self.stream.take() {
                     stream.reset(false);
-                    let dict = self.history.contiguous();
-                    if !dict.is_empty() {
-                        // Cannot fail: a raw stream at its start takes a
-                        // dictionary of up to its window.
-                        let primed = stream.set_dictionary(dict);
-                        debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
-                    }
+                    self.stream = Some(self.history.prime(stream, Inflate::set_dictionary));
                 }
             } else {
                 self.history.push(&out[start..]);

@@ -68,7 +68,7 @@ impl ReceiveHalf {
                 // Covered at every read, not only when the buffer grows: it
                 // grows by more than it is asked for, and the bytes that
                 // fill that room are held all the same.
-                let total = self.buf.len() + more + self.current.data.len();
+                let total = self.message_bytes() + more;
                 self.held.cover(&self.config, total)?;
                 if self.buf.capacity() - self.buf.len() < more {
                     self.buf.reserve(more);
