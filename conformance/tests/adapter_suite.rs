@@ -410,7 +410,29 @@ mod runtimes {
 
     use super::Chop;
 
-    /// A choppy `futures-io` stream over `$stream`.
+    /// `listen`, `accept` and `connect` over a runtime's `$net` module (the
+    /// three have the same shape).
+    macro_rules! loopback_tcp {
+        ($net:path) => {
+            use $net as net;
+
+            pub(crate) async fn listen() -> (net::TcpListener, SocketAddr) {
+                let l = net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let a = l.local_addr().expect("addr");
+                (l, a)
+            }
+
+            pub(crate) async fn accept(l: &net::TcpListener) -> net::TcpStream {
+                l.accept().await.expect("accept").0
+            }
+
+            pub(crate) async fn connect(a: SocketAddr) -> net::TcpStream {
+                net::TcpStream::connect(a).await.expect("connect")
+            }
+        };
+    }
+
+    /// A choppy `futures-io` stream over `$stream`, and `read` for it.
     macro_rules! choppy_futures_io {
         ($stream:ty) => {
             /// See [`Chop`].
@@ -421,6 +443,13 @@ mod runtimes {
                 pub(crate) fn new(s: $stream) -> Self {
                     Choppy(s, Chop::default())
                 }
+            }
+
+            pub(crate) async fn read<R: futures_io::AsyncRead + Unpin>(
+                r: &mut R,
+                buf: &mut [u8],
+            ) -> io::Result<usize> {
+                futures_util::AsyncReadExt::read(r, buf).await
             }
 
             impl futures_io::AsyncRead for Choppy {
@@ -479,21 +508,7 @@ mod runtimes {
                 .block_on(f)
         }
 
-        pub(crate) async fn listen() -> (::tokio::net::TcpListener, SocketAddr) {
-            let l = ::tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let a = l.local_addr().expect("addr");
-            (l, a)
-        }
-
-        pub(crate) async fn accept(l: &::tokio::net::TcpListener) -> ::tokio::net::TcpStream {
-            l.accept().await.expect("accept").0
-        }
-
-        pub(crate) async fn connect(a: SocketAddr) -> ::tokio::net::TcpStream {
-            ::tokio::net::TcpStream::connect(a).await.expect("connect")
-        }
+        loopback_tcp!(::tokio::net);
 
         /// See [`Chop`].
         #[derive(Debug)]
@@ -582,21 +597,7 @@ mod runtimes {
             ::smol::block_on(f)
         }
 
-        pub(crate) async fn listen() -> (::smol::net::TcpListener, SocketAddr) {
-            let l = ::smol::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let a = l.local_addr().expect("addr");
-            (l, a)
-        }
-
-        pub(crate) async fn accept(l: &::smol::net::TcpListener) -> ::smol::net::TcpStream {
-            l.accept().await.expect("accept").0
-        }
-
-        pub(crate) async fn connect(a: SocketAddr) -> ::smol::net::TcpStream {
-            ::smol::net::TcpStream::connect(a).await.expect("connect")
-        }
+        loopback_tcp!(::smol::net);
 
         choppy_futures_io!(::smol::net::TcpStream);
 
@@ -621,13 +622,6 @@ mod runtimes {
             })
             .await
         }
-
-        pub(crate) async fn read<R: futures_io::AsyncRead + Unpin>(
-            r: &mut R,
-            buf: &mut [u8],
-        ) -> std::io::Result<usize> {
-            futures_util::AsyncReadExt::read(r, buf).await
-        }
     }
 
     pub(crate) mod async_std {
@@ -637,25 +631,7 @@ mod runtimes {
             ::async_std::task::block_on(f)
         }
 
-        pub(crate) async fn listen() -> (::async_std::net::TcpListener, SocketAddr) {
-            let l = ::async_std::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let a = l.local_addr().expect("addr");
-            (l, a)
-        }
-
-        pub(crate) async fn accept(
-            l: &::async_std::net::TcpListener,
-        ) -> ::async_std::net::TcpStream {
-            l.accept().await.expect("accept").0
-        }
-
-        pub(crate) async fn connect(a: SocketAddr) -> ::async_std::net::TcpStream {
-            ::async_std::net::TcpStream::connect(a)
-                .await
-                .expect("connect")
-        }
+        loopback_tcp!(::async_std::net);
 
         choppy_futures_io!(::async_std::net::TcpStream);
 
@@ -670,13 +646,6 @@ mod runtimes {
             ::async_std::future::timeout(std::time::Duration::from_secs(60), f)
                 .await
                 .expect("did not finish within a minute")
-        }
-
-        pub(crate) async fn read<R: futures_io::AsyncRead + Unpin>(
-            r: &mut R,
-            buf: &mut [u8],
-        ) -> std::io::Result<usize> {
-            futures_util::AsyncReadExt::read(r, buf).await
         }
     }
 }
