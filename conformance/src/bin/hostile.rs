@@ -1363,10 +1363,9 @@ mod tests {
         assert!(z.len() < out.len() / 900, "{} bytes", z.len());
     }
 
-    #[test]
-    fn plain_hold_is_an_unfinished_message_the_core_accepts() {
-        let bytes = attack_bytes(Scenario::PlainHold);
-        assert_eq!(bytes.len(), 2 * PLAIN_FRAME + 2 * 14 - 1);
+    /// A default server core fed `bytes`: it must still be open and
+    /// waiting for the rest, with no event.
+    fn waiting_server_core(bytes: &[u8]) -> (Connection, Instant) {
         let now = Instant::now();
         let mut c = Connection::upgraded(
             Role::Server,
@@ -1375,9 +1374,17 @@ mod tests {
             None,
             now,
         );
-        c.receive(now, &bytes);
+        c.receive(now, bytes);
         assert!(c.poll_event().is_none());
         assert_eq!(c.state(), State::Open);
+        (c, now)
+    }
+
+    #[test]
+    fn plain_hold_is_an_unfinished_message_the_core_accepts() {
+        let bytes = attack_bytes(Scenario::PlainHold);
+        assert_eq!(bytes.len(), 2 * PLAIN_FRAME + 2 * 14 - 1);
+        waiting_server_core(&bytes);
     }
 
     #[test]
@@ -1393,17 +1400,7 @@ mod tests {
         assert!(!Scenario::PlainFrameHold.deflate());
         assert!(Scenario::PlainFrameHold.holds());
         // Within the limits: the core waits for the last byte.
-        let now = Instant::now();
-        let mut c = Connection::upgraded(
-            Role::Server,
-            Config::default(),
-            Negotiated::default(),
-            None,
-            now,
-        );
-        c.receive(now, &bytes);
-        assert!(c.poll_event().is_none());
-        assert_eq!(c.state(), State::Open);
+        let (mut c, now) = waiting_server_core(&bytes);
         // With the last byte the message is delivered whole.
         let mut last = [0u8];
         apply_mask(&mut last, MASK, (PLAIN_BIG_FRAME - 1) % 4);
