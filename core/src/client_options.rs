@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
+use crate::error::UrlError;
 use crate::handshake::{ClientRequest, WsUrl};
 use crate::proxy::{Proxy, ProxyError};
 
@@ -160,7 +161,7 @@ pub struct ConnectOptions {
     headers: Vec<(String, String)>,
     subprotocols: Vec<String>,
     origin: Option<String>,
-    compression: Option<Compression>,
+    compression: Compression,
     config: Config,
     handshake_timeout: Option<Duration>,
     proxy: ProxySetting,
@@ -189,8 +190,8 @@ impl ConnectOptions {
             headers: Vec::new(),
             subprotocols: Vec::new(),
             origin: None,
-            compression: None,
-            config: Config::with_deflate(),
+            compression: Compression::from(true),
+            config: Config::default(),
             handshake_timeout: None,
             proxy: ProxySetting::FromEnv,
         }
@@ -219,10 +220,13 @@ impl ConnectOptions {
         self
     }
 
-    /// Whether to offer permessage-deflate. Overrides `config.deflate`
-    /// whatever the order of the calls.
+    /// Whether to offer permessage-deflate (default: offered, with
+    /// [`DeflateConfig::default`]). Compression is chosen here only: the
+    /// `deflate` field of a [`config`](Self::config) is ignored, so that
+    /// passing `Config { .., ..Config::default() }` for its limits never
+    /// turns compression off as a side effect.
     pub fn compression(mut self, compression: impl Into<Compression>) -> Self {
-        self.compression = Some(compression.into());
+        self.compression = compression.into();
         self
     }
 
@@ -256,7 +260,7 @@ impl ConnectOptions {
     }
 
     /// Parses the URL and builds the request and configuration.
-    pub fn prepare(&self) -> Result<PreparedConnect, String> {
+    pub fn prepare(&self) -> Result<PreparedConnect, UrlError> {
         let url = WsUrl::parse(&self.url)?;
         let mut request = ClientRequest::from_url(&url);
         if let Some(o) = &self.origin {
@@ -268,11 +272,9 @@ impl ConnectOptions {
         for (n, v) in &self.headers {
             request = request.header(n.clone(), v.clone());
         }
-        request.validate().map_err(|e| e.to_string())?;
+        request.validate().map_err(UrlError::Request)?;
         let mut config = self.config.clone();
-        if let Some(Compression(c)) = &self.compression {
-            config.deflate = c.clone();
-        }
+        config.deflate = self.compression.0.clone();
         let timeout = self
             .handshake_timeout
             .unwrap_or(config.opening_handshake_timeout);
@@ -382,6 +384,30 @@ mod tests {
         assert!(p.config.deflate.is_none());
         assert_eq!(p.config.opening_handshake_timeout, Duration::from_secs(3));
         assert_eq!(p.timeout, Duration::from_secs(3));
-        assert!(ConnectOptions::new("ftp://a").prepare().is_err());
+        assert!(matches!(
+            ConnectOptions::new("ftp://a").prepare(),
+            Err(UrlError::Scheme(_))
+        ));
+    }
+
+    #[test]
+    fn a_config_without_deflate_keeps_compression_offered() {
+        let limits = Config {
+            max_message_size: 1 << 20,
+            ..Config::default()
+        };
+        assert!(limits.deflate.is_none());
+        let p = ConnectOptions::new("ws://a/")
+            .config(limits)
+            .prepare()
+            .unwrap();
+        assert_eq!(p.config.deflate, Some(DeflateConfig::default()));
+        assert_eq!(p.config.max_message_size, 1 << 20);
+        let off = ConnectOptions::new("ws://a/")
+            .compression(false)
+            .config(Config::with_deflate())
+            .prepare()
+            .unwrap();
+        assert!(off.config.deflate.is_none());
     }
 }

@@ -252,6 +252,36 @@ pub enum HandshakeError {
     Rejected(u16),
 }
 
+/// A URL that cannot be connected to: [`WsUrl::parse`](crate::WsUrl::parse)
+/// and the adapters' `connect`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// Not `ws://` or `wss://` (nor the `http://`/`https://` aliases).
+    #[error("{0:?} is not a ws:// or wss:// URL")]
+    Scheme(String),
+    /// A fragment (`#…`), which RFC 6455 §3 forbids.
+    #[error("a WebSocket URL may not have a fragment")]
+    Fragment,
+    /// A space or control character, which would end up in the request.
+    #[error("a WebSocket URL may not contain spaces or control characters")]
+    InvalidCharacter,
+    /// User information (`user:pass@`), which is not supported.
+    #[error("user information in the URL is not supported")]
+    UserInfo,
+    /// A missing or malformed host (empty, an unclosed IPv6 literal, a
+    /// character a host name cannot hold), or one TLS cannot name.
+    #[error("invalid host {0:?}")]
+    Host(String),
+    /// A port that is not a number from 0 to 65535.
+    #[error("invalid port {0:?}")]
+    Port(String),
+    /// The request built from the URL and the builder's headers and
+    /// subprotocols would not be valid HTTP.
+    #[error(transparent)]
+    Request(HandshakeError),
+}
+
 /// The local application used the API in a way the state does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

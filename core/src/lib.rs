@@ -29,6 +29,8 @@ mod close;
 mod config;
 mod connection;
 mod deflate;
+#[cfg(feature = "driver")]
+pub mod driver;
 mod error;
 mod extensions;
 mod frame;
@@ -46,7 +48,7 @@ pub use config::Config;
 pub use connection::{Connection, Event, ReceiveHalf, SendHalf, State};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{
-    ConnectionError, ExtensionError, HandshakeError, ProtocolError, SendError, Timeout,
+    ConnectionError, ExtensionError, HandshakeError, ProtocolError, SendError, Timeout, UrlError,
 };
 pub use extensions::{parse_extensions, ExtensionOffer};
 pub use frame::OpCode;

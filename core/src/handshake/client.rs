@@ -8,7 +8,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::deflate::DeflateConfig;
-use crate::error::{ExtensionError, HandshakeError};
+use crate::error::{ExtensionError, HandshakeError, UrlError};
 use crate::extensions::parse_extensions;
 
 /// A parsed `ws://` or `wss://` URL.
@@ -32,7 +32,7 @@ pub struct WsUrl {
 impl WsUrl {
     /// Parses a `ws://` or `wss://` URL (`http://`/`https://` are accepted as
     /// aliases). Fragments are not allowed (RFC 6455 §3).
-    pub fn parse(url: &str) -> Result<WsUrl, String> {
+    pub fn parse(url: &str) -> Result<WsUrl, UrlError> {
         let (secure, rest) = if let Some(r) = strip_prefix_ci(url, "ws://") {
             (false, r)
         } else if let Some(r) = strip_prefix_ci(url, "wss://") {
@@ -42,20 +42,20 @@ impl WsUrl {
         } else if let Some(r) = strip_prefix_ci(url, "https://") {
             (true, r)
         } else {
-            return Err(format!("{url:?} is not a ws:// or wss:// URL"));
+            return Err(UrlError::Scheme(url.to_owned()));
         };
         if rest.contains('#') {
-            return Err("a WebSocket URL may not have a fragment".into());
+            return Err(UrlError::Fragment);
         }
         if rest.bytes().any(|b| b <= b' ' || b == 0x7F) {
             // A space or line break would end up in the request line or Host
             // header: refuse rather than let a URL inject headers.
-            return Err("a WebSocket URL may not contain spaces or control characters".into());
+            return Err(UrlError::InvalidCharacter);
         }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
         if authority.contains('@') {
-            return Err("user information in the URL is not supported".into());
+            return Err(UrlError::UserInfo);
         }
         let path = match path {
             "" => "/".to_owned(),
@@ -67,32 +67,32 @@ impl WsUrl {
         let path = percent_encode_non_ascii(&path);
         let default_port = if secure { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6.find(']').ok_or("unclosed IPv6 literal")?;
+            let end = v6.find(']').ok_or(UrlError::Host(authority.to_owned()))?;
             let host = &v6[..end];
             let after = &v6[end + 1..];
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                Some(p) => p.parse().map_err(|_| UrlError::Port(p.to_owned()))?,
                 None if after.is_empty() => default_port,
-                None => return Err("garbage after IPv6 literal".into()),
+                None => return Err(UrlError::Host(authority.to_owned())),
             };
             (host.to_owned(), port)
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (
                     h.to_owned(),
-                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                    p.parse().map_err(|_| UrlError::Port(p.to_owned()))?,
                 ),
                 None => (authority.to_owned(), default_port),
             }
         };
         if host.is_empty() {
-            return Err("the URL has no host".into());
+            return Err(UrlError::Host(String::new()));
         }
         if !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:".contains(&b))
         {
-            return Err(format!("invalid host {host:?}"));
+            return Err(UrlError::Host(host));
         }
         Ok(WsUrl {
             secure,
