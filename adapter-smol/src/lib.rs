@@ -1,10 +1,12 @@
 //! # wsmachine-smol: WebSocket over smol (and any futures-io stream)
 //!
-//! A thin driver for the sans-IO [`wsmachine`] engine: it reads bytes into
-//! the core, writes what the core encodes, and sleeps until the core's next
-//! deadline (`async-io` timers). All protocol decisions — framing, masking,
+//! The binding of [`wsmachine`]'s one driver ([`wsmachine::driver`]) to
+//! smol: [`Smol`] gives it the clock, `async-io` timers, the OS random
+//! generator and futures-io streams; [`SmolTcp`] opens TCP through
+//! `smol::net` and TLS through rustls. Everything else — framing, masking,
 //! UTF-8, automatic Pongs, the Close echo, keepalive, every timeout,
-//! permessage-deflate — are the core's.
+//! permessage-deflate, read-ahead, batching, the closing linger — is the
+//! core's and the driver's, the same as on every runtime.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wsmachine_smol::Error> {
@@ -19,59 +21,312 @@
 //! # }
 //! ```
 //!
-//! The driver itself lives in [`generic`] and is runtime-agnostic:
-//! `wsmachine-async-std` re-exports it and adds only its TCP connector.
-//! What this crate adds for smol is [`SmolTcp`] (TCP via `smol::net`), and
-//! with it [`connect`], [`ConnectBuilder`] and [`MaybeTlsStream`].
-//!
-//! Server side, [`accept`] / [`accept_with`] work on any stream: a
-//! `smol::net::TcpStream`, or a TLS stream from [`futures_rustls`]
-//! (re-exported, with [`rustls`]) for `wss://`.
+//! Server side, [`accept`] / [`accept_with`] work on any futures-io
+//! stream: a `smol::net::TcpStream`, or a TLS stream from
+//! [`futures_rustls`] (re-exported, with [`rustls`]) for `wss://`.
+//! `wsmachine-async-std` reuses [`Smol`] (async-io runs on any executor)
+//! with its own TCP connector.
 #![warn(missing_docs)]
 
-mod error;
-pub mod generic;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use std::io;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_rustls::pki_types::ServerName;
+use futures_rustls::rustls::{ClientConfig, RootCertStore};
+use futures_rustls::TlsConnector;
+use wsmachine::driver::{self, Io, Runtime};
 
-pub use error::Error;
 pub use futures_rustls;
 pub use futures_rustls::rustls;
-pub use generic::{
-    accept, accept_with, default_tls_config, ByteStream, Compression, Connector, Proxy, ProxyKind,
-    Reject, WebSocket, WebSocketReader, WebSocketWriter,
-};
+pub use wsmachine::driver::{Ended, Error};
 pub use wsmachine::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Config, DeflateConfig, Event, Message,
-    Negotiated, Request, Response, Role, Utf8Bytes,
+    Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, ConnectionError,
+    DeflateConfig, Event, HandshakeError, Message, Negotiated, Proxy, ProxyKind, Reject, Request,
+    Response, Role, SendError, Timeout, Utf8Bytes,
 };
+
+/// The futures-io runtime binding: `Instant::now`, `async-io` timers,
+/// `getrandom`, and any `futures_io::AsyncRead + AsyncWrite + Unpin` stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smol;
+
+/// An `async-io` timer (the reactor runs on its own thread, so it works on
+/// any executor).
+#[derive(Debug)]
+pub struct SmolTimer(async_io::Timer);
+
+impl driver::Timer for SmolTimer {
+    fn reset(&mut self, at: Instant) {
+        self.0.set_at(at);
+    }
+
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Runtime for Smol {
+    type Timer = SmolTimer;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn timer() -> SmolTimer {
+        SmolTimer(async_io::Timer::never())
+    }
+
+    fn fill_random(buf: &mut [u8]) {
+        // Not peer input: with the OS generator failing there is no safe
+        // way to mask (RFC 6455 §10.3).
+        getrandom::fill(buf).expect("the OS random generator failed");
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> for Smol {
+    type ByteStream = driver::ByteStream<S, Smol>;
+
+    fn byte_stream(inner: driver::ByteStream<S, Smol>) -> Self::ByteStream {
+        inner
+    }
+
+    fn poll_read(io: &mut S, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_read(cx, buf)
+    }
+
+    fn poll_write(io: &mut S, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        io: &mut S,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(io).poll_close(cx)
+    }
+}
+
+/// A WebSocket over the futures-io stream `S` (see [`driver::WebSocket`]).
+pub type WebSocket<S> = driver::WebSocket<S, Smol>;
+/// The receiving half of a split [`WebSocket`].
+pub type WebSocketReader<S> = driver::WebSocketReader<S, Smol>;
+/// The sending half of a split [`WebSocket`].
+pub type WebSocketWriter<S> = driver::WebSocketWriter<S, Smol>;
+/// A [`WebSocket`] as a futures-io byte stream.
+pub type ByteStream<S> = driver::ByteStream<S, Smol>;
+
+/// Accepts a WebSocket connection on `stream` (see [`driver::accept`]).
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    driver::accept(stream)
+}
+
+/// Accepts a WebSocket connection, letting `callback` accept or answer the
+/// request (see [`driver::accept_with`]).
+///
+/// ```no_run
+/// # async fn f(stream: smol::net::TcpStream) -> Result<(), wsmachine_smol::Error> {
+/// use wsmachine_smol::{accept_with, Accept, Config, Reject};
+/// let ws = accept_with(stream, Config::default(), |req| {
+///     if req.path() != "/chat" {
+///         return Err(Reject::new(404));
+///     }
+///     Ok(Accept::new().subprotocol("chat.v1"))
+/// })
+/// .await?;
+/// # drop(ws); Ok(()) }
+/// ```
+pub fn accept_with<S, F>(
+    stream: S,
+    config: impl Into<Arc<Config>>,
+    callback: F,
+) -> impl Future<Output = Result<WebSocket<S>, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    driver::accept_with(stream, config, callback)
+}
 
 /// TCP connections through `smol::net`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SmolTcp;
 
-impl Connector for SmolTcp {
-    type Stream = smol::net::TcpStream;
+impl driver::Connector for SmolTcp {
+    type Runtime = Smol;
+    type Tcp = smol::net::TcpStream;
+    type Stream = MaybeTlsStream<smol::net::TcpStream>;
+    type TlsConfig = Arc<ClientConfig>;
 
-    async fn connect(host: &str, port: u16) -> io::Result<Self::Stream> {
+    async fn connect_tcp(host: &str, port: u16) -> io::Result<Self::Tcp> {
         let stream = smol::net::TcpStream::connect((host, port)).await?;
         stream.set_nodelay(true)?;
         Ok(stream)
     }
+
+    fn plain(tcp: Self::Tcp) -> Self::Stream {
+        MaybeTlsStream::Plain(tcp)
+    }
+
+    fn tls(
+        tcp: Self::Tcp,
+        host: &str,
+        config: Option<Arc<ClientConfig>>,
+    ) -> impl Future<Output = Result<Self::Stream, Error>> + Send {
+        connect_tls(tcp, host, config)
+    }
 }
 
-/// What [`connect`] returns: a `smol::net::TcpStream`, plain or under TLS.
-pub type MaybeTlsStream = generic::MaybeTlsStream<smol::net::TcpStream>;
+/// Runs TLS over `tcp` for `host` with `config` (default
+/// [`default_tls_config`]): what the futures-io connectors share.
+pub fn connect_tls<T: AsyncRead + AsyncWrite + Unpin + Send>(
+    tcp: T,
+    host: &str,
+    config: Option<Arc<ClientConfig>>,
+) -> impl Future<Output = Result<MaybeTlsStream<T>, Error>> + Send {
+    let name = ServerName::try_from(host.to_owned());
+    async move {
+        let name = name.map_err(|_| Error::Url(wsmachine::UrlError::Host(String::new())))?;
+        let config = config.unwrap_or_else(default_tls_config);
+        let stream = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(Error::Tls)?;
+        Ok(MaybeTlsStream::Tls(Box::new(stream)))
+    }
+}
+
+/// The default TLS client configuration: Mozilla's roots (webpki-roots),
+/// the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`. Built once.
+pub fn default_tls_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("the ring provider supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// A TCP stream `T`, plain (`ws://`) or under TLS (`wss://`, rustls).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MaybeTlsStream<T> {
+    /// `ws://`
+    Plain(T),
+    /// `wss://` (boxed: the TLS state is large and plain streams should
+    /// not pay for it).
+    Tls(Box<futures_rustls::client::TlsStream<T>>),
+}
+
+impl<T> MaybeTlsStream<T> {
+    /// The TCP stream underneath.
+    pub fn get_ref(&self) -> &T {
+        match self {
+            MaybeTlsStream::Plain(t) => t,
+            MaybeTlsStream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    fn pin(&mut self) -> Pin<&mut (dyn AsyncReadWrite + Unpin + '_)>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self {
+            MaybeTlsStream::Plain(t) => Pin::new(t),
+            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()),
+        }
+    }
+}
+
+trait AsyncReadWrite: AsyncRead + AsyncWrite {}
+impl<T: AsyncRead + AsyncWrite> AsyncReadWrite for T {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTlsStream<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().pin().poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTlsStream<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().pin().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().pin().poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().pin().poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().pin().poll_close(cx)
+    }
+}
 
 /// Builds a client connection over `smol::net` (headers, subprotocols,
-/// compression, [`Config`], handshake timeout, TLS configuration); see
-/// [`generic::ConnectBuilder`].
-pub type ConnectBuilder = generic::ConnectBuilder<SmolTcp>;
+/// compression, [`Config`], handshake timeout, TLS, proxy); see
+/// [`driver::ConnectBuilder`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), wsmachine_smol::Error> {
+/// use std::time::Duration;
+/// use wsmachine_smol::ConnectBuilder;
+/// let (mut ws, response) = ConnectBuilder::new("wss://example.com/chat")
+///     .header("Authorization", "Bearer t0ken")
+///     .subprotocol("chat.v1")
+///     .handshake_timeout(Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// ws.send("hello").await?;
+/// # drop(response); Ok(()) }
+/// ```
+pub type ConnectBuilder = driver::ConnectBuilder<SmolTcp>;
 
-/// Connects to a `ws://` or `wss://` URL (webpki roots for TLS) with
-/// [`Config::with_deflate`] (permessage-deflate offered), through the proxy
-/// named by `https_proxy` / `http_proxy` / `all_proxy` unless `no_proxy`
-/// lists the host. Returns the WebSocket and the server's handshake response.
-pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
+/// Connects to a `ws://` or `wss://` URL (webpki roots for TLS), offering
+/// permessage-deflate, through the proxy named by `https_proxy` /
+/// `http_proxy` / `all_proxy` unless `no_proxy` lists the host. Returns the
+/// WebSocket and the server's handshake response.
+pub async fn connect(
+    url: &str,
+) -> Result<(WebSocket<MaybeTlsStream<smol::net::TcpStream>>, Response), Error> {
     ConnectBuilder::new(url).connect().await
 }

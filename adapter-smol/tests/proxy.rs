@@ -84,7 +84,7 @@ fn echo_through_http_connect_proxy_and_407() {
             .await
             .expect_err("the proxy refuses");
         match e {
-            Error::Proxy(msg) => assert!(msg.contains("407"), "{msg}"),
+            Error::Proxy(wsmachine::ProxyError::Status(status)) => assert_eq!(status, 407),
             e => panic!("{e:?}"),
         }
     });

@@ -58,7 +58,8 @@ fn halves_on_separate_threads() {
         // The writer knows the connection is over.
         assert!(matches!(
             wr.send("late").await,
-            Err(wsmachine_smol::Error::Closed)
+            Err(wsmachine_smol::Error::Closed(wsmachine_smol::Ended::Closed(Some(f))))
+                if f.code == CloseCode::NORMAL
         ));
     });
 }

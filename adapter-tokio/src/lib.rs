@@ -1,12 +1,13 @@
 //! # wsmachine-tokio: WebSockets on Tokio
 //!
-//! A thin driver around the sans-IO [`wsmachine`] engine: it reads from a
-//! Tokio stream into the core, writes what the core hands out (with
-//! vectored writes when several chunks are queued), sleeps until the core's
-//! next deadline, and shuts the transport when the core says so. Every
-//! protocol decision (framing, masking, UTF-8, compression, close codes,
-//! keepalive, timeouts) is made in the core, so this crate behaves exactly
-//! like the other `wsmachine` adapters.
+//! The binding of [`wsmachine`]'s one driver ([`wsmachine::driver`]) to
+//! Tokio: [`Tokio`] gives it Tokio's clock and timers, the OS random
+//! generator and Tokio streams; [`TokioTcp`] opens TCP through
+//! `tokio::net` and TLS through rustls. Every protocol decision (framing,
+//! masking, UTF-8, compression, close codes, keepalive, timeouts) is the
+//! core's, and every driving decision (read-ahead, batching, the closing
+//! linger, cancel safety) the driver's, so this crate behaves exactly like
+//! the other `wsmachine` adapters.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wsmachine_tokio::Error> {
@@ -45,99 +46,384 @@
 //!
 //! # How it is driven
 //!
-//! [`WebSocket`] owns the stream and the core [`wsmachine::Connection`]
-//! behind `&mut self`; there is no background task. Whatever method the
+//! [`WebSocket`] owns the stream and the core connection behind
+//! `&mut self`; there is no background task. Whatever method the
 //! application calls makes all the progress that can be made without
 //! waiting: [`WebSocket::recv`] writes pending output (Pongs, the Close
 //! echo, keepalive Pings) before and while it waits for input, and
-//! [`WebSocket::send`] processes what is readable (so Pings are answered
-//! even when the application only sends). The state lives in the struct,
-//! never in a future, which is what makes the futures cancel-safe.
-//!
-//! # Memory
-//!
-//! An idle connection holds no read buffer: reads go through a 16 KiB
-//! stack buffer, and the core releases its input buffer when it empties.
-//! Output is bounded by [`Config::write_buffer_high_water`] plus one
-//! message (see [`WebSocket::send`]); received messages are read only as
-//! the application asks for them (see [`WebSocket::recv`]).
+//! [`WebSocket::send`] reads what has arrived (so Pings are answered even
+//! when the application only sends). The state lives in the struct, never
+//! in a future, which is what makes the futures cancel-safe.
 #![warn(missing_docs)]
 
-mod byte_stream;
-mod connect;
-mod driver;
-mod split;
-mod tls;
-mod websocket;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-pub use byte_stream::ByteStream;
-pub use connect::{accept, accept_with, connect, ConnectBuilder};
-pub use split::{WebSocketReader, WebSocketWriter};
-pub use tls::{default_tls_config, MaybeTlsStream};
-pub use websocket::WebSocket;
-
-pub use wsmachine::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, DeflateConfig, Event,
-    Message, Negotiated, Proxy, ProxyKind, Reject, Request, Response, Role, Utf8Bytes,
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use wsmachine::driver::{self, Io, Runtime};
 
 /// The TLS crates this adapter uses, for building server and client configs.
 pub use tokio_rustls::{self, rustls};
+pub use wsmachine::driver::{Ended, Error};
+pub use wsmachine::{
+    Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, ConnectionError,
+    DeflateConfig, Event, HandshakeError, Message, Negotiated, Proxy, ProxyKind, Reject, Request,
+    Response, Role, SendError, Timeout, Utf8Bytes,
+};
 
-/// Everything that can go wrong with a WebSocket.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The transport failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The connection failed: protocol error, handshake failure (including a
-    /// non-101 status, see [`wsmachine::HandshakeError::Status`]), timeout,
-    /// or the peer vanished without a closing handshake.
-    #[error(transparent)]
-    Ws(#[from] wsmachine::ConnectionError),
-    /// The application used the connection in a way its state does not
-    /// allow (for example sending after `close`).
-    #[error(transparent)]
-    Send(#[from] wsmachine::SendError),
-    /// The URL is not a usable `ws://` or `wss://` URL.
-    #[error("invalid URL: {0}")]
-    Url(String),
-    /// The TLS handshake failed or the server name is invalid.
-    #[error("TLS error: {0}")]
-    Tls(String),
-    /// A proxy refused or failed.
-    #[error("proxy error: {0}")]
-    Proxy(String),
-    /// The `accept_with` callback rejected the request (the HTTP answer was sent).
-    #[error("the handshake was rejected")]
-    Rejected,
-    /// The connection has finished: the closing handshake completed or the
-    /// transport was shut down.
-    #[error("the connection is closed")]
-    Closed,
-}
+/// The Tokio binding: Tokio's clock and timers (so `tokio::time::pause`
+/// drives the core's timers too), `getrandom`, and any
+/// `tokio::io::AsyncRead + AsyncWrite + Unpin` stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
 
-impl Error {
-    /// The HTTP status of a rejected client handshake (the server answered
-    /// something other than `101`), if that is what this error is.
-    pub fn http_status(&self) -> Option<u16> {
-        match self {
-            Error::Ws(wsmachine::ConnectionError::Handshake(
-                wsmachine::HandshakeError::Status(r),
-            )) => Some(r.status),
-            _ => None,
+/// A Tokio `Sleep`, created on first use (inside the runtime) and reset
+/// in place after that.
+#[derive(Debug, Default)]
+pub struct TokioTimer(Option<Pin<Box<Sleep>>>);
+
+impl driver::Timer for TokioTimer {
+    fn reset(&mut self, at: Instant) {
+        let at = tokio::time::Instant::from_std(at);
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.0 = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
         }
     }
 }
 
-/// Masking keys for client frames, from the OS random generator (RFC 6455 §5.3).
-type OsMask = wsmachine::EntropyMask<fn(&mut [u8])>;
+impl Runtime for Tokio {
+    type Timer = TokioTimer;
 
-fn mask_source() -> OsMask {
-    fn fill(b: &mut [u8]) {
-        // Not peer input: with the OS generator failing there is no safe way to mask.
-        getrandom::fill(b).expect("the OS random generator failed");
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
     }
-    wsmachine::EntropyMask::new(fill as fn(&mut [u8]))
+
+    fn timer() -> TokioTimer {
+        TokioTimer(None)
+    }
+
+    fn fill_random(buf: &mut [u8]) {
+        // Not peer input: with the OS generator failing there is no safe
+        // way to mask (RFC 6455 §10.3).
+        getrandom::fill(buf).expect("the OS random generator failed");
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> for Tokio {
+    type ByteStream = ByteStream<S>;
+
+    fn byte_stream(inner: driver::ByteStream<S, Tokio>) -> ByteStream<S> {
+        ByteStream(inner)
+    }
+
+    fn poll_read(io: &mut S, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(io: &mut S, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        io: &mut S,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(io).poll_shutdown(cx)
+    }
+}
+
+/// A WebSocket over the Tokio stream `S` (see [`driver::WebSocket`]).
+pub type WebSocket<S> = driver::WebSocket<S, Tokio>;
+/// The receiving half of a split [`WebSocket`].
+pub type WebSocketReader<S> = driver::WebSocketReader<S, Tokio>;
+/// The sending half of a split [`WebSocket`].
+pub type WebSocketWriter<S> = driver::WebSocketWriter<S, Tokio>;
+
+/// Accepts a WebSocket connection on `stream` (see [`driver::accept`]).
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    driver::accept(stream)
+}
+
+/// Accepts a WebSocket connection, letting `callback` accept or answer the
+/// request (see [`driver::accept_with`]).
+///
+/// ```no_run
+/// # async fn f(stream: tokio::net::TcpStream) -> Result<(), wsmachine_tokio::Error> {
+/// use wsmachine_tokio::{accept_with, Accept, Config, Reject};
+/// let ws = accept_with(stream, Config::default(), |req| {
+///     if req.path() != "/chat" {
+///         return Err(Reject::new(404));
+///     }
+///     Ok(Accept::new().subprotocol("chat.v1"))
+/// })
+/// .await?;
+/// # drop(ws); Ok(()) }
+/// ```
+pub fn accept_with<S, F>(
+    stream: S,
+    config: impl Into<Arc<Config>>,
+    callback: F,
+) -> impl Future<Output = Result<WebSocket<S>, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    driver::accept_with(stream, config, callback)
+}
+
+/// TCP connections through `tokio::net`, TLS through `tokio-rustls`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTcp;
+
+impl driver::Connector for TokioTcp {
+    type Runtime = Tokio;
+    type Tcp = TcpStream;
+    type Stream = MaybeTlsStream;
+    type TlsConfig = Arc<ClientConfig>;
+
+    async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    fn plain(tcp: TcpStream) -> MaybeTlsStream {
+        MaybeTlsStream::Plain(tcp)
+    }
+
+    async fn tls(
+        tcp: TcpStream,
+        host: &str,
+        config: Option<Arc<ClientConfig>>,
+    ) -> Result<MaybeTlsStream, Error> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| Error::Url(wsmachine::UrlError::Host(host.to_owned())))?;
+        let config = config.unwrap_or_else(default_tls_config);
+        let stream = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(Error::Tls)?;
+        Ok(MaybeTlsStream::Rustls(Box::new(stream)))
+    }
+}
+
+/// Builds a client connection (headers, subprotocols, compression,
+/// [`Config`], handshake timeout, TLS, proxy); see [`driver::ConnectBuilder`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), wsmachine_tokio::Error> {
+/// use std::time::Duration;
+/// use wsmachine_tokio::ConnectBuilder;
+/// let (mut ws, response) = ConnectBuilder::new("wss://example.com/chat")
+///     .header("Authorization", "Bearer t0ken")
+///     .subprotocol("chat.v1")
+///     .handshake_timeout(Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// ws.send("hello").await?;
+/// # drop(response); Ok(()) }
+/// ```
+pub type ConnectBuilder = driver::ConnectBuilder<TokioTcp>;
+
+/// Connects to a `ws://` or `wss://` URL (webpki roots for TLS), offering
+/// permessage-deflate, through the proxy named by `https_proxy` /
+/// `http_proxy` / `all_proxy` unless `no_proxy` lists the host. Returns the
+/// WebSocket and the server's handshake response.
+pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
+    ConnectBuilder::new(url).connect().await
+}
+
+/// The default TLS client configuration: Mozilla's roots
+/// (`webpki-roots`), the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`.
+/// Built once per process.
+pub fn default_tls_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let mut cfg = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            // WebSocket over TLS is HTTP/1.1 (RFC 6455 §4.1; RFC 8441 is h2).
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(cfg)
+        })
+        .clone()
+}
+
+/// A TCP stream, with or without TLS: what [`connect`] returns for
+/// `ws://` and `wss://` URLs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MaybeTlsStream {
+    /// `ws://`
+    Plain(TcpStream),
+    /// `wss://` (boxed: a TLS session is a few KiB).
+    Rustls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl MaybeTlsStream {
+    /// The TCP stream underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTlsStream::Plain(s) => s,
+            MaybeTlsStream::Rustls(s) => s.get_ref().0,
+        }
+    }
+}
+
+macro_rules! either {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            MaybeTlsStream::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            MaybeTlsStream::Rustls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for MaybeTlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for MaybeTlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        either!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        either!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTlsStream::Plain(s) => s.is_write_vectored(),
+            MaybeTlsStream::Rustls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+/// A byte stream tunnelled over a WebSocket, from
+/// [`WebSocket::into_byte_stream`](driver::WebSocket::into_byte_stream):
+/// Tokio's `AsyncRead` + `AsyncWrite` over [`driver::ByteStream`] (each
+/// write sends one binary message of at most 64 KiB; `shutdown` closes
+/// the WebSocket with code 1000). Cancel-safe.
+///
+/// ```no_run
+/// # async fn demo(ws: wsmachine_tokio::WebSocket<tokio::net::TcpStream>) -> std::io::Result<()> {
+/// let mut tunnel = ws.into_byte_stream();
+/// let mut backend = tokio::net::TcpStream::connect("127.0.0.1:5432").await?;
+/// tokio::io::copy_bidirectional(&mut tunnel, &mut backend).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ByteStream<S>(driver::ByteStream<S, Tokio>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ByteStream<S> {
+    /// The WebSocket underneath (bytes of a message partly read are lost).
+    pub fn into_inner(self) -> WebSocket<S> {
+        self.0.into_inner()
+    }
+
+    /// The WebSocket underneath.
+    pub fn get_ref(&self) -> &WebSocket<S> {
+        self.0.get_ref()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ByteStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = std::task::ready!(self.get_mut().0.poll_read(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ByteStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().0.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().0.poll_close(cx)
+    }
 }

@@ -45,7 +45,10 @@ async fn round_trips(url: String, compression: bool) {
     ws.close(CloseCode::NORMAL, "done").await.unwrap();
     assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
     assert!(ws.recv().await.is_none());
-    assert!(matches!(ws.send("late").await, Err(Error::Closed)));
+    assert!(matches!(
+        ws.send("late").await,
+        Err(Error::Closed(wsmachine_tokio::Ended::Closed(Some(f)))) if f.code == CloseCode::NORMAL
+    ));
 }
 
 #[tokio::test]

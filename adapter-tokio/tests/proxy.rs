@@ -171,7 +171,7 @@ async fn http_proxy_407_is_a_proxy_error_with_the_status() {
     let p = http_proxy(Some(BASIC_USER_PW), 2).await;
     for url in [format!("http://{p}"), format!("http://user:wrong@{p}")] {
         match connect_err(Proxy::parse(&url).unwrap()).await {
-            Error::Proxy(msg) => assert!(msg.contains("407"), "{msg}"),
+            Error::Proxy(wsmachine::ProxyError::Status(status)) => assert_eq!(status, 407),
             e => panic!("{e:?}"),
         }
     }

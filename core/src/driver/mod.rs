@@ -1,0 +1,142 @@
+//! The one poll-level driver every adapter binds to its runtime (feature
+//! `driver`).
+//!
+//! [`WebSocket`] moves bytes between a transport and a [`Connection`],
+//! wakes at the core's deadlines and hands out events; [`split`](WebSocket::split)
+//! gives a [`WebSocketReader`] and a [`WebSocketWriter`] for separate tasks;
+//! [`ByteStream`] is the byte-stream view; [`accept_with`] and
+//! [`ConnectBuilder`] run the opening handshake. Every protocol decision
+//! (framing, masking, UTF-8, automatic Pongs, the Close echo, keepalive,
+//! every timeout, which received events hold back reading) is the core's;
+//! the driver only reads, writes, sleeps and wakes.
+//!
+//! It is generic over two small traits that a runtime adapter implements,
+//! in the manner of quinn's runtime layer and hyper's `rt`:
+//! - [`Runtime`]: the clock, a resettable [`Timer`] and the OS random
+//!   generator — the driver reads neither clock nor randomness itself, so
+//!   this module keeps core's rule of no runtime, socket or timer crate;
+//! - [`Io<S>`](Io), implemented by the runtime for its streams `S`: one
+//!   read, a vectored write, flush and shutdown, each a `poll_*`.
+//!
+//! and, for clients, a [`Connector`]: TCP connect and TLS.
+//!
+//! Everything is static generics (no `dyn` on the per-message path), and
+//! every future keeps its progress in the driver's struct, never in its own
+//! locals: dropping one (a `select!` branch that lost) loses nothing.
+//!
+//! Applications use an adapter's names (`wsmachine_tokio::WebSocket<S>` is
+//! `WebSocket<S, Tokio>`), not this module.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+mod byte_stream;
+mod error;
+mod handshake;
+mod split;
+mod state;
+mod websocket;
+
+pub use byte_stream::ByteStream;
+pub use error::{Ended, Error};
+pub use handshake::{accept, accept_with, ConnectBuilder};
+pub use split::{WebSocketReader, WebSocketWriter};
+pub use websocket::WebSocket;
+
+#[cfg(doc)]
+use crate::Connection;
+
+/// What the driver needs from an async runtime: time, a timer, randomness.
+///
+/// Implemented once per runtime by its adapter (`wsmachine_tokio::Tokio`,
+/// `wsmachine_smol::Smol`). The driver never reads the clock or the OS
+/// random generator on its own: they come in here.
+pub trait Runtime: Send + Sync + Sized + 'static {
+    /// A timer the driver re-arms for the core's next deadline.
+    type Timer: Timer;
+
+    /// The current time (the runtime's clock, so that a runtime with a
+    /// paused or mocked clock drives the core's timers too).
+    fn now() -> Instant;
+
+    /// A timer that has not been armed yet (it never fires until
+    /// [`Timer::reset`]).
+    fn timer() -> Self::Timer;
+
+    /// Fills `buf` from the OS random generator (client masking keys,
+    /// `Sec-WebSocket-Key`; RFC 6455 §10.3 needs them unpredictable).
+    fn fill_random(buf: &mut [u8]);
+}
+
+/// A resettable timer (quinn's `AsyncTimer`, hyper's `rt::Sleep`).
+pub trait Timer: Send + Unpin {
+    /// Fires at `at` instead of any earlier setting.
+    fn reset(&mut self, at: Instant);
+
+    /// `Ready` once the instant set by [`reset`](Timer::reset) has passed;
+    /// registers `cx` for the wake-up otherwise.
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// How a runtime drives a byte stream `S`: implemented by the runtime type
+/// for every stream its I/O traits cover (tokio's `AsyncRead + AsyncWrite`,
+/// futures-io's), so the driver holds the application's `S` itself.
+pub trait Io<S>: Runtime {
+    /// What [`WebSocket::into_byte_stream`] returns: [`ByteStream`] itself
+    /// where this crate implements the runtime's I/O traits for it
+    /// (futures-io), or the adapter's wrapper implementing them (tokio).
+    type ByteStream;
+
+    /// Wraps the driver's byte stream in [`Io::ByteStream`].
+    fn byte_stream(inner: ByteStream<S, Self>) -> Self::ByteStream;
+
+    /// One read into `buf`; `Ok(0)` is end of stream.
+    fn poll_read(io: &mut S, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+
+    /// One write of `buf` (possibly fewer bytes than given).
+    fn poll_write(io: &mut S, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// One write of the slices in order (possibly fewer bytes than given);
+    /// called only with two slices or more.
+    fn poll_write_vectored(
+        io: &mut S,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>>;
+
+    /// Flushes what the stream buffers (TLS records).
+    fn poll_flush(io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Shuts the write side down (TCP FIN, TLS close_notify).
+    fn poll_shutdown(io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// How a client opens its transport: TCP through the runtime, then TLS
+/// for `wss://`. Used by [`ConnectBuilder`].
+pub trait Connector: Send + Sync + 'static {
+    /// The runtime that drives the streams.
+    type Runtime: Io<Self::Tcp> + Io<Self::Stream>;
+    /// The runtime's TCP stream.
+    type Tcp: Send + Unpin + 'static;
+    /// What `connect` returns: TCP, plain or under TLS.
+    type Stream: Send + Unpin + 'static;
+    /// The TLS client configuration (`Arc<rustls::ClientConfig>`).
+    type TlsConfig: Clone + Send + Sync + 'static;
+
+    /// Resolves `host` and connects to `port`, with `TCP_NODELAY` set
+    /// (frames are whole messages already: Nagle only adds latency).
+    fn connect_tcp(host: &str, port: u16) -> impl Future<Output = io::Result<Self::Tcp>> + Send;
+
+    /// The stream for `ws://`.
+    fn plain(tcp: Self::Tcp) -> Self::Stream;
+
+    /// Runs TLS for `wss://` over `tcp` with the server name `host`
+    /// (ALPN `http/1.1`), with `config` or the adapter's default.
+    fn tls(
+        tcp: Self::Tcp,
+        host: &str,
+        config: Option<Self::TlsConfig>,
+    ) -> impl Future<Output = Result<Self::Stream, Error>> + Send;
+}
