@@ -72,6 +72,7 @@ pub use proxy::{Proxy, ProxyError, ProxyHandshake, ProxyKind, ProxyStep};
 #[doc(hidden)]
 pub mod internals {
     pub use crate::client_options::{ConnectOptions, PreparedConnect, ProxySetting};
+    pub use crate::connection::KEEP_ANSWERED;
     pub use crate::deflate::{Compressor, Decompressor};
     pub use crate::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
     pub use crate::handshake::{ClientHandshake, ClientOutcome};

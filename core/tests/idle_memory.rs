@@ -169,7 +169,11 @@ fn a_burst_of_tiny_frames_leaves_no_queue_behind() {
                 assert!(matches!(ev, Event::Binary(_) | Event::Ping(_)), "{ev:?}");
                 n += 1;
             }
-            assert_eq!(n, burst.len() / frame.len());
+            // Every message is delivered; of answered Pings, the first 16
+            // (they need nothing from the application; see `Event::Ping`).
+            let frames = burst.len() / frame.len();
+            let want = if name == "empty Pings" { 16 } else { frames };
+            assert_eq!(n, want);
             while conn.poll_transmit().is_some() {}
         }
         let held = (live() - before) / conns.len() as isize;

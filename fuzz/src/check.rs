@@ -12,14 +12,22 @@
 //! - a protocol error is followed on the wire by one Close frame carrying the
 //!   error's close code; after an error the only output allowed is a Close;
 //! - a received Close is answered (our Close is on the wire by the end of the
-//!   step), and with auto-pong a Ping is answered with its payload;
+//!   step), and with auto-pong a Ping is answered with its payload: the Pongs
+//!   on the wire are exactly the Pings reported when fewer than
+//!   `KEEP_ANSWERED` answered events (answered Pings, Pongs) were reported,
+//!   and start with them otherwise;
+//! - at most `KEEP_ANSWERED` answered events wait unread, and
+//!   `pending_events_for_read_ahead` counts the others;
+//! - on every other step `release_close` is called before the events are
+//!   taken: when it releases a Close, only answered events come before the
+//!   Close or Error event, and our Close is on the wire;
 //! - the state only moves forward (Connecting → Open → Closing → Closed) and
 //!   is Closed after an error;
 //! - everything queued is handed out (`pending_output() == 0` after draining).
 
 use std::time::Instant;
 
-use wsmachine::internals::{FrameHeader, RSV1};
+use wsmachine::internals::{FrameHeader, KEEP_ANSWERED, RSV1};
 use wsmachine::{
     apply_mask, CloseCode, Connection, ConnectionError, Event, MessageKind, OpCode, Role, State,
 };
@@ -189,6 +197,18 @@ pub(crate) struct Checked {
     close_event: bool,
     /// Streaming mode: kind and size so far of the message in progress.
     fragment: Option<(MessageKind, usize)>,
+    /// Pongs the application queued since the last step (see `pong`).
+    app_pongs: Vec<Vec<u8>>,
+    /// Steps taken (`release_close` is tried on odd ones).
+    steps: u64,
+    /// Some step reported `KEEP_ANSWERED` answered events: later ones may
+    /// have gone unreported.
+    pub(crate) capped: bool,
+}
+
+/// Whether `ev` is an answered event: a Pong, or a Ping the core answered.
+pub(crate) fn is_answered(ev: &Event, auto_pong: bool) -> bool {
+    matches!(ev, Event::Pong(_)) || (auto_pong && matches!(ev, Event::Ping(_)))
 }
 
 impl Checked {
@@ -205,6 +225,17 @@ impl Checked {
             error: None,
             close_event: false,
             fragment: None,
+            app_pongs: Vec::new(),
+            steps: 0,
+            capped: false,
+        }
+    }
+
+    /// `Connection::pong`, noting the payload so the step tells it from
+    /// the core's answers.
+    pub(crate) fn pong(&mut self, payload: &[u8]) {
+        if self.conn.pong(payload).is_ok() {
+            self.app_pongs.push(payload.to_vec());
         }
     }
 
@@ -217,6 +248,21 @@ impl Checked {
         let close_sent_before = self.wire.close_sent;
         let error_before = self.error.is_some();
         let mut step = Step::default();
+        self.steps += 1;
+        let pending = self.conn.pending_events();
+        let counted = self.conn.pending_events_for_read_ahead();
+        assert!(
+            counted <= pending && pending - counted <= KEEP_ANSWERED,
+            "{pending} events waiting, {counted} counted for read-ahead"
+        );
+        // A driver whose application only sends releases the Close held
+        // behind answered events; half the steps do too, the others leave
+        // it to taking the Close or Error event.
+        let released = self.steps % 2 == 1 && self.conn.release_close();
+        if released {
+            assert_eq!(counted, 1, "Close released behind {counted} events");
+            assert!(!self.conn.release_close(), "Close released twice");
+        }
         // The adapter loop: transmit, then events, until both are empty
         // (taking an event can release output, e.g. the Close echo).
         loop {
@@ -238,6 +284,23 @@ impl Checked {
                 break;
             }
         }
+        assert_eq!(self.conn.pending_events(), 0);
+        assert_eq!(self.conn.pending_events_for_read_ahead(), 0);
+        if released {
+            let (last, ahead) = step.events.split_last().expect("a Close or Error event");
+            assert!(
+                matches!(last, Event::Close(_) | Event::Error(_)),
+                "released the Close behind {last:?}"
+            );
+            assert!(
+                ahead.iter().all(|e| is_answered(e, self.limits.auto_pong)),
+                "released the Close behind {ahead:?}"
+            );
+            assert!(
+                step.frames.last().map(|f| f.opcode) == Some(OpCode::Close),
+                "release_close sent no Close"
+            );
+        }
         if error_before {
             for f in &step.frames {
                 assert_eq!(
@@ -256,25 +319,7 @@ impl Checked {
                 "peer's Close not answered"
             );
         }
-        if self.limits.auto_pong && !close_sent_before {
-            let last_ping = step.events.iter().rev().find_map(|e| match e {
-                Event::Ping(p) => Some(p),
-                _ => None,
-            });
-            if let Some(ping) = last_ping {
-                let last_pong = step
-                    .frames
-                    .iter()
-                    .rev()
-                    .find(|f| f.opcode == OpCode::Pong)
-                    .map(|f| &f.payload[..]);
-                assert_eq!(
-                    last_pong,
-                    Some(&ping[..]),
-                    "Ping not answered with its payload"
-                );
-            }
-        }
+        self.check_pongs(&step, close_sent_before);
         let state = self.conn.state();
         assert!(
             rank(state) >= rank(self.state),
@@ -290,6 +335,67 @@ impl Checked {
             );
         }
         step
+    }
+
+    /// The answered events of a step, and the Pongs on the wire against
+    /// the Pings reported (RFC 6455 §5.5.2, §5.5.3).
+    fn check_pongs(&mut self, step: &Step, close_sent_before: bool) {
+        let answered = step
+            .events
+            .iter()
+            .filter(|e| is_answered(e, self.limits.auto_pong))
+            .count();
+        assert!(
+            answered <= KEEP_ANSWERED,
+            "{answered} answered events in one step"
+        );
+        self.capped |= answered == KEEP_ANSWERED;
+        let mut pongs: Vec<&[u8]> = step
+            .frames
+            .iter()
+            .filter(|f| f.opcode == OpCode::Pong)
+            .map(|f| &f.payload[..])
+            .collect();
+        // The application's own Pongs (none after our Close).
+        for p in std::mem::take(&mut self.app_pongs) {
+            if let Some(i) = pongs.iter().position(|q| *q == &p[..]) {
+                pongs.remove(i);
+            } else {
+                assert!(
+                    close_sent_before || self.wire.stopped,
+                    "Pong {p:?} not sent"
+                );
+            }
+        }
+        if !self.limits.auto_pong || close_sent_before {
+            // No Pong from the core (none after our Close, RFC 6455 §5.5.1).
+            assert!(pongs.is_empty(), "{} Pongs not asked for", pongs.len());
+            return;
+        }
+        let pings: Vec<&[u8]> = step
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Ping(p) => Some(&p[..]),
+                _ => None,
+            })
+            .collect();
+        // At most 16 Pongs wait; more Pings in one read are answered by
+        // the first 15 and the latest (RFC 6455 §5.5.3).
+        assert!(pongs.len() <= 16, "{} Pongs in one step", pongs.len());
+        if answered < KEEP_ANSWERED {
+            // Every Ping of the step was reported, so each is answered with
+            // its payload, in order, and nothing else is.
+            assert_eq!(pongs, pings, "Pings not answered with their payload");
+        } else {
+            // Later ones may be unreported: the reported Pings are the
+            // first received, answered first.
+            let n = pings.len().min(15);
+            assert!(
+                pongs.len() >= pings.len() && pongs[..n] == pings[..n],
+                "Pings {pings:?} answered by {pongs:?}"
+            );
+        }
     }
 
     fn check_error_step(&self, err: &ConnectionError, step: &Step, close_sent_before: bool) {

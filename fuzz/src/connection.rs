@@ -335,7 +335,7 @@ pub(crate) fn run(input: &ConnInput, input_len: usize) {
                     assert!(r.is_err(), "ping of {} bytes accepted", p.len());
                 }
             }
-            Op::Pong(p) => drop(c.conn.pong(p)),
+            Op::Pong(p) => c.pong(p),
             Op::Close { code, reason } => {
                 let r = c.conn.close(now, CloseCode::from(*code), reason);
                 if !CloseCode::from(*code).is_sendable() || reason.len() > 123 {

@@ -5,11 +5,11 @@
 //! negotiated, bit 2: streaming instead of reassembly, bit 3: small limits,
 //! bits 4–7: chunk size for the second feeding), then the wire bytes.
 
-use wsmachine::internals::FrameHeader;
-use wsmachine::{Config, Connection, DeflateParams, Event, Negotiated, Role, SeededMask};
+use wsmachine::internals::{FrameHeader, KEEP_ANSWERED};
+use wsmachine::{Config, Connection, DeflateParams, Event, Negotiated, OpCode, Role, SeededMask};
 
 use crate::alloc::Peak;
-use crate::check::{epoch, Checked, Limits};
+use crate::check::{epoch, Checked, Limits, Step};
 
 /// Runs the target.
 pub fn frame_decode(data: &[u8]) {
@@ -18,25 +18,112 @@ pub fn frame_decode(data: &[u8]) {
         return;
     };
     let peak = Peak::start();
+    // The reference: one byte per step completes at most one frame, so no
+    // answered event can go unreported and no Pong be coalesced.
+    let reference = feed(cfg, wire, 1);
+    reference.check_every_ping_answered();
     let whole = feed(cfg, wire, wire.len().max(1));
     let chunk = usize::from(cfg >> 4) + 1;
     let pieces = feed(cfg, wire, chunk);
-    assert_eq!(
-        whole, pieces,
-        "events depend on chunking (chunks of {chunk})"
-    );
-    // Both event lists are still held: the bound covers their payloads, at
-    // most twice over (a message's buffer may have grown by doubling).
-    let held: usize = whole
+    for (run, chunk) in [(&whole, wire.len().max(1)), (&pieces, chunk)] {
+        assert_eq!(
+            run,
+            &reference.as_if_chunked(chunk, wire.len()),
+            "events or frames depend on chunking (chunks of {chunk})"
+        );
+    }
+    // The three runs' events are still held: the bound covers their
+    // payloads, at most twice over (a message's buffer may have grown by
+    // doubling).
+    let held: usize = [&reference, &whole, &pieces]
         .iter()
-        .chain(&pieces)
-        .map(|e| payload_len(e) * 2 + 256)
+        .flat_map(|r| &r.events)
+        .map(|(_, e)| payload_len(e) * 2 + 256)
         .sum();
     let (frame, message) = limits(cfg);
     peak.check(
         (2 << 20) + 8 * (frame + message) + 16 * data.len() + held,
         "frame_decode",
     );
+}
+
+/// What one feeding produced, each item with the step (the piece fed, or
+/// the end of the stream) that produced it.
+#[derive(Debug, PartialEq)]
+struct Run {
+    events: Vec<(usize, Event)>,
+    /// Our frames, as (opcode, payload).
+    frames: Vec<(usize, OpCode, Vec<u8>)>,
+}
+
+impl Run {
+    /// In the one-byte reference, every Ping is answered with its payload,
+    /// in order, in its own step, and nothing else is a Pong.
+    fn check_every_ping_answered(&self) {
+        let pings: Vec<(usize, &[u8])> = self
+            .events
+            .iter()
+            .filter_map(|(s, e)| match e {
+                Event::Ping(p) => Some((*s, &p[..])),
+                _ => None,
+            })
+            .collect();
+        let pongs: Vec<(usize, &[u8])> = self
+            .frames
+            .iter()
+            .filter(|f| f.1 == OpCode::Pong)
+            .map(|(s, _, p)| (*s, &p[..]))
+            .collect();
+        assert_eq!(pongs, pings, "Pings not answered with their payload");
+    }
+
+    /// What a feeding in pieces of `chunk` bytes must produce, from the
+    /// one-byte reference: a frame completes in the piece holding its last
+    /// byte, so step `s` of the reference (byte `s`, or the end of the
+    /// stream at `len`) becomes piece `s / chunk`. Every event and frame
+    /// is the same, in the same order, but for the answered events (Pings,
+    /// all answered with auto-pong, and Pongs): of those a piece brings,
+    /// the first `KEEP_ANSWERED` are reported; and for the Pongs: of more
+    /// than 16 Pings in a piece, the first 15 and the last are answered
+    /// (RFC 6455 §5.5.3).
+    fn as_if_chunked(&self, chunk: usize, len: usize) -> Run {
+        let pieces = len.div_ceil(chunk);
+        let at = |s: usize| if s >= len { pieces } else { s / chunk };
+        let mut events = Vec::new();
+        let mut answered = (usize::MAX, 0);
+        for (s, e) in &self.events {
+            let step = at(*s);
+            if matches!(e, Event::Ping(_) | Event::Pong(_)) {
+                if answered.0 != step {
+                    answered = (step, 0);
+                }
+                answered.1 += 1;
+                if answered.1 > KEEP_ANSWERED {
+                    continue;
+                }
+            }
+            events.push((step, e.clone()));
+        }
+        let mut frames: Vec<(usize, OpCode, Vec<u8>)> = Vec::new();
+        let mut pongs = (usize::MAX, 0);
+        for (s, op, p) in &self.frames {
+            let step = at(*s);
+            if *op == OpCode::Pong {
+                if pongs.0 != step {
+                    pongs = (step, 0);
+                }
+                pongs.1 += 1;
+                if pongs.1 > 16 {
+                    // Coalesced: the latest takes the 16th's place.
+                    let last = frames.last_mut().expect("15 Pongs before");
+                    last.2.clone_from(p);
+                    continue;
+                }
+            }
+            frames.push((step, *op, p.clone()));
+        }
+        Run { events, frames }
+    }
 }
 
 fn payload_len(e: &Event) -> usize {
@@ -83,7 +170,7 @@ fn limits(cfg: u8) -> (usize, usize) {
     }
 }
 
-fn feed(cfg: u8, wire: &[u8], chunk: usize) -> Vec<Event> {
+fn feed(cfg: u8, wire: &[u8], chunk: usize) -> Run {
     let role = if cfg & 1 != 0 {
         Role::Server
     } else {
@@ -114,12 +201,22 @@ fn feed(cfg: u8, wire: &[u8], chunk: usize) -> Vec<Event> {
         auto_pong: true,
     };
     let mut c = Checked::new(conn, limits, false);
-    let mut events = Vec::new();
+    let mut run = Run {
+        events: Vec::new(),
+        frames: Vec::new(),
+    };
+    let mut record = |i: usize, step: Step| {
+        run.events.extend(step.events.into_iter().map(|e| (i, e)));
+        run.frames
+            .extend(step.frames.into_iter().map(|f| (i, f.opcode, f.payload)));
+    };
+    let mut steps = 0;
     for piece in wire.chunks(chunk) {
         c.conn.receive(epoch(), piece);
-        events.extend(c.step().events);
+        record(steps, c.step());
+        steps += 1;
     }
     c.conn.receive_eof(epoch());
-    events.extend(c.step().events);
-    events
+    record(steps, c.step());
+    run
 }

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use wsmachine::{
-    Accept, ClientRequest, CloseCode, Config, Connection, Event, Message, MessageKind, SeededMask,
-    State,
+    Accept, ClientRequest, CloseCode, Config, Connection, Event, Message, MessageKind, OpCode,
+    SeededMask, State,
 };
 
 use crate::check::{epoch, Checked, Limits};
@@ -101,6 +101,8 @@ struct Side {
     partial: Option<(MessageKind, Vec<u8>)>,
     pings: Vec<Vec<u8>>,
     pongs: Vec<Vec<u8>>,
+    /// The Pongs this side sent (its answers to the other's Pings).
+    sent_pongs: Vec<Vec<u8>>,
     closes: Vec<wsmachine::CloseFrame>,
     /// Bytes this side sent that the other has not received yet.
     out: VecDeque<u8>,
@@ -114,6 +116,7 @@ impl Side {
             partial: None,
             pings: Vec::new(),
             pongs: Vec::new(),
+            sent_pongs: Vec::new(),
             closes: Vec::new(),
             out: VecDeque::new(),
         }
@@ -123,6 +126,12 @@ impl Side {
     fn step(&mut self) {
         let step = self.c.step();
         self.out.extend(step.bytes);
+        self.sent_pongs.extend(
+            step.frames
+                .into_iter()
+                .filter(|f| f.opcode == OpCode::Pong)
+                .map(|f| f.payload),
+        );
         for ev in step.events {
             match ev {
                 Event::Request(_) => {
@@ -307,19 +316,33 @@ pub(crate) fn run(input: &RtInput) {
     settle(&mut client, &mut server);
     assert_eq!(server.received, to_server, "client → server messages");
     assert_eq!(client.received, to_client, "server → client messages");
-    assert_eq!(server.pings, pings_to_server, "client → server pings");
-    assert_eq!(client.pings, pings_to_client, "server → client pings");
-    // Pongs may be coalesced under a flood, but the last Ping is answered.
-    assert_eq!(
-        client.pongs.last(),
-        pings_to_server.last(),
-        "last pong to the client"
-    );
-    assert_eq!(
-        server.pongs.last(),
-        pings_to_client.last(),
-        "last pong to the server"
-    );
+    for (to, from, sent, dir) in [
+        (&server, &client, &pings_to_server, "client → server"),
+        (&client, &server, &pings_to_client, "server → client"),
+    ] {
+        // Every Ping arrives and is reported, in order, unless a read
+        // brought more answered events than wait unread (16): then the
+        // ones reported are still among those sent, in order.
+        if to.c.capped {
+            assert_subsequence(&to.pings, sent, &format!("{dir} pings"));
+        } else {
+            assert_eq!(&to.pings, sent, "{dir} pings");
+        }
+        // The Pongs on the wire answer Pings sent, in order, the last one
+        // included (more than 16 waiting may be coalesced, RFC 6455
+        // §5.5.3); the Pongs reported are among them.
+        assert_subsequence(&to.sent_pongs, sent, &format!("{dir} pongs sent"));
+        assert_eq!(
+            to.sent_pongs.last(),
+            sent.last(),
+            "{dir}: last Ping answered"
+        );
+        if from.c.capped {
+            assert_subsequence(&from.pongs, &to.sent_pongs, &format!("{dir} pongs"));
+        } else {
+            assert_eq!(from.pongs, to.sent_pongs, "{dir} pongs reported");
+        }
+    }
 
     // The closing handshake, started by the client.
     client
@@ -345,4 +368,15 @@ pub(crate) fn run(input: &RtInput) {
     client.c.conn.receive_eof(now);
     client.step();
     assert!(client.c.conn.should_close_transport());
+}
+
+/// `sub` is `full` with some items left out, the rest in order.
+fn assert_subsequence(sub: &[Vec<u8>], full: &[Vec<u8>], what: &str) {
+    let mut rest = full.iter();
+    for (i, item) in sub.iter().enumerate() {
+        assert!(
+            rest.any(|x| x == item),
+            "{what}: item {i} ({item:?}) out of order or never sent"
+        );
+    }
 }

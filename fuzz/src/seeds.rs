@@ -81,6 +81,18 @@ fn peer_frames(sender: Role, deflate: bool, script: u8) -> Vec<u8> {
             ok(c.send_text(&text));
             ok(c.send_binary(&[7; 70]));
         }
+        6 => {
+            // More answered events than wait unread, around a message.
+            for i in 0..40u8 {
+                ok(c.ping(&[i; 3]));
+            }
+            ok(c.pong(b"unasked"));
+            ok(c.send_text("between"));
+            for i in 0..20u8 {
+                ok(c.ping(&[i]));
+            }
+            ok(c.close(crate::check::epoch(), CloseCode::NORMAL, "flood"));
+        }
         _ => {
             ok(c.send_fragment(MessageKind::Binary, &[1; 200], false));
             ok(c.send_fragment(MessageKind::Binary, &[2; 10], false));
@@ -92,10 +104,12 @@ fn peer_frames(sender: Role, deflate: bool, script: u8) -> Vec<u8> {
 }
 
 fn frames(out: &mut Vec<Seed>) {
-    for script in 0..6u8 {
+    for script in 0..7u8 {
         for deflate in [false, true] {
             for (sender, server_bit) in [(Role::Client, 1u8), (Role::Server, 0)] {
-                let cfg = server_bit | u8::from(deflate) << 1 | (script % 3) << 4;
+                // The flood in pieces of 13 bytes: some hold several Pings.
+                let chunk = if script == 6 { 12 } else { script % 3 };
+                let cfg = server_bit | u8::from(deflate) << 1 | chunk << 4;
                 let mut data = vec![cfg];
                 data.extend(peer_frames(sender, deflate, script));
                 let name = format!(

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use recv::{ReceiveHalf, State};
+pub use recv::{ReceiveHalf, State, KEEP_ANSWERED};
 pub use send::SendHalf;
 
 use link::Link;
@@ -46,9 +46,25 @@ pub enum Event {
     Binary(Bytes),
     /// A frame of a message, when `Config::reassemble` is off.
     Fragment(Fragment),
-    /// A Ping arrived (already answered when `Config::auto_pong` is on).
+    /// A Ping arrived.
+    ///
+    /// With `Config::auto_pong` on (the default) the core has already
+    /// queued its Pong (with the payload; none once our Close is queued,
+    /// as the closing handshake answers it), so the event is only news.
+    /// Such answered Pings, and Pongs, need nothing from the application
+    /// and do not count in [`Connection::pending_events_for_read_ahead`];
+    /// so that they cannot pile up meanwhile, at most 16 of them wait
+    /// unread. One that arrives while 16 wait is answered all the same but
+    /// not reported; reporting resumes once the application takes one of
+    /// those waiting. The Pings and Pongs reported are thus the ones
+    /// received, in order, less those that arrived while 16 waited.
+    ///
+    /// With `auto_pong` off every Ping is reported (the application
+    /// answers it), and it counts against read-ahead like a message.
+    /// Nothing but answered Pings and Pongs is ever left unreported.
     Ping(Bytes),
-    /// A Pong arrived.
+    /// A Pong arrived. Counts with the answered Pings: at most 16 of them
+    /// wait unread, later ones are not reported (see [`Event::Ping`]).
     Pong(Bytes),
     /// The peer's Close frame (already echoed when the peer started the close).
     Close(CloseFrame),
@@ -455,9 +471,29 @@ impl Connection {
     /// its read-ahead with this, and should leave events in the core until
     /// the application asks: replies to a Close or a protocol error are
     /// released when their event is taken, after the application's answers
-    /// to the messages before them.
+    /// to the messages before them (or by [`Connection::release_close`]
+    /// when only answered Pings and Pongs come before). To bound
+    /// read-ahead, [`Connection::pending_events_for_read_ahead`] leaves
+    /// those out.
     pub fn pending_events(&self) -> usize {
         self.rx.pending_events()
+    }
+
+    /// Events waiting that should hold back reading ahead: all but the
+    /// Pings the core has answered and the Pongs (see
+    /// [`ReceiveHalf::pending_events_for_read_ahead`]).
+    pub fn pending_events_for_read_ahead(&self) -> usize {
+        self.rx.pending_events_for_read_ahead()
+    }
+
+    /// Queues the Close frame held back behind unread events (the echo of
+    /// the peer's Close, or ours after a protocol error) when only answered
+    /// Pings and Pongs come before its event; takes no event. Returns
+    /// whether a Close frame was queued. See [`ReceiveHalf::release_close`].
+    ///
+    /// After calling this: call `poll_transmit` if it returned `true`.
+    pub fn release_close(&mut self) -> bool {
+        self.rx.release_close()
     }
 
     /// When `handle_timeout` should be called next.

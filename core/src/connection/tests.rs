@@ -1668,3 +1668,187 @@ fn rfc7692_a_bfinal_message_keeps_its_window_for_the_next() {
         );
     }
 }
+
+/// Our output decoded into frames, unmasked: (opcode, payload).
+fn own_frames(mut out: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while let Some((h, n)) = FrameHeader::decode(out).unwrap() {
+        let end = n + h.payload_len as usize;
+        let mut payload = out[n..end].to_vec();
+        if let Some(m) = h.mask {
+            apply_mask(&mut payload, m, 0);
+        }
+        frames.push((h.opcode, payload));
+        out = &out[end..];
+    }
+    assert!(out.is_empty(), "a partial frame sent");
+    frames
+}
+
+fn drain_frames(c: &mut Connection) -> Vec<(OpCode, Vec<u8>)> {
+    let out: Vec<u8> = std::iter::from_fn(|| c.poll_transmit()).flatten().collect();
+    own_frames(&out)
+}
+
+/// RFC 6455 §5.5.2: an application that only sends (it never takes an
+/// event) still has every Ping answered, each with its payload, in order:
+/// answered Pings do not count against read-ahead, and at most
+/// `KEEP_ANSWERED` of them wait unread; the rest are answered unreported.
+#[test]
+fn rfc6455_5_5_2_a_send_only_application_answers_every_ping() {
+    for role in [Role::Server, Role::Client] {
+        let mut c = open_upgraded(role);
+        let now = Instant::now();
+        let mut pongs = Vec::new();
+        for i in 0..1000u32 {
+            c.receive(now, &peer_frame(role, 0x89, &i.to_be_bytes(), i));
+            assert_eq!(c.pending_events_for_read_ahead(), 0, "{role:?} Ping {i}");
+            assert!(c.pending_events() <= KEEP_ANSWERED, "{role:?} Ping {i}");
+            c.send_text("mine").unwrap();
+            for (op, p) in drain_frames(&mut c) {
+                match op {
+                    OpCode::Pong => pongs.push(p),
+                    OpCode::Text => assert_eq!(p, b"mine"),
+                    other => panic!("{role:?}: {other:?} sent"),
+                }
+            }
+        }
+        let want: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(pongs, want, "{role:?}");
+        // The first 16 are reported; once the application takes events
+        // again, the next Ping is too. Pongs count the same way.
+        let first: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+        let want: Vec<Event> = (0..KEEP_ANSWERED as u32)
+            .map(|i| Event::Ping(Bytes::copy_from_slice(&i.to_be_bytes())))
+            .collect();
+        assert_eq!(first, want, "{role:?}");
+        c.receive(now, &peer_frame(role, 0x89, b"again", 1));
+        c.receive(now, &peer_frame(role, 0x8A, b"pong", 2));
+        assert_eq!(
+            c.poll_event(),
+            Some(Event::Ping(Bytes::from_static(b"again")))
+        );
+        assert_eq!(
+            c.poll_event(),
+            Some(Event::Pong(Bytes::from_static(b"pong")))
+        );
+        assert_eq!(c.poll_event(), None);
+    }
+}
+
+/// A Ping the application answers itself (`auto_pong` off) is never
+/// dropped and holds back read-ahead like a message.
+#[test]
+fn pings_the_application_answers_count_and_are_all_reported() {
+    let cfg = Config {
+        auto_pong: false,
+        ..Config::default()
+    };
+    let (mut s, now) = open_server(cfg);
+    for i in 0..40u32 {
+        s.receive(now, &client_frame(0x89, &i.to_be_bytes()));
+        s.receive(now, &client_frame(0x8A, b"p"));
+    }
+    assert_eq!(s.pending_events_for_read_ahead(), 40);
+    assert_eq!(s.pending_events(), 40 + KEEP_ANSWERED);
+    assert!(drain_frames(&mut s).is_empty(), "no Pong from the core");
+    let pings: Vec<Event> = std::iter::from_fn(|| s.poll_event())
+        .filter(|e| matches!(e, Event::Ping(_)))
+        .collect();
+    assert_eq!(pings.len(), 40);
+}
+
+/// The peer's Close behind answered Pings and Pongs is echoed by
+/// `release_close` though the application took no event, and every event
+/// is still there for it, in order (RFC 6455 §5.5.1).
+#[test]
+fn rfc6455_5_5_1_release_close_echoes_a_close_behind_answered_pings() {
+    for role in [Role::Server, Role::Client] {
+        for pings in [0, 1, 3, 40] {
+            let mut c = open_upgraded(role);
+            let now = Instant::now();
+            let mut wire = Vec::new();
+            for i in 0..pings {
+                wire.extend(peer_frame(role, 0x89, &[i as u8], i));
+            }
+            wire.extend(peer_frame(role, 0x8A, b"pong", 99));
+            wire.extend(peer_frame(role, 0x88, &[0x03, 0xe8, b'b', b'y', b'e'], 7));
+            c.receive(now, &wire);
+            assert_eq!(c.pending_events_for_read_ahead(), 1);
+            let before = drain_frames(&mut c);
+            assert!(
+                before.iter().all(|(op, _)| *op == OpCode::Pong),
+                "{before:?}"
+            );
+            assert_eq!(before.len(), pings.min(16) as usize);
+            assert!(c.release_close(), "{role:?} {pings}");
+            assert_eq!(drain_frames(&mut c), [(OpCode::Close, vec![0x03, 0xe8])]);
+            assert!(!c.release_close(), "only once");
+            assert_eq!(c.state(), State::Closed);
+            assert_eq!(c.should_close_transport(), role == Role::Server);
+            let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+            let reported = (pings as usize + 1).min(KEEP_ANSWERED);
+            assert_eq!(events.len(), reported + 1, "{role:?} {pings}: {events:?}");
+            assert!(matches!(events.last(), Some(Event::Close(f)) if f.reason == "bye"));
+            assert!(drain_frames(&mut c).is_empty(), "one Close");
+        }
+    }
+}
+
+/// `release_close` leaves the Close behind anything the application
+/// answers (a message, a Ping with `auto_pong` off), so its answers go
+/// first; once it took those, the Close goes without taking the Close
+/// event. The Close of a protocol error is released the same way.
+#[test]
+fn release_close_waits_for_what_the_application_answers() {
+    let close = client_frame(0x88, &[0x03, 0xe8]);
+    let manual = Config {
+        auto_pong: false,
+        ..Config::default()
+    };
+    for (cfg, first) in [
+        (Config::default(), client_frame(0x81, b"hi")),
+        (manual, client_frame(0x89, b"hi")),
+    ] {
+        let (mut s, now) = open_server(cfg);
+        s.receive(
+            now,
+            &[first, client_frame(0x8A, b""), close.clone()].concat(),
+        );
+        assert_eq!(s.pending_events_for_read_ahead(), 2);
+        assert!(!s.release_close());
+        assert!(drain_frames(&mut s).is_empty());
+        match s.poll_event() {
+            Some(Event::Text(t)) => s.send(t).unwrap(),
+            Some(Event::Ping(p)) => s.pong(&p).unwrap(),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.release_close());
+        let out = drain_frames(&mut s);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1, b"hi", "the answer goes first");
+        assert_eq!(out[1], (OpCode::Close, vec![0x03, 0xe8]));
+        assert_eq!(s.poll_event(), Some(Event::Pong(Bytes::new())));
+        assert!(matches!(s.poll_event(), Some(Event::Close(_))));
+        assert!(drain_frames(&mut s).is_empty(), "one Close");
+    }
+    // Our Close after a protocol error, behind an answered Ping.
+    let (mut s, now) = open_server(Config::default());
+    s.receive(
+        now,
+        &[client_frame(0x89, b"x"), client_frame(0xA1, b"bad")].concat(),
+    );
+    assert!(s.release_close());
+    let out = drain_frames(&mut s);
+    assert_eq!(out[0], (OpCode::Pong, b"x".to_vec()));
+    assert_eq!(out[1].0, OpCode::Close);
+    assert_eq!(out[1].1[..2], 1002u16.to_be_bytes());
+    assert!(s.should_close_transport());
+    assert_eq!(s.poll_event(), Some(Event::Ping(Bytes::from_static(b"x"))));
+    assert!(matches!(s.poll_event(), Some(Event::Error(_))));
+    // Nothing held back: nothing to release.
+    let (mut s, now) = open_server(Config::default());
+    assert!(!s.release_close());
+    s.receive(now, &client_frame(0x89, b""));
+    assert!(!s.release_close());
+}

@@ -22,16 +22,24 @@ impl ReceiveHalf {
     ) -> Result<(), ProtocolError> {
         match h.opcode {
             OpCode::Ping => {
-                if self.config.auto_pong && self.link.close_sent_at().is_none() {
-                    self.link.push(Reply::Pong(payload.clone()));
+                if self.config.auto_pong {
+                    // After our Close no Pong may follow; the Ping is
+                    // answered all the same by the closing handshake.
+                    if self.link.close_sent_at().is_none() {
+                        self.link.push(Reply::Pong(payload.clone()));
+                    }
+                    self.push_answered(Event::Ping(payload));
+                } else {
+                    // The application answers: the event must reach it, and
+                    // it counts against read-ahead like a message.
+                    self.events.push_back(Event::Ping(payload));
                 }
-                self.events.push_back(Event::Ping(payload));
             }
             OpCode::Pong => {
                 if self.ping_sent.is_some() && payload[..] == self.ping_count.to_be_bytes() {
                     self.ping_sent = None;
                 }
-                self.events.push_back(Event::Pong(payload));
+                self.push_answered(Event::Pong(payload));
             }
             OpCode::Close => {
                 let frame = CloseFrame::parse(&payload)?;

@@ -46,6 +46,10 @@ const SMALL_COPY: usize = 4 << 10;
 /// of a typical 48 KiB L1 data cache).
 const RECEIVE_STEP: usize = 16 << 10;
 
+/// Answered Pings and Pongs that wait unread at most (see `push_answered`
+/// and [`Event::Ping`]).
+pub const KEEP_ANSWERED: usize = 16;
+
 /// An event queue drained while holding more than this many slots gives
 /// them back: a burst of control frames must not leave an idle connection
 /// holding its queue (48 bytes a slot).
@@ -166,6 +170,10 @@ pub struct ReceiveHalf {
     ready_count: usize,
     /// What the message in progress reserved from `config.memory_budget`.
     held: Held,
+    /// Events in `events` that need nothing from the application: Pings
+    /// already answered and Pongs (see `push_answered`). At most
+    /// `KEEP_ANSWERED`.
+    answered: usize,
 }
 
 impl std::fmt::Debug for ReceiveHalf {
@@ -218,6 +226,7 @@ impl ReceiveHalf {
             ready: 0,
             ready_count: 0,
             held: Held::default(),
+            answered: 0,
             config: cfg,
         }
     }
@@ -259,6 +268,20 @@ impl ReceiveHalf {
 
     pub(crate) fn push_event(&mut self, ev: Event) {
         self.events.push_back(ev);
+    }
+
+    /// Queues a Ping the core has answered, or a Pong. They need nothing
+    /// from the application, so they do not count against read-ahead
+    /// (`pending_events_for_read_ahead`): an application that only sends
+    /// keeps reading, answering Pings and echoing a Close behind them. So
+    /// that they cannot pile up meanwhile, at most `KEEP_ANSWERED` wait
+    /// unread; later ones are answered but not reported until the
+    /// application takes events again.
+    fn push_answered(&mut self, ev: Event) {
+        if self.answered < KEEP_ANSWERED {
+            self.answered += 1;
+            self.events.push_back(ev);
+        }
     }
 
     /// Moves the frames of the ready region into the event queue, before
@@ -425,12 +448,21 @@ impl ReceiveHalf {
             return Some(ev);
         }
         let ev = self.events.pop_front()?;
+        if matches!(ev, Event::Pong(_)) || (matches!(ev, Event::Ping(_)) && self.config.auto_pong) {
+            // Queued by `push_answered` (Pings only with `auto_pong`).
+            self.answered -= 1;
+        }
         if self.events.is_empty()
             && (self.events.capacity() > KEEP_EVENT_SLOTS
-                || matches!(ev, Event::Request(_) | Event::Connected(_)))
+                || matches!(
+                    ev,
+                    Event::Request(_) | Event::Connected(_) | Event::Ping(_) | Event::Pong(_)
+                ))
         {
             // Messages mostly skip the queue (see `ready`): the slots the
-            // handshake's event took are not kept for the connection's life.
+            // handshake's event took are not kept for the connection's life,
+            // nor those of a burst of control frames (up to 16 answered
+            // ones wait, which the steady state of messages never needs).
             self.events = VecDeque::new();
         }
         if let Event::Close(_) | Event::Error(_) = ev {
@@ -441,16 +473,20 @@ impl ReceiveHalf {
 
     /// The Close frame held back until the application took the Close or
     /// Error event (out of line: `poll_event` runs once per message).
+    /// Returns whether a Close frame was queued.
     #[cold]
-    fn release_deferred_close(&mut self) {
-        if let Some((frame, at, done)) = self.closing.as_mut().and_then(|c| c.deferred.take()) {
-            if self.link.close_sent_at().is_none() {
-                self.link.push(Reply::Close(frame, at));
-            }
-            if done {
-                self.set_transport_done();
-            }
+    fn release_deferred_close(&mut self) -> bool {
+        let Some((frame, at, done)) = self.closing.as_mut().and_then(|c| c.deferred.take()) else {
+            return false;
+        };
+        let queued = self.link.close_sent_at().is_none();
+        if queued {
+            self.link.push(Reply::Close(frame, at));
         }
+        if done {
+            self.set_transport_done();
+        }
+        queued
     }
 
     fn set_transport_done(&mut self) {
@@ -461,6 +497,54 @@ impl ReceiveHalf {
     /// Events waiting to be taken with `poll_event`.
     pub fn pending_events(&self) -> usize {
         self.events.len() + self.ready_count
+    }
+
+    /// Events waiting that should hold back reading ahead: messages,
+    /// fragments, the Close, the error, and Pings the application answers
+    /// itself (`auto_pong` off) — not the Pings the core has answered nor
+    /// the Pongs, which need nothing from the application. At most
+    /// `pending_events()` and at least `pending_events() - 16`.
+    ///
+    /// A driver that bounds read-ahead with this (rather than with
+    /// `pending_events`) keeps reading, answering Pings and seeing the
+    /// peer's Close for an application that only sends; at most 16
+    /// answered events wait unread meanwhile, later ones are answered
+    /// without being reported (see [`Event::Ping`]).
+    pub fn pending_events_for_read_ahead(&self) -> usize {
+        self.events.len() - self.answered + self.ready_count
+    }
+
+    /// Sends the Close frame held back behind unread events — the echo of
+    /// the peer's Close, or ours after a protocol error — when nothing
+    /// before it waits for the application: every event ahead of the
+    /// `Close`/`Error` event is an answered Ping or a Pong
+    /// (`pending_events_for_read_ahead() == 1`). Returns whether a Close
+    /// frame was queued by this call; then `has_pending_replies()` is true
+    /// and the sending half has it to transmit.
+    ///
+    /// No event is taken: the answered events and the `Close`/`Error` event
+    /// stay queued, and `poll_event` still returns them in order. Behind a
+    /// message, a fragment or a Ping the application answers itself it
+    /// does nothing (the Close then leaves when `poll_event` hands out its
+    /// event, after the application's answers to what came before).
+    ///
+    /// For a driver whose application only sends: call it after each of
+    /// the application's commands (its answers to the events it took are
+    /// queued by then), so a peer's Close is echoed without `recv`.
+    /// Calling it at any other time, or again, is harmless.
+    pub fn release_close(&mut self) -> bool {
+        let held = self.closing.as_ref().is_some_and(|c| c.deferred.is_some());
+        if !held || self.pending_events_for_read_ahead() != 1 {
+            return false;
+        }
+        // The deferred Close always belongs to the last event queued
+        // (nothing is processed after a Close or an error), so the one
+        // event that counts is that Close or Error.
+        debug_assert!(matches!(
+            self.events.back(),
+            Some(Event::Close(_) | Event::Error(_))
+        ));
+        self.release_deferred_close()
     }
 
     /// Whether the sending half has control replies to encode and transmit.
