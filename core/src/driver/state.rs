@@ -143,18 +143,27 @@ impl<R: Runtime> ReadState<R> {
         Some(ev)
     }
 
-    /// Called once the application's message is encoded: when the only
-    /// event left in the core is the peer's Close (or the connection's
-    /// error), nothing the application has not seen comes before it, so it
-    /// is taken now (and kept for `recv`): its Close frame goes out even
-    /// when the application only sends. Behind unread messages it waits for
+    /// Called once the application's message is encoded: when nothing that
+    /// needs the application comes before the peer's Close (or the
+    /// connection's error) — no event at all, or only Pings the core
+    /// answered and Pongs — our Close frame goes out now, even when the
+    /// application only sends (a lone event is taken and kept for `recv`;
+    /// behind answered events [`ReceiveHalf::release_close`] sends it and
+    /// leaves them in the core). Behind unread messages it waits for
     /// `recv`, so that the answers to them go first.
     pub(crate) fn take_lone_event(&mut self) {
-        if self.rx.pending_events() == 1 && self.rx.state() != State::Open {
+        if self.rx.state() == State::Open {
+            return;
+        }
+        if self.rx.pending_events() == 1 {
             if let Some(ev) = self.rx.poll_event() {
                 self.note(&ev);
                 self.end().taken.push_back(ev);
             }
+        } else {
+            // Behind answered Pings and Pongs only: the core sends our
+            // Close and keeps every event for `recv`.
+            self.rx.release_close();
         }
     }
 
@@ -197,7 +206,8 @@ impl<R: Runtime> ReadState<R> {
     /// buffer without bound what the application does not consume
     /// (backpressure reaches the peer through TCP).
     pub(crate) fn wants_read_ahead(&self) -> bool {
-        self.rx.pending_events() + self.taken_len() < READ_AHEAD_EVENTS && self.can_read()
+        self.rx.pending_events_for_read_ahead() + self.taken_len() < READ_AHEAD_EVENTS
+            && self.can_read()
     }
 
     /// Marks the transport as unusable for reading after an I/O error.
