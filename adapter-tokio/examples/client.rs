@@ -9,11 +9,13 @@
 //! At the end of stdin it closes with code 1000 and exits 0 once the
 //! closing handshake is complete, having printed everything that arrived
 //! before it. Exits 1 with a message on stderr if the connection fails.
+//! When the server ends the connection first it exits at once (0 after a
+//! closing handshake, 1 otherwise), even while stdin is still open.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 use wsmachine_tokio::{CloseCode, ConnectBuilder, Message};
 
 #[tokio::main]
@@ -29,20 +31,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = stdin_lines();
     let mut stdin_open = true;
     while stdin_open {
         tokio::select! {
             // Both branches are cancel-safe: nothing is lost when the other wins.
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => {
+            line = lines.recv() => match line {
+                Some(Ok(line)) => {
                     if let Err(e) = ws.send(line).await {
                         eprintln!("client: send failed: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
-                Ok(None) => stdin_open = false,
-                Err(e) => {
+                None => stdin_open = false,
+                Some(Err(e)) => {
                     eprintln!("client: reading stdin: {e}");
                     stdin_open = false;
                 }
@@ -81,6 +83,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The lines of stdin, read on a thread of their own. Not
+/// `tokio::io::stdin()`: its read runs on the runtime's blocking pool, and
+/// the runtime's shutdown waits for it, so a client whose server has gone
+/// would not exit until stdin has another line. The thread is never
+/// joined: the process ends when `main` returns, whatever it is blocked on.
+fn stdin_lines() -> mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let stop = line.is_err();
+            if tx.blocking_send(line).is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn print_message(m: &Message) {

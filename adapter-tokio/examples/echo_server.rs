@@ -6,16 +6,16 @@
 //!
 //! Prints `listening on ws://ADDR` once ready. Accepts permessage-deflate
 //! when the client offers it. A plain HTTP `GET /` (no `Upgrade`) gets a
-//! small browser demo page that connects back with `new WebSocket(...)`.
+//! small browser demo page that connects back with `new WebSocket(...)`:
+//! the library reads every request head, under the opening handshake's
+//! limits and deadline, and `Config::answer_plain_http` hands a plain one
+//! to the `accept_with` callback, which answers it with a `Reject`.
 
 use std::io::Write;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use wsmachine::{HandshakeError, ServerHandshake};
-use wsmachine_tokio::{accept_with, Accept, Config};
+use wsmachine_tokio::{accept_with, Accept, Config, Error, Reject, Request};
 
 #[tokio::main]
 async fn main() {
@@ -32,6 +32,14 @@ async fn main() {
     let local = listener.local_addr().expect("bound socket has an address");
     println!("listening on ws://{local}");
     let _ = std::io::stdout().flush();
+    // One `Config` for every connection, shared: each holds a pointer to
+    // it, not a copy. Compression when offered; plain HTTP requests go to
+    // `route` instead of getting a 400, so the page is served by the same
+    // handshake, under its size limits and its 10 s deadline.
+    let config = Arc::new(Config {
+        answer_plain_http: true,
+        ..Config::with_deflate()
+    });
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -43,39 +51,22 @@ async fn main() {
             }
         };
         let _ = tcp.set_nodelay(true);
+        let config = config.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve(tcp).await {
+            if let Err(e) = serve(tcp, config).await {
                 eprintln!("echo_server: {peer}: {e}");
             }
         });
     }
 }
 
-async fn serve(mut tcp: TcpStream) -> Result<(), wsmachine_tokio::Error> {
-    // One `Config` for every connection (`Config::with_deflate()`, shared):
-    // each holds a pointer to it, not a copy.
-    let config = Config::shared_with_deflate();
-    // What is awaited before the echo loop is boxed (and `verdict` ends with
-    // its block), so none of it sizes this connection's task for its whole
-    // life: the task is the `WebSocket` and little else.
-    let head = {
-        let Some((head, verdict)) = Box::pin(read_head(&mut tcp, &config)).await? else {
-            return Ok(());
-        };
-        if let Err(HandshakeError::Upgrade | HandshakeError::Connection) = verdict {
-            if head.starts_with(b"GET ") {
-                return Box::pin(serve_page(tcp, &head)).await;
-            }
-        }
-        head
+async fn serve(tcp: TcpStream, config: Arc<Config>) -> Result<(), Error> {
+    let mut ws = match accept_with(tcp, config, route).await {
+        Ok(ws) => ws,
+        // `route` answered with a page or a 404, and that was sent.
+        Err(Error::Rejected) => return Ok(()),
+        Err(e) => return Err(e),
     };
-    // Replay what we read and let `accept_with` answer (101, or the error).
-    let stream = Prefixed {
-        prefix: head,
-        pos: 0,
-        inner: tcp,
-    };
-    let mut ws = accept_with(stream, config, |_| Ok(Accept::new())).await?;
     // The peer's Close is answered only once `recv` has handed out every
     // message before it, so each of them can still be echoed.
     while let Some(msg) = ws.recv().await {
@@ -84,98 +75,17 @@ async fn serve(mut tcp: TcpStream) -> Result<(), wsmachine_tokio::Error> {
     Ok(())
 }
 
-/// Reads the request head ourselves to tell a browser's page request from a
-/// WebSocket upgrade; the core's handshake parser decides which it is.
-/// `None` when the client left before sending a whole head.
-async fn read_head(
-    tcp: &mut TcpStream,
-    config: &Config,
-) -> std::io::Result<Option<(Vec<u8>, Result<(), HandshakeError>)>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut hs = ServerHandshake::new(config);
-    loop {
-        let start = head.len();
-        if tcp.read_buf(&mut head).await? == 0 {
-            return Ok(None);
-        }
-        match hs.receive(&head[start..]) {
-            Ok(None) => continue,
-            Ok(Some(_)) => return Ok(Some((head, Ok(())))),
-            Err(e) => return Ok(Some((head, Err(e)))),
-        }
-    }
-}
-
-async fn serve_page(mut tcp: TcpStream, head: &[u8]) -> Result<(), wsmachine_tokio::Error> {
-    let (status, body) = if head.starts_with(b"GET / ") || head.starts_with(b"GET /?") {
-        ("200 OK", PAGE)
+/// A WebSocket request is accepted, whatever its path; a plain `GET /`
+/// (a browser) gets the demo page, any other plain request a 404.
+fn route(req: &Request) -> Result<Accept, Reject> {
+    if req.is_websocket_upgrade() {
+        Ok(Accept::new())
+    } else if req.path() == "/" {
+        Err(Reject::page("text/html; charset=utf-8", PAGE))
     } else {
-        ("404 Not Found", "not found\n")
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(resp.as_bytes()).await?;
-    tcp.shutdown().await?;
-    Ok(())
-}
-
-/// A stream that first yields bytes already read from `inner`.
-struct Prefixed {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.pos < this.prefix.len() {
-            let n = (this.prefix.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        Err(Reject::new(404)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body("not found\n"))
     }
 }
 

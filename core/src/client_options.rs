@@ -19,14 +19,25 @@ use crate::error::UrlError;
 use crate::handshake::{ClientRequest, WsUrl};
 use crate::proxy::{Proxy, ProxyError};
 
-/// How a server declines an opening request (an `accept_with` callback's
-/// `Err`): the HTTP status, extra headers and body sent back instead of
-/// `101 Switching Protocols`.
+/// An HTTP answer without upgrading (an `accept_with` callback's `Err`):
+/// the status, extra headers and body sent back instead of `101 Switching
+/// Protocols`, after which the connection is closed.
+///
+/// It declines a WebSocket request (`Reject::new(403)`), or answers a plain
+/// HTTP request that a server with [`Config::answer_plain_http`] hands to
+/// its callback ([`crate::Request::is_websocket_upgrade`] is `false`):
+/// [`Reject::page`] for a 200 with a body, `Reject::new(404)` for the rest.
+/// `Content-Length` and `Connection: close` are added; the status is one of
+/// 200–599. The adapters' `accept_with` then returns their `Rejected` error,
+/// whatever the status.
 ///
 /// ```
 /// use wsmachine::Reject;
 /// let r = Reject::new(403).header("X-Reason", "banned").body("go away");
 /// assert_eq!((r.status, r.body.as_slice()), (403, &b"go away"[..]));
+/// let page = Reject::page("text/html; charset=utf-8", "<h1>hello</h1>");
+/// assert_eq!(page.status, 200);
+/// assert_eq!(page.headers, [("Content-Type".to_string(), "text/html; charset=utf-8".to_string())]);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
@@ -46,6 +57,15 @@ impl Reject {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    /// A `200 OK` with a `Content-Type` and a body: a page served in place
+    /// of a WebSocket, for a plain HTTP request (see
+    /// [`Config::answer_plain_http`]).
+    pub fn page(content_type: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Reject::new(200)
+            .header("Content-Type", content_type)
+            .body(body)
     }
 
     /// Adds a response header.

@@ -16,6 +16,7 @@ use crate::deflate::DeflateConfig;
 /// | `max_fragments` | 131 072 | frames per message; bounds per-message work |
 /// | `max_handshake_size` | 16 KiB | bytes of the HTTP head |
 /// | `max_headers` | 64 | header lines in the HTTP head |
+/// | `answer_plain_http` | `false` | server: hand a plain HTTP `GET` (no WebSocket asked for) to the application instead of refusing it with 400 |
 /// | `reassemble` | `true` | deliver whole messages; `false` streams fragments as [`crate::Event::Fragment`] |
 /// | `auto_pong` | `true` | answer every Ping with a Pong |
 /// | `ping_interval` | 30 s | keepalive Ping period (`None`: no keepalive) |
@@ -67,6 +68,20 @@ pub struct Config {
     pub max_handshake_size: usize,
     /// Largest number of header lines in the opening handshake.
     pub max_headers: usize,
+    /// Server: return a well-formed HTTP/1.1 `GET` that asks for no
+    /// WebSocket (no `Upgrade: websocket`, no `Sec-WebSocket-*` field) as a
+    /// [`crate::Request`] with [`crate::Request::is_websocket_upgrade`]
+    /// `false`, for the application to answer with an HTTP response (an
+    /// adapter's `accept_with` callback returning a `Reject`: a page, a
+    /// redirect, a 404), instead of refusing it with 400 itself.
+    ///
+    /// Off by default, so an application that accepts every request never
+    /// meets one it cannot accept. When on, the whole head is read by the
+    /// handshake, under its size limits and `opening_handshake_timeout`,
+    /// and every rule of [`crate::ServerHandshake`] but the WebSocket ones
+    /// still applies. Accepting such a request fails with
+    /// [`crate::SendError::NotAnUpgrade`]. Ignored by clients.
+    pub answer_plain_http: bool,
     /// Reassemble fragmented messages (`true`) or deliver fragments as they come.
     pub reassemble: bool,
     /// Answer Pings automatically.
@@ -96,6 +111,7 @@ impl Default for Config {
             max_fragments: 131_072,
             max_handshake_size: 16 << 10,
             max_headers: 64,
+            answer_plain_http: false,
             reassemble: true,
             auto_pong: true,
             ping_interval: Some(Duration::from_secs(30)),

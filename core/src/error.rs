@@ -313,6 +313,11 @@ pub enum SendError {
     /// Accepting with parameters the request does not allow.
     #[error("invalid accept: {0}")]
     InvalidAccept(String),
+    /// Accepting a plain HTTP request, one that asked for no WebSocket (see
+    /// [`crate::Request::is_websocket_upgrade`]): answer it with an HTTP
+    /// response (`reject`) instead.
+    #[error("the request is plain HTTP, not a WebSocket upgrade: it can only be answered with an HTTP response")]
+    NotAnUpgrade,
 }
 
 /// Which timer fired.

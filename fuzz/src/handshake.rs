@@ -8,8 +8,9 @@
 use bytes::Bytes;
 use wsmachine::internals::ClientHandshake;
 use wsmachine::{
-    accept_key, accept_response, error_response, parse_extensions, Accept, ClientRequest, Config,
-    Connection, DeflateConfig, Event, HandshakeError, Headers, Request, ServerHandshake,
+    accept_key, accept_response, error_response, parse_extensions, reject_response, Accept,
+    ClientRequest, Config, Connection, DeflateConfig, Event, HandshakeError, Headers, Request,
+    SendError, ServerHandshake,
 };
 
 use crate::alloc::Peak;
@@ -117,13 +118,34 @@ fn declares_no_body(headers: &Headers) -> bool {
 fn check_accepted_request(req: &Request, http: &[u8]) {
     let h = req.headers();
     assert!(declares_no_body(h), "accepted a request with a body");
-    for name in [
-        "host",
-        "upgrade",
-        "sec-websocket-key",
-        "sec-websocket-version",
-    ] {
-        assert_eq!(h.get_all(name).count(), 1, "accepted with {name} repeated");
+    if req.is_websocket_upgrade() {
+        for name in [
+            "host",
+            "upgrade",
+            "sec-websocket-key",
+            "sec-websocket-version",
+        ] {
+            assert_eq!(h.get_all(name).count(), 1, "accepted with {name} repeated");
+        }
+    } else {
+        // A plain request asks for no WebSocket in any way.
+        assert_eq!(h.get_all("host").count(), 1, "accepted with host repeated");
+        assert!(
+            h.get_all("upgrade").count() <= 1,
+            "accepted with upgrade repeated"
+        );
+        assert!(
+            h.get_all("upgrade").all(|v| !v
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))),
+            "a request for a WebSocket passed as plain"
+        );
+        assert!(
+            h.iter()
+                .all(|(n, _)| !n.to_ascii_lowercase().starts_with("sec-websocket-")),
+            "a request with Sec-WebSocket fields passed as plain"
+        );
+        assert!(req.key().is_empty() && req.subprotocols().is_empty());
     }
     assert!(
         !req.host().trim().contains([' ', '\t', '/', '@', '?', '#']),
@@ -166,10 +188,44 @@ pub fn server_handshake(data: &[u8]) {
     let whole = feed_server(&config, http, http.len());
     let pieces = feed_server(&config, http, chunk(cfg));
     assert_eq!(whole, pieces, "result depends on chunking");
+    // With plain HTTP answered by the application: the same result but
+    // where the default refuses a request for asking for no WebSocket.
+    let plain_config = Config {
+        answer_plain_http: true,
+        ..config.clone()
+    };
+    let plain = feed_server(&plain_config, http, http.len());
+    assert_eq!(
+        plain,
+        feed_server(&plain_config, http, chunk(cfg)),
+        "result depends on chunking"
+    );
+    match (&whole, &plain) {
+        (Err(HandshakeError::Upgrade), Ok(Some((req, rest)))) if !req.is_websocket_upgrade() => {
+            assert!(http.ends_with(rest), "rest is not the tail of the input");
+            assert!(!req.host().trim().is_empty(), "accepted without Host");
+            check_accepted_request(req, http);
+            for compression in [false, true] {
+                let accept = Accept::new().compression(compression);
+                assert_eq!(
+                    accept_response(req, &accept, config.deflate.as_ref()),
+                    Err(SendError::NotAnUpgrade),
+                    "a plain request accepted"
+                );
+            }
+            let page = reject_response(200, &[("Content-Type".into(), "text/plain".into())], b"ok")
+                .expect("a page answers a plain request");
+            let (status, hs, n) = parse_response(&page);
+            assert_eq!((status, n + 2), (200, page.len()));
+            assert_eq!(header(&hs, "content-length"), Some("2"));
+        }
+        (w, p) => assert_eq!(w, p, "answer_plain_http changed more than plain requests"),
+    }
     match &whole {
         Ok(Some((req, rest))) => {
             assert!(http.ends_with(rest), "rest is not the tail of the input");
             assert!(!req.host().trim().is_empty(), "accepted without Host");
+            assert!(req.is_websocket_upgrade(), "a plain request by default");
             check_accepted_request(req, http);
             for compression in [false, true] {
                 let accept = Accept::new().compression(compression);
@@ -217,15 +273,17 @@ pub fn server_handshake(data: &[u8]) {
         max_message_size: config.max_message_size,
         auto_pong: true,
     };
-    let mut c = Checked::new(Connection::server(config.clone(), epoch()), limits, true);
-    for piece in http.chunks(chunk(cfg)) {
-        c.conn.receive(epoch(), piece);
-        for ev in c.step().events {
-            assert!(matches!(ev, Event::Request(_) | Event::Error(_)), "{ev:?}");
+    for config in [config.clone(), plain_config] {
+        let mut c = Checked::new(Connection::server(config, epoch()), limits, true);
+        for piece in http.chunks(chunk(cfg)) {
+            c.conn.receive(epoch(), piece);
+            for ev in c.step().events {
+                assert!(matches!(ev, Event::Request(_) | Event::Error(_)), "{ev:?}");
+            }
         }
+        c.conn.receive_eof(epoch());
+        c.step();
     }
-    c.conn.receive_eof(epoch());
-    c.step();
     peak.check(
         (1 << 20) + 8 * config.max_handshake_size + 16 * data.len(),
         "server_handshake",

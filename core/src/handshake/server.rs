@@ -14,6 +14,13 @@ use crate::extensions::{parse_extensions, ExtensionOffer};
 
 /// A validated opening request, for the application to inspect before it
 /// accepts or rejects.
+///
+/// With [`Config::answer_plain_http`] set it may also be a plain HTTP/1.1
+/// `GET` that asks for no WebSocket at all (a browser loading a page, a
+/// health check): [`Request::is_websocket_upgrade`] tells which. Such a
+/// request can only be answered with an HTTP response
+/// ([`reject_response`], an `accept_with` callback's `Reject`);
+/// [`accept_response`] refuses it with [`SendError::NotAnUpgrade`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     target: String,
@@ -21,6 +28,7 @@ pub struct Request {
     key: String,
     subprotocols: Vec<String>,
     extensions: Vec<ExtensionOffer>,
+    upgrade: bool,
 }
 
 impl Request {
@@ -72,9 +80,36 @@ impl Request {
         &self.extensions
     }
 
-    /// The `Sec-WebSocket-Key`.
+    /// The `Sec-WebSocket-Key` (empty for a plain HTTP request).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Whether this is a WebSocket opening request (RFC 6455 §4.2.1), which
+    /// [`accept_response`] can answer with `101 Switching Protocols`.
+    ///
+    /// Always `true` unless the handshake was made with
+    /// [`Config::answer_plain_http`]: then `false` for a well-formed HTTP/1.1
+    /// `GET` that carries neither an `Upgrade` field listing `websocket` nor
+    /// any `Sec-WebSocket-*` field. Such a request passed every other check
+    /// of [`ServerHandshake`] (no body, one valid `Host`, origin-form
+    /// target, CRLF line ends, no folding); it has no key, subprotocols or
+    /// extensions, and is to be answered with an HTTP response, never a 101.
+    ///
+    /// ```
+    /// use wsmachine::{accept_response, reject_response, Accept, Config, SendError, ServerHandshake};
+    /// let cfg = Config { answer_plain_http: true, ..Config::default() };
+    /// let req = ServerHandshake::new(&cfg)
+    ///     .receive(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert!(!req.is_websocket_upgrade());
+    /// assert_eq!(accept_response(&req, &Accept::new(), None), Err(SendError::NotAnUpgrade));
+    /// let page = reject_response(200, &[("Content-Type".into(), "text/plain".into())], b"hi").unwrap();
+    /// assert!(page.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    /// ```
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.upgrade
     }
 }
 
@@ -169,10 +204,26 @@ impl Accept {
 /// Every error response carries `Connection: close`: after a refused
 /// handshake the connection is over, and the bytes after the head are
 /// dropped, never handed on as frames.
+///
+/// # Plain HTTP requests
+///
+/// By default a `GET` that does not ask for a WebSocket is refused like any
+/// other bad handshake (400, [`HandshakeError::Upgrade`]). With
+/// [`Config::answer_plain_http`], a `GET` with neither an `Upgrade` field
+/// listing `websocket` nor any `Sec-WebSocket-*` field is returned as a
+/// [`Request`] whose [`Request::is_websocket_upgrade`] is `false`, for the
+/// application to answer with an HTTP response of its own (a page, a
+/// redirect, a 404). Every rule of the table above up to the `Upgrade` row
+/// still applies to it: it is one head, with no body, and the connection
+/// is closed after the answer. A request that asks for a WebSocket but gets
+/// it wrong (`Upgrade: websocket` without `Connection: upgrade`, a bad key,
+/// version 8) is still refused as the table says.
 #[derive(Debug)]
 pub struct ServerHandshake {
     head: HeadBuffer,
     max_headers: usize,
+    /// [`Config::answer_plain_http`].
+    plain_http: bool,
     /// The first error; every later call returns it again.
     failed: Option<HandshakeError>,
 }
@@ -183,6 +234,7 @@ impl ServerHandshake {
         ServerHandshake {
             head: HeadBuffer::new(config.max_handshake_size),
             max_headers: config.max_headers,
+            plain_http: config.answer_plain_http,
             failed: None,
         }
     }
@@ -225,7 +277,7 @@ impl ServerHandshake {
         }
         let target = parsed.path.unwrap_or("").to_owned();
         let headers = Headers::from_httparse(parsed.headers);
-        let request = validate_request(&target, headers)?;
+        let request = validate_request(&target, headers, self.plain_http)?;
         let _ = self.head.buf.split_to(end);
         Ok(Some(request))
     }
@@ -237,7 +289,11 @@ impl ServerHandshake {
     }
 }
 
-fn validate_request(target: &str, headers: Headers) -> Result<Request, HandshakeError> {
+fn validate_request(
+    target: &str,
+    headers: Headers,
+    plain_http: bool,
+) -> Result<Request, HandshakeError> {
     // First: a body is the smuggling case, whatever else is wrong.
     check_no_body(&headers)?;
     let host = match at_most_once(&headers, "host", "Host")? {
@@ -249,6 +305,16 @@ fn validate_request(target: &str, headers: Headers) -> Result<Request, Handshake
     }
     let target = origin_form(target, host)?;
     at_most_once(&headers, "upgrade", "Upgrade")?;
+    if plain_http && !asks_for_websocket(&headers) {
+        return Ok(Request {
+            target,
+            headers,
+            key: String::new(),
+            subprotocols: Vec::new(),
+            extensions: Vec::new(),
+            upgrade: false,
+        });
+    }
     if !headers.has_token("upgrade", "websocket") {
         return Err(HandshakeError::Upgrade);
     }
@@ -283,7 +349,21 @@ fn validate_request(target: &str, headers: Headers) -> Result<Request, Handshake
         key,
         subprotocols,
         extensions,
+        upgrade: true,
     })
+}
+
+/// Whether a request asks for a WebSocket, however badly: an `Upgrade`
+/// field listing `websocket`, or any `Sec-WebSocket-*` field. Only a
+/// request that does not is a plain HTTP request; one that does is held to
+/// every rule of RFC 6455 §4.2.1. (A `Connection: upgrade` with another
+/// protocol, `h2c` say, is a plain request: a server may ignore `Upgrade`,
+/// RFC 9110 §7.8.)
+fn asks_for_websocket(headers: &Headers) -> bool {
+    headers.has_token("upgrade", "websocket")
+        || headers.iter().any(|(name, _)| {
+            name.len() >= 14 && name.as_bytes()[..14].eq_ignore_ascii_case(b"sec-websocket-")
+        })
 }
 
 /// `uri-host [":" port]` (RFC 9112 §3.2 and RFC 3986 §3.2.2): a
@@ -358,12 +438,18 @@ fn origin_form(target: &str, host: &str) -> Result<String, HandshakeError> {
 /// The `101 Switching Protocols` response for `request`, and what it negotiated.
 ///
 /// `deflate` is the server's compression policy (`None`: never compress).
-/// Fails when the chosen subprotocol was not offered or a header is not valid.
+/// Fails with [`SendError::NotAnUpgrade`] when `request` is a plain HTTP
+/// request (see [`Request::is_websocket_upgrade`]), and with
+/// [`SendError::InvalidAccept`] when the chosen subprotocol was not offered
+/// or a header is not valid.
 pub fn accept_response(
     request: &Request,
     accept: &Accept,
     deflate: Option<&DeflateConfig>,
 ) -> Result<(Bytes, Negotiated), SendError> {
+    if !request.upgrade {
+        return Err(SendError::NotAnUpgrade);
+    }
     if let Some(p) = &accept.subprotocol {
         if !request.subprotocols.iter().any(|o| o == p) {
             return Err(SendError::InvalidAccept(format!(
@@ -395,7 +481,8 @@ pub fn accept_response(
     Ok((out.freeze(), negotiated))
 }
 
-/// A response that rejects the request: status, extra headers and a body
+/// A response that rejects the request, or answers a plain HTTP request
+/// without upgrading: status (200–599, not 101), extra headers and a body
 /// (with `Content-Length` and `Connection: close`).
 pub fn reject_response(
     status: u16,
@@ -889,6 +976,215 @@ mod tests {
                 status_of(&error_response(&HandshakeError::BareLineFeed)),
                 400
             );
+        }
+    }
+
+    const PLAIN: &str = "GET /?x=1 HTTP/1.1\r\nHost: server.example.com\r\n\
+        User-Agent: Mozilla/5.0\r\nAccept: text/html\r\nConnection: keep-alive\r\n\r\n";
+
+    fn plain_config() -> Config {
+        Config {
+            answer_plain_http: true,
+            ..Config::default()
+        }
+    }
+
+    fn parse_plain(req: &str) -> Result<Option<Request>, HandshakeError> {
+        ServerHandshake::new(&plain_config()).receive(req.as_bytes())
+    }
+
+    #[test]
+    fn plain_get_is_refused_by_default() {
+        let err = parse(PLAIN).unwrap_err();
+        assert_eq!(err, HandshakeError::Upgrade);
+        assert_eq!(status_of(&error_response(&err)), 400);
+    }
+
+    #[test]
+    fn plain_get_reaches_the_application_when_asked_for() {
+        let mut wire = PLAIN.as_bytes().to_vec();
+        wire.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+        for cut in 0..wire.len() {
+            let mut hs = ServerHandshake::new(&plain_config());
+            let req = match hs.receive(&wire[..cut]).unwrap() {
+                Some(r) => r,
+                None => hs.receive(&wire[cut..]).unwrap().expect("complete"),
+            };
+            assert!(!req.is_websocket_upgrade(), "cut {cut}");
+            assert_eq!((req.path(), req.query()), ("/", Some("x=1")));
+            assert_eq!(req.host(), "server.example.com");
+            assert_eq!(req.header("accept"), Some("text/html"));
+            assert_eq!((req.key(), req.subprotocols().len()), ("", 0));
+            assert!(req.extensions().is_empty());
+        }
+        // An h2c upgrade may be ignored (RFC 9110 §7.8): plain too.
+        let h2c = PLAIN.replacen(
+            "Connection: keep-alive",
+            "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+            1,
+        );
+        assert!(!parse_plain(&h2c).unwrap().unwrap().is_websocket_upgrade());
+        // A WebSocket request is still one, with the option on.
+        let ws = parse_plain(GOOD).unwrap().unwrap();
+        assert!(ws.is_websocket_upgrade());
+        assert_eq!(ws, parse(GOOD).unwrap().unwrap());
+    }
+
+    #[test]
+    fn a_plain_request_cannot_be_accepted_only_answered() {
+        let req = parse_plain(PLAIN).unwrap().unwrap();
+        for accept in [Accept::new(), Accept::new().compression(false)] {
+            assert_eq!(
+                accept_response(&req, &accept, Some(&DeflateConfig::default())),
+                Err(SendError::NotAnUpgrade)
+            );
+        }
+        let page = reject_response(
+            200,
+            &[("Content-Type".into(), "text/html".into())],
+            b"<p>hi</p>",
+        )
+        .unwrap();
+        assert_eq!(
+            &page[..],
+            &b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\nConnection: close\r\n\r\n<p>hi</p>"[..]
+        );
+    }
+
+    #[test]
+    // A test needs some instant to start from; the core itself reads no clock.
+    #[allow(clippy::disallowed_methods)]
+    fn a_plain_request_through_a_connection_gets_the_answer_and_never_a_101() {
+        let now = std::time::Instant::now();
+        let mut conn = crate::Connection::server(plain_config(), now);
+        conn.receive(now, PLAIN.as_bytes());
+        let req = match conn.poll_event() {
+            Some(crate::Event::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        assert!(!req.is_websocket_upgrade());
+        assert_eq!(
+            conn.accept(now, Accept::new()),
+            Err(SendError::NotAnUpgrade)
+        );
+        assert!(conn.poll_transmit().is_none(), "accepting sent something");
+        conn.reject(200, &[], b"page").unwrap();
+        let mut sent = Vec::new();
+        while let Some(b) = conn.poll_transmit() {
+            sent.extend_from_slice(&b);
+        }
+        assert!(sent.starts_with(b"HTTP/1.1 200 OK\r\n"), "{sent:?}");
+        assert!(sent.ends_with(b"\r\n\r\npage"));
+        assert!(conn.should_close_transport());
+    }
+
+    #[test]
+    fn plain_requests_keep_every_framing_rule() {
+        let with = |extra: &str| PLAIN.replacen("\r\n\r\n", &format!("\r\n{extra}\r\n\r\n"), 1);
+        let cases = [
+            (
+                with("Transfer-Encoding: chunked"),
+                HandshakeError::Body("Transfer-Encoding"),
+            ),
+            (
+                with("Content-Length: 5"),
+                HandshakeError::Body("Content-Length"),
+            ),
+            (
+                with("Content-Length: 0\r\nContent-Length: 0"),
+                HandshakeError::DuplicateHeader("Content-Length"),
+            ),
+            (
+                with("Host: internal.example"),
+                HandshakeError::DuplicateHeader("Host"),
+            ),
+            (
+                with("Upgrade: h2c\r\nUpgrade: h2c"),
+                HandshakeError::DuplicateHeader("Upgrade"),
+            ),
+            (
+                PLAIN.replacen("Host: server.example.com\r\n", "", 1),
+                HandshakeError::MissingHost,
+            ),
+            (
+                PLAIN.replacen("server.example.com", "a/b", 1),
+                HandshakeError::InvalidHost("a/b".into()),
+            ),
+            (
+                PLAIN.replacen("/?x=1", "http://other.example/", 1),
+                HandshakeError::RequestTarget("http://other.example/".into()),
+            ),
+            (
+                PLAIN.replacen("/?x=1", "*", 1),
+                HandshakeError::RequestTarget("*".into()),
+            ),
+            (
+                PLAIN.replacen("Accept: text", "Accept : text", 1),
+                HandshakeError::WhitespaceBeforeColon,
+            ),
+            (
+                PLAIN.replacen("Accept: text/html\r\n", "Accept: text/html,\r\n */*\r\n", 1),
+                HandshakeError::ObsoleteLineFolding,
+            ),
+            (
+                PLAIN.replacen("Accept: text/html\r\n", "Accept: text/html\n", 1),
+                HandshakeError::BareLineFeed,
+            ),
+            (
+                PLAIN.replacen("GET", "POST", 1),
+                HandshakeError::Method("POST".into()),
+            ),
+            (
+                PLAIN.replacen("HTTP/1.1", "HTTP/1.0", 1),
+                HandshakeError::HttpVersion,
+            ),
+        ];
+        for (req, err) in cases {
+            let mut hs = ServerHandshake::new(&plain_config());
+            assert_eq!(hs.receive(req.as_bytes()), Err(err.clone()), "{req:?}");
+            assert!(hs.take_rest().is_empty());
+            assert_eq!(parse(&req), Err(err), "{req:?}");
+        }
+        let big = with(&format!("X-Big: {}", "a".repeat(20 << 10)));
+        assert!(matches!(
+            parse_plain(&big),
+            Err(HandshakeError::HeadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_broken_websocket_request_is_not_plain() {
+        // Anything that asks for a WebSocket is held to RFC 6455 §4.2.1,
+        // with the option on as off.
+        let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+        let drop = |line: &str| GOOD.replacen(line, "", 1);
+        let cases = [
+            (drop("Connection: Upgrade\r\n"), HandshakeError::Connection),
+            (drop("Upgrade: websocket\r\n"), HandshakeError::Upgrade),
+            (
+                swap("Upgrade: websocket", "Upgrade: h2c"),
+                HandshakeError::Upgrade,
+            ),
+            (
+                drop("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+                HandshakeError::Key,
+            ),
+            (
+                swap("Version: 13", "Version: 8"),
+                HandshakeError::UnsupportedVersion("8".into()),
+            ),
+            (
+                PLAIN.replacen("\r\n\r\n", "\r\nsec-websocket-protocol: chat\r\n\r\n", 1),
+                HandshakeError::Upgrade,
+            ),
+            (
+                PLAIN.replacen("\r\n\r\n", "\r\nUpgrade: websocket\r\n\r\n", 1),
+                HandshakeError::Connection,
+            ),
+        ];
+        for (req, err) in cases {
+            assert_eq!(parse_plain(&req), Err(err.clone()), "{req}");
+            assert_eq!(parse(&req), Err(err), "{req}");
         }
     }
 

@@ -1,0 +1,203 @@
+//! The `client` example of each adapter exits when the connection ends,
+//! even while its stdin is still open (DESIGN.md §4): 0 after a closing
+//! handshake the server started, non-zero with a message on stderr when the
+//! server just drops the connection.
+//!
+//! Each example is built with `cargo build -p <adapter> --example client`
+//! (the three share the output name `examples/client`, so each build is
+//! copied aside under a lock before the next one), then run against a
+//! Tokio server in this test, with a stdin pipe this test never closes.
+//! The deadline only catches a client that never exits: it is a minute,
+//! where a client that works takes milliseconds.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use wsmachine_tokio::{accept, CloseCode};
+
+const HANG: Duration = Duration::from_secs(60);
+
+/// Builds `pkg`'s `client` example and returns a copy of it that no other
+/// build overwrites.
+fn client_binary(pkg: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-p", pkg, "--example", "client"])
+        .args(["--message-format=json-render-diagnostics"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build -p {pkg} --example client failed"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
+    // The artifact line of the example: `"executable":"<path>"`.
+    let exe = stdout
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(pkg))
+        .filter(|l| l.contains(r#""kind":["example"]"#))
+        .find_map(|l| {
+            let (_, rest) = l.split_once(r#""executable":""#)?;
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no client executable in cargo's output for {pkg}"));
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+    let copy = std::env::temp_dir().join(format!(
+        "wsmachine-examples-exit-{}-{}-{pkg}-client",
+        std::process::id(),
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::copy(&exe, &copy).expect("copy the example aside");
+    copy
+}
+
+enum Server {
+    /// Echoes the client's first message, then closes with 1000.
+    ClosesAfterOneMessage,
+    /// Reads the client's first message, then drops the TCP connection.
+    Vanishes,
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `pkg`'s client against a server that ends the connection as
+/// `server` says, with stdin open until the client has exited.
+fn run_client(pkg: &str, server: Server) -> Run {
+    let exe = client_binary(pkg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let served = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = accept(tcp).await.expect("handshake");
+        let first = ws.recv().await.expect("a message").expect("a message");
+        match server {
+            Server::ClosesAfterOneMessage => {
+                ws.send(first).await.expect("echo");
+                ws.close(CloseCode::NORMAL, "bye").await.expect("close");
+                while let Some(m) = ws.recv().await {
+                    m.expect("nothing after our Close but the client's");
+                }
+            }
+            Server::Vanishes => drop(ws),
+        }
+    });
+
+    let mut child = Command::new(&exe)
+        .arg(format!("ws://{addr}/"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    // One line, and stdin stays open: the handle lives until the end.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"one line\n").expect("write stdin");
+    stdin.flush().expect("flush stdin");
+
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > HANG {
+            // Only the child this test started, by its handle.
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&exe);
+            panic!("{pkg} client still running {HANG:?} after the connection ended");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    drop(stdin);
+    let _ = std::fs::remove_file(&exe);
+    rt.block_on(served).expect("server task");
+    Run {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn exits_0_when_the_server_closes(pkg: &str) {
+    let run = run_client(pkg, Server::ClosesAfterOneMessage);
+    assert!(
+        run.status.success(),
+        "{pkg}: {} after a clean close; stderr: {}",
+        run.status,
+        run.stderr
+    );
+    assert_eq!(run.stdout, "one line\n", "{pkg}: what the client printed");
+}
+
+fn exits_non_zero_with_a_message_when_the_server_vanishes(pkg: &str) {
+    let run = run_client(pkg, Server::Vanishes);
+    assert!(
+        !run.status.success(),
+        "{pkg}: exit 0 after the connection was dropped"
+    );
+    assert!(
+        !run.stderr.trim().is_empty(),
+        "{pkg}: failed with nothing on stderr"
+    );
+}
+
+#[test]
+fn tokio_client_exits_0_when_the_server_closes_with_stdin_open() {
+    exits_0_when_the_server_closes("wsmachine-tokio");
+}
+
+#[test]
+fn tokio_client_exits_non_zero_when_the_server_vanishes_with_stdin_open() {
+    exits_non_zero_with_a_message_when_the_server_vanishes("wsmachine-tokio");
+}
+
+#[test]
+fn smol_client_exits_0_when_the_server_closes_with_stdin_open() {
+    exits_0_when_the_server_closes("wsmachine-smol");
+}
+
+#[test]
+fn smol_client_exits_non_zero_when_the_server_vanishes_with_stdin_open() {
+    exits_non_zero_with_a_message_when_the_server_vanishes("wsmachine-smol");
+}
+
+#[test]
+fn async_std_client_exits_0_when_the_server_closes_with_stdin_open() {
+    exits_0_when_the_server_closes("wsmachine-async-std");
+}
+
+#[test]
+fn async_std_client_exits_non_zero_when_the_server_vanishes_with_stdin_open() {
+    exits_non_zero_with_a_message_when_the_server_vanishes("wsmachine-async-std");
+}
