@@ -14,7 +14,7 @@ use super::{Connector, Error, Io, Runtime, Timer};
 use crate::internals::ConnectOptions;
 use crate::{
     Accept, Compression, Config, Connection, ConnectionError, Event, Proxy, ProxyError,
-    ProxyHandshake, ProxyStep, Reject, Request, Response, Timeout,
+    ProxyHandshake, ProxyStep, Reject, Request, Response, SendError, Timeout,
 };
 
 /// Writes all of `buf`.
@@ -127,7 +127,8 @@ pub fn accept<S, R: Io<S>>(stream: S) -> impl Future<Output = Result<WebSocket<S
 /// `Arc` into every connection keeps one copy of it.
 ///
 /// When the callback's [`Accept`] cannot be honoured (a subprotocol the
-/// client did not offer, …), the client gets a `500` and this fails with
+/// client did not offer, …), the client gets a `500` (a `400` for a plain
+/// HTTP request, see [`Config::answer_plain_http`]) and this fails with
 /// [`Error::Send`].
 pub fn accept_with<S, R, F>(
     stream: S,
@@ -166,8 +167,15 @@ where
     match callback(&request) {
         Ok(accept) => {
             if let Err(e) = conn.accept(R::now(), accept) {
-                // The client must not wait for an answer that never comes.
-                let _ = conn.reject(500, &[], b"");
+                // The client must not wait for an answer that never comes:
+                // a plain HTTP request (`Config::answer_plain_http`) that
+                // was "accepted" is a bad request; anything else is ours.
+                let status = if e == SendError::NotAnUpgrade {
+                    400
+                } else {
+                    500
+                };
+                let _ = conn.reject(status, &[], b"");
                 flush_and_close::<R, S>(&mut stream, &mut conn).await;
                 return Err(Error::Send(e));
             }
