@@ -25,35 +25,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A server:
+//! A server calls [`accept`] (or [`accept_with`], to route and choose a
+//! subprotocol) on each accepted stream: see `examples/echo_server.rs`.
 //!
-//! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-//! loop {
-//!     let (tcp, _) = listener.accept().await?;
-//!     tokio::spawn(async move {
-//!         let Ok(mut ws) = wsmachine_tokio::accept(tcp).await else { return };
-//!         while let Some(Ok(msg)) = ws.recv().await {
-//!             if ws.send(msg).await.is_err() {
-//!                 break;
-//!             }
-//!         }
-//!     });
-//! }
-//! # }
-//! ```
-//!
-//! # How it is driven
-//!
-//! [`WebSocket`] owns the stream and the core connection behind
-//! `&mut self`; there is no background task. Whatever method the
-//! application calls makes all the progress that can be made without
-//! waiting: [`WebSocket::recv`] writes pending output (Pongs, the Close
-//! echo, keepalive Pings) before and while it waits for input, and
-//! [`WebSocket::send`] reads what has arrived (so Pings are answered even
-//! when the application only sends). The state lives in the struct, never
-//! in a future, which is what makes the futures cancel-safe.
+//! How the connection is driven (no background task; every future
+//! cancel-safe) is the driver's: see [`driver::WebSocket`].
 #![warn(missing_docs)]
 
 use std::future::Future;
@@ -135,11 +111,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> for Tokio {
 
     fn poll_read(io: &mut S, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut buf = ReadBuf::new(buf);
-        match Pin::new(io).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        Pin::new(io)
+            .poll_read(cx, &mut buf)
+            .map_ok(|()| buf.filled().len())
     }
 
     fn poll_write(io: &mut S, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -246,16 +220,13 @@ impl driver::Connector for TokioTcp {
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), wsmachine_tokio::Error> {
-/// use std::time::Duration;
-/// use wsmachine_tokio::ConnectBuilder;
-/// let (mut ws, response) = ConnectBuilder::new("wss://example.com/chat")
+/// let (mut ws, _response) = wsmachine_tokio::ConnectBuilder::new("wss://example.com/chat")
 ///     .header("Authorization", "Bearer t0ken")
 ///     .subprotocol("chat.v1")
-///     .handshake_timeout(Duration::from_secs(5))
 ///     .connect()
 ///     .await?;
 /// ws.send("hello").await?;
-/// # drop(response); Ok(()) }
+/// # Ok(()) }
 /// ```
 pub type ConnectBuilder = driver::ConnectBuilder<TokioTcp>;
 
@@ -312,19 +283,17 @@ impl MaybeTlsStream {
     }
 }
 
-macro_rules! either {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self.get_mut() {
-            MaybeTlsStream::Plain($s) => {
-                let $s = Pin::new($s);
-                $e
-            }
-            MaybeTlsStream::Rustls($s) => {
-                let $s = Pin::new($s.as_mut());
-                $e
-            }
+/// Either stream, for the forwarding below.
+trait ReadWrite: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> ReadWrite for T {}
+
+impl MaybeTlsStream {
+    fn inner(&mut self) -> Pin<&mut dyn ReadWrite> {
+        match self {
+            MaybeTlsStream::Plain(s) => Pin::new(s),
+            MaybeTlsStream::Rustls(s) => Pin::new(s.as_mut()),
         }
-    };
+    }
 }
 
 impl AsyncRead for MaybeTlsStream {
@@ -333,7 +302,7 @@ impl AsyncRead for MaybeTlsStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        either!(self, s => s.poll_read(cx, buf))
+        self.get_mut().inner().poll_read(cx, buf)
     }
 }
 
@@ -343,7 +312,7 @@ impl AsyncWrite for MaybeTlsStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        either!(self, s => s.poll_write(cx, buf))
+        self.get_mut().inner().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -351,7 +320,7 @@ impl AsyncWrite for MaybeTlsStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        either!(self, s => s.poll_write_vectored(cx, bufs))
+        self.get_mut().inner().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -362,11 +331,11 @@ impl AsyncWrite for MaybeTlsStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self, s => s.poll_flush(cx))
+        self.get_mut().inner().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self, s => s.poll_shutdown(cx))
+        self.get_mut().inner().poll_shutdown(cx)
     }
 }
 
