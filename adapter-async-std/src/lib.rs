@@ -55,10 +55,6 @@ impl driver::Connector for AsyncStdTcp {
     }
 }
 
-/// Builds a client connection over `async_std::net` (see [`driver::ConnectBuilder`]).
-pub type ConnectBuilder = driver::ConnectBuilder<AsyncStdTcp>;
-
-/// Connects to a `ws://` or `wss://` URL (see `wsmachine_smol::connect`).
-pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream<TcpStream>>, Response), Error> {
-    ConnectBuilder::new(url).connect().await
-}
+// `connect`, `ConnectBuilder`, `accept`… over `async_std::net` (these
+// shadow smol's from the glob import above).
+wsmachine::bind_runtime!(Smol, AsyncStdTcp);

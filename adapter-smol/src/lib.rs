@@ -120,49 +120,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> for Smol {
     }
 }
 
-/// A WebSocket over the futures-io stream `S` (see [`driver::WebSocket`]).
-pub type WebSocket<S> = driver::WebSocket<S, Smol>;
-/// The receiving half of a split [`WebSocket`].
-pub type WebSocketReader<S> = driver::WebSocketReader<S, Smol>;
-/// The sending half of a split [`WebSocket`].
-pub type WebSocketWriter<S> = driver::WebSocketWriter<S, Smol>;
+wsmachine::bind_runtime!(Smol, SmolTcp);
+
 /// A [`WebSocket`] as a futures-io byte stream.
 pub type ByteStream<S> = driver::ByteStream<S, Smol>;
-
-/// Accepts a WebSocket connection on `stream` (see [`driver::accept`]).
-pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    driver::accept(stream)
-}
-
-/// Accepts a WebSocket connection, letting `callback` accept or answer the
-/// request (see [`driver::accept_with`]).
-///
-/// ```no_run
-/// # async fn f(stream: smol::net::TcpStream) -> Result<(), wsmachine_smol::Error> {
-/// use wsmachine_smol::{accept_with, Accept, Config, Reject};
-/// let ws = accept_with(stream, Config::default(), |req| {
-///     if req.path() != "/chat" {
-///         return Err(Reject::new(404));
-///     }
-///     Ok(Accept::new().subprotocol("chat.v1"))
-/// })
-/// .await?;
-/// # drop(ws); Ok(()) }
-/// ```
-pub fn accept_with<S, F>(
-    stream: S,
-    config: impl Into<Arc<Config>>,
-    callback: F,
-) -> impl Future<Output = Result<WebSocket<S>, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(&Request) -> Result<Accept, Reject>,
-{
-    driver::accept_with(stream, config, callback)
-}
 
 /// TCP connections through `smol::net`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -300,33 +261,4 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTlsStream<T> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().pin().poll_close(cx)
     }
-}
-
-/// Builds a client connection over `smol::net` (headers, subprotocols,
-/// compression, [`Config`], handshake timeout, TLS, proxy); see
-/// [`driver::ConnectBuilder`].
-///
-/// ```no_run
-/// # async fn f() -> Result<(), wsmachine_smol::Error> {
-/// use std::time::Duration;
-/// use wsmachine_smol::ConnectBuilder;
-/// let (mut ws, response) = ConnectBuilder::new("wss://example.com/chat")
-///     .header("Authorization", "Bearer t0ken")
-///     .subprotocol("chat.v1")
-///     .handshake_timeout(Duration::from_secs(5))
-///     .connect()
-///     .await?;
-/// ws.send("hello").await?;
-/// # drop(response); Ok(()) }
-/// ```
-pub type ConnectBuilder = driver::ConnectBuilder<SmolTcp>;
-
-/// Connects to a `ws://` or `wss://` URL (webpki roots for TLS), offering
-/// permessage-deflate, through the proxy named by `https_proxy` /
-/// `http_proxy` / `all_proxy` unless `no_proxy` lists the host. Returns the
-/// WebSocket and the server's handshake response.
-pub async fn connect(
-    url: &str,
-) -> Result<(WebSocket<MaybeTlsStream<smol::net::TcpStream>>, Response), Error> {
-    ConnectBuilder::new(url).connect().await
 }

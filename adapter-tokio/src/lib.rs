@@ -137,47 +137,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> for Tokio {
     }
 }
 
-/// A WebSocket over the Tokio stream `S` (see [`driver::WebSocket`]).
-pub type WebSocket<S> = driver::WebSocket<S, Tokio>;
-/// The receiving half of a split [`WebSocket`].
-pub type WebSocketReader<S> = driver::WebSocketReader<S, Tokio>;
-/// The sending half of a split [`WebSocket`].
-pub type WebSocketWriter<S> = driver::WebSocketWriter<S, Tokio>;
-
-/// Accepts a WebSocket connection on `stream` (see [`driver::accept`]).
-pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    driver::accept(stream)
-}
-
-/// Accepts a WebSocket connection, letting `callback` accept or answer the
-/// request (see [`driver::accept_with`]).
-///
-/// ```no_run
-/// # async fn f(stream: tokio::net::TcpStream) -> Result<(), wsmachine_tokio::Error> {
-/// use wsmachine_tokio::{accept_with, Accept, Config, Reject};
-/// let ws = accept_with(stream, Config::default(), |req| {
-///     if req.path() != "/chat" {
-///         return Err(Reject::new(404));
-///     }
-///     Ok(Accept::new().subprotocol("chat.v1"))
-/// })
-/// .await?;
-/// # drop(ws); Ok(()) }
-/// ```
-pub fn accept_with<S, F>(
-    stream: S,
-    config: impl Into<Arc<Config>>,
-    callback: F,
-) -> impl Future<Output = Result<WebSocket<S>, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(&Request) -> Result<Accept, Reject>,
-{
-    driver::accept_with(stream, config, callback)
-}
+wsmachine::bind_runtime!(Tokio, TokioTcp);
 
 /// TCP connections through `tokio::net`, TLS through `tokio-rustls`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -213,29 +173,6 @@ impl driver::Connector for TokioTcp {
             .map_err(Error::Tls)?;
         Ok(MaybeTlsStream::Rustls(Box::new(stream)))
     }
-}
-
-/// Builds a client connection (headers, subprotocols, compression,
-/// [`Config`], handshake timeout, TLS, proxy); see [`driver::ConnectBuilder`].
-///
-/// ```no_run
-/// # async fn f() -> Result<(), wsmachine_tokio::Error> {
-/// let (mut ws, _response) = wsmachine_tokio::ConnectBuilder::new("wss://example.com/chat")
-///     .header("Authorization", "Bearer t0ken")
-///     .subprotocol("chat.v1")
-///     .connect()
-///     .await?;
-/// ws.send("hello").await?;
-/// # Ok(()) }
-/// ```
-pub type ConnectBuilder = driver::ConnectBuilder<TokioTcp>;
-
-/// Connects to a `ws://` or `wss://` URL (webpki roots for TLS), offering
-/// permessage-deflate, through the proxy named by `https_proxy` /
-/// `http_proxy` / `all_proxy` unless `no_proxy` lists the host. Returns the
-/// WebSocket and the server's handshake response.
-pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response), Error> {
-    ConnectBuilder::new(url).connect().await
 }
 
 /// The default TLS client configuration: Mozilla's roots

@@ -140,3 +140,67 @@ pub trait Connector: Send + Sync + 'static {
         config: Option<Self::TlsConfig>,
     ) -> impl Future<Output = Result<Self::Stream, Error>> + Send;
 }
+
+/// An adapter's public surface for its runtime, the same in every adapter:
+/// the `WebSocket`, `WebSocketReader`, `WebSocketWriter` and
+/// `ConnectBuilder` names, and `accept`, `accept_with` and `connect`, each
+/// the driver's with the runtime `$rt` and the connector `$connector`
+/// filled in (so that type inference needs no annotation).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! bind_runtime {
+    ($rt:ty, $connector:ty) => {
+        /// A WebSocket over the stream `S` (see [`wsmachine::driver::WebSocket`]).
+        pub type WebSocket<S> = $crate::driver::WebSocket<S, $rt>;
+        /// The receiving half of a split [`WebSocket`].
+        pub type WebSocketReader<S> = $crate::driver::WebSocketReader<S, $rt>;
+        /// The sending half of a split [`WebSocket`].
+        pub type WebSocketWriter<S> = $crate::driver::WebSocketWriter<S, $rt>;
+        /// Builds a client connection: headers, subprotocols, compression,
+        /// [`Config`](wsmachine::Config), handshake timeout, TLS, proxy
+        /// (see [`wsmachine::driver::ConnectBuilder`]).
+        pub type ConnectBuilder = $crate::driver::ConnectBuilder<$connector>;
+
+        /// Accepts a WebSocket connection on `stream` with
+        /// permessage-deflate when offered (see [`wsmachine::driver::accept`]).
+        pub fn accept<S>(
+            stream: S,
+        ) -> impl ::std::future::Future<Output = Result<WebSocket<S>, $crate::driver::Error>>
+        where
+            $rt: $crate::driver::Io<S>,
+        {
+            $crate::driver::accept(stream)
+        }
+
+        /// Accepts a WebSocket connection with `config`, letting `callback`
+        /// accept the request (subprotocol, headers, compression) or answer
+        /// it with an HTTP response (see [`wsmachine::driver::accept_with`]).
+        pub fn accept_with<S, F>(
+            stream: S,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+            callback: F,
+        ) -> impl ::std::future::Future<Output = Result<WebSocket<S>, $crate::driver::Error>>
+        where
+            $rt: $crate::driver::Io<S>,
+            F: FnOnce(&$crate::Request) -> Result<$crate::Accept, $crate::Reject>,
+        {
+            $crate::driver::accept_with(stream, config, callback)
+        }
+
+        /// Connects to a `ws://` or `wss://` URL (webpki roots for TLS),
+        /// offering permessage-deflate, through the proxy named by
+        /// `https_proxy` / `http_proxy` / `all_proxy` unless `no_proxy`
+        /// lists the host. Returns the WebSocket and the server's response.
+        pub async fn connect(
+            url: &str,
+        ) -> Result<
+            (
+                WebSocket<<$connector as $crate::driver::Connector>::Stream>,
+                $crate::Response,
+            ),
+            $crate::driver::Error,
+        > {
+            ConnectBuilder::new(url).connect().await
+        }
+    };
+}
