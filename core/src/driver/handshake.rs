@@ -114,6 +114,10 @@ async fn flush_and_close<R: Io<S>, S>(io: &mut S, conn: &mut Connection) {
 /// or `Error::Ws(TimedOut(OpeningHandshake))` after
 /// `Config::opening_handshake_timeout`, which bounds every byte of the
 /// request head.
+///
+/// Set `TCP_NODELAY` on accepted TCP sockets: frames are whole messages
+/// already, and with Nagle's algorithm a lone Ping or Close waits for the
+/// peer's delayed ACK (tens of milliseconds).
 pub fn accept<S, R: Io<S>>(stream: S) -> impl Future<Output = Result<WebSocket<S, R>, Error>> {
     accept_with(stream, Config::shared_with_deflate(), |_| Ok(Accept::new()))
 }
