@@ -37,6 +37,7 @@ mod error;
 mod handshake;
 mod split;
 mod state;
+mod sync;
 mod websocket;
 
 pub use byte_stream::ByteStream;

@@ -12,14 +12,14 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering;
 use std::task::{ready, Context, Poll, Wake, Waker};
 
 use futures_core::Stream;
 use futures_sink::Sink;
 
 use super::state::{ReadState, WriteState};
+use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, PoisonError};
 use super::{Ended, Error, Io, Runtime};
 use crate::{CloseCode, CloseFrame, Event, Message, Negotiated, SendError, State};
 
