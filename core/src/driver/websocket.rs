@@ -82,6 +82,9 @@ pub struct WebSocket<S, R: Runtime> {
     /// the one waker that wakes both.
     wakers: Arc<Wakers>,
     waker: Waker,
+    /// The wakers last registered for each side, to skip the lock while a
+    /// side keeps polling from the same task (the steady state).
+    seen: [Option<Waker>; 2],
     _rt: PhantomData<fn() -> R>,
 }
 
@@ -120,14 +123,27 @@ impl Wake for Wakers {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let taken = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            [slots[0].take(), slots[1].take()]
-        };
-        for w in taken.into_iter().flatten() {
+        // The registrations stay (a side re-registers only when its task
+        // changes); at worst a side that stopped waiting is woken for
+        // nothing.
+        let wakers = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
     }
+}
+
+/// Polls with the waker [`WebSocket::combined`] chose: `$cx` is rebound.
+macro_rules! with_waker {
+    ($self:ident, $which:expr, $cx:ident) => {
+        let combined = $self.combined($which, $cx);
+        let mut context = Context::from_waker(combined.as_ref().unwrap_or($cx.waker()));
+        let $cx = &mut context;
+    };
 }
 
 impl<S, R: Runtime> std::fmt::Debug for WebSocket<S, R> {
@@ -176,6 +192,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             deferred: false,
             waker: Waker::from(wakers.clone()),
             wakers,
+            seen: [None, None],
             _rt: PhantomData,
         }
     }
@@ -384,10 +401,21 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     }
 
     /// Records that side `which` waits on `cx`, and returns the waker to
-    /// poll the transport and the timer with (it wakes both sides).
-    fn combined(&self, which: usize, cx: &Context<'_>) -> Waker {
-        self.wakers.register(which, cx.waker());
-        self.waker.clone()
+    /// poll the transport and the timer with when the other side waits in
+    /// another task (it wakes both); `None` when `cx`'s own will do.
+    fn combined(&mut self, which: usize, cx: &Context<'_>) -> Option<Waker> {
+        let waker = cx.waker();
+        if !self.seen[which]
+            .as_ref()
+            .is_some_and(|w| w.will_wake(waker))
+        {
+            self.wakers.register(which, waker);
+            self.seen[which] = Some(waker.clone());
+        }
+        match &self.seen[1 - which] {
+            Some(other) if !other.will_wake(waker) => Some(self.waker.clone()),
+            _ => None,
+        }
     }
 
     fn closed(&self) -> Error {
@@ -482,10 +510,13 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             // Reading ended with `close`; its result reports the error.
             return Poll::Ready(None);
         }
-        let waker = self.combined(RECV, cx);
-        let cx = &mut Context::from_waker(&waker);
-        if let Err(e) = ready!(self.poll_progress(cx)) {
-            return Poll::Ready(Some(Err(e)));
+        with_waker!(self, RECV, cx);
+        // An event already decoded is handed out without I/O (the batch's
+        // output is written by the `recv` that finds none left).
+        if !self.r.has_events() {
+            if let Err(e) = ready!(self.poll_progress(cx)) {
+                return Poll::Ready(Some(Err(e)));
+            }
         }
         let ev = self.r.pop();
         self.batching = self.r.has_events();
@@ -533,8 +564,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             // once and reads and runs the timers for the whole batch.
             return Poll::Ready(Ok(()));
         }
-        let waker = self.combined(SEND, cx);
-        let cx = &mut Context::from_waker(&waker);
+        with_waker!(self, SEND, cx);
         if let Err(e) = self
             .r
             .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
@@ -564,8 +594,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
 
     /// Writes what the transport accepts now, without waiting.
     pub(crate) fn poll_write_now(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
-        let waker = self.combined(SEND, cx);
-        let cx = &mut Context::from_waker(&waker);
+        with_waker!(self, SEND, cx);
         self.deferred = true;
         match self.flush_out(cx) {
             Poll::Ready(Err(e)) => Err(self.fail(e)),
@@ -577,8 +606,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         if self.done {
             return Poll::Ready(Ok(()));
         }
-        let waker = self.combined(SEND, cx);
-        let cx = &mut Context::from_waker(&waker);
+        with_waker!(self, SEND, cx);
         if let Err(e) = self
             .r
             .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
@@ -611,8 +639,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// Drives the connection to its end, discarding messages; the first
     /// connection error becomes the result.
     pub(crate) fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let waker = self.combined(SEND, cx);
-        let cx = &mut Context::from_waker(&waker);
+        with_waker!(self, SEND, cx);
         loop {
             ready!(self.poll_progress(cx))?;
             // Discarded; the connection's error is remembered by `pop`.
