@@ -106,5 +106,179 @@ macro_rules! handshake_tests {
                 );
             }));
         }
+
+        #[test]
+        fn a_rejection_reaches_the_client_with_its_status_headers_and_body() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    accept_with(s, config(), |req| {
+                        assert_eq!(req.path(), "/private");
+                        assert_eq!(req.header("authorization"), Some("Bearer wrong"));
+                        Err(Reject::new(403).header("X-Why", "token").body("nope"))
+                    })
+                    .await
+                    .map(|_| ())
+                });
+                let err = ConnectBuilder::new(format!("ws://{addr}/private?x=1"))
+                    .no_proxy()
+                    .header("Authorization", "Bearer wrong")
+                    .connect()
+                    .await
+                    .map(|_| ())
+                    .expect_err("rejected");
+                assert_eq!(err.http_status(), Some(403));
+                match err {
+                    Error::Ws(ConnectionError::Handshake(ws::HandshakeError::Status(resp))) => {
+                        assert_eq!(resp.headers.get("x-why"), Some("token"));
+                        assert_eq!(&resp.body[..], b"nope");
+                    }
+                    other => panic!("{other:?}"),
+                }
+                let r = server.await;
+                assert!(matches!(r, Err(Error::Rejected)), "{r:?}");
+            }));
+        }
+
+        #[test]
+        fn the_callback_chooses_among_the_offered_subprotocols() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let mut ws = accept_with(s, config(), |req| {
+                        assert_eq!(req.subprotocols(), ["a", "b"]);
+                        Ok(Accept::new().subprotocol(req.subprotocols()[1].clone()))
+                    })
+                    .await
+                    .expect("accept");
+                    let chosen = ws.negotiated().subprotocol.clone();
+                    while ws.recv().await.is_some() {}
+                    chosen
+                });
+                let (mut ws, resp) = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .subprotocol("a")
+                    .subprotocol("b")
+                    .connect()
+                    .await
+                    .expect("connect");
+                assert_eq!(resp.headers.get("sec-websocket-protocol"), Some("b"));
+                assert_eq!(ws.negotiated().subprotocol.as_deref(), Some("b"));
+                ws.close(CloseCode::NORMAL, "").await.expect("close");
+                assert_eq!(server.await.as_deref(), Some("b"));
+            }));
+        }
+
+        #[test]
+        fn a_plain_http_request_gets_a_400_by_default() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let raw = std::thread::spawn(move || {
+                    let mut s = peer::tcp(addr);
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .expect("write");
+                    String::from_utf8(peer::read_to_end(&mut s)).expect("an ASCII response")
+                });
+                let s = rt::accept(&l).await;
+                let r = ws::accept(s).await.map(|_| ());
+                assert!(
+                    matches!(r, Err(Error::Ws(ConnectionError::Handshake(_)))),
+                    "{r:?}"
+                );
+                let resp = raw.join().expect("raw client");
+                assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+            }));
+        }
+
+        #[test]
+        fn from_upgraded_after_an_http_server_answered_and_connect_on() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    // Play the HTTP server: parse the request and answer it
+                    // with the core's handshake helpers, then hand the
+                    // stream over.
+                    let mut s = rt::accept(&l).await;
+                    let mut hs = wsmachine::ServerHandshake::new(&config());
+                    let mut buf = [0u8; 1024];
+                    let req = loop {
+                        let n = rt::read(&mut s, &mut buf).await.expect("read");
+                        assert!(n > 0, "the client left");
+                        if let Some(req) = hs.receive(&buf[..n]).expect("a valid request") {
+                            break req;
+                        }
+                    };
+                    assert_eq!(req.path(), "/up");
+                    let (resp, negotiated) =
+                        wsmachine::accept_response(&req, &Accept::new(), None).expect("accept");
+                    rt::write_all(&mut s, &resp).await.expect("write");
+                    let mut ws =
+                        ws::WebSocket::from_upgraded(s, ws::Role::Server, negotiated, config());
+                    let m = ws.recv().await.expect("message").expect("message");
+                    ws.send(m).await.expect("echo");
+                    ws.recv().await.is_none()
+                });
+                let (mut ws, resp) = ConnectBuilder::new(format!("ws://{addr}/up"))
+                    .config(config())
+                    .connect_on(rt::connect(addr).await)
+                    .await
+                    .expect("connect_on");
+                assert_eq!(resp.status, 101);
+                ws.send("through").await.expect("send");
+                assert_eq!(
+                    ws.recv().await.expect("echo").expect("echo"),
+                    Message::from("through")
+                );
+                ws.close(CloseCode::NORMAL, "").await.expect("close");
+                assert!(server.await, "the server's recv ends after the Close");
+            }));
+        }
+
+        #[test]
+        fn from_upgraded_on_both_ends() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let mut server = ws::WebSocket::from_upgraded(
+                        s,
+                        ws::Role::Server,
+                        ws::Negotiated::default(),
+                        config(),
+                    );
+                    while let Some(Ok(m)) = server.recv().await {
+                        server.send(m).await.expect("echo");
+                    }
+                    server.close_frame().map(|f| f.code)
+                });
+                let mut client = ws::WebSocket::from_upgraded(
+                    rt::connect(addr).await,
+                    ws::Role::Client,
+                    ws::Negotiated::default(),
+                    config(),
+                );
+                client.send(vec![1u8, 2]).await.expect("send");
+                assert_eq!(
+                    client.recv().await.expect("echo").expect("echo"),
+                    Message::from(vec![1u8, 2])
+                );
+                client.ping(b"p").await.expect("ping");
+                match client.recv_event().await {
+                    Some(Ok(Event::Pong(p))) => assert_eq!(&p[..], b"p"),
+                    other => panic!("{other:?}"),
+                }
+                client
+                    .close(CloseCode::from(4000), "bye")
+                    .await
+                    .expect("close");
+                assert_eq!(
+                    client.close_frame().map(|f| f.code),
+                    Some(CloseCode::from(4000))
+                );
+                assert_eq!(server.await, Some(CloseCode::from(4000)));
+            }));
+        }
     };
 }

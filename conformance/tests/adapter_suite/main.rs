@@ -96,6 +96,8 @@ mod control;
 #[macro_use]
 mod handshake;
 #[macro_use]
+mod messages;
+#[macro_use]
 mod streams;
 
 mod peer;
@@ -147,6 +149,32 @@ macro_rules! suite {
                 addr
             }
 
+            /// Accepts connections with `config` and echoes every message of
+            /// each until its end.
+            async fn echo_server(config: Config) -> std::net::SocketAddr {
+                let (l, addr) = rt::listen().await;
+                let _detached = rt::spawn(async move {
+                    loop {
+                        let s = rt::accept(&l).await;
+                        let config = config.clone();
+                        let _detached = rt::spawn(async move {
+                            let Ok(mut ws) = accept_with(s, config, |_| Ok(Accept::new())).await
+                            else {
+                                return;
+                            };
+                            // The peer's Close is answered only after `recv`
+                            // handed out every message before it.
+                            while let Some(Ok(m)) = ws.recv().await {
+                                if ws.send(m).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                });
+                addr
+            }
+
             /// A client whose transport moves at most 4 KiB per read or write
             /// and is not ready on every other poll: a 64 KiB message takes
             /// at least 16 reads (or writes) and 16 `Pending`s, so with a
@@ -187,6 +215,9 @@ macro_rules! suite {
             }
             mod control {
                 control_tests!();
+            }
+            mod messages {
+                messages_tests!();
             }
             mod handshake {
                 handshake_tests!();
@@ -297,6 +328,27 @@ mod runtimes {
                 buf: &mut [u8],
             ) -> io::Result<usize> {
                 futures_util::AsyncReadExt::read(r, buf).await
+            }
+
+            pub(crate) async fn read_exact<R: futures_io::AsyncRead + Unpin>(
+                r: &mut R,
+                buf: &mut [u8],
+            ) -> io::Result<()> {
+                futures_util::AsyncReadExt::read_exact(r, buf).await
+            }
+
+            pub(crate) async fn write_all<W: futures_io::AsyncWrite + Unpin>(
+                w: &mut W,
+                buf: &[u8],
+            ) -> io::Result<()> {
+                futures_util::AsyncWriteExt::write_all(w, buf).await
+            }
+
+            /// Closes the write side (`poll_close`).
+            pub(crate) async fn shutdown<W: futures_io::AsyncWrite + Unpin>(
+                w: &mut W,
+            ) -> io::Result<()> {
+                futures_util::AsyncWriteExt::close(w).await
             }
 
             impl futures_io::AsyncRead for Choppy {
@@ -438,6 +490,29 @@ mod runtimes {
             buf: &mut [u8],
         ) -> std::io::Result<usize> {
             ::tokio::io::AsyncReadExt::read(r, buf).await
+        }
+
+        pub(crate) async fn read_exact<R: ::tokio::io::AsyncRead + Unpin>(
+            r: &mut R,
+            buf: &mut [u8],
+        ) -> std::io::Result<()> {
+            ::tokio::io::AsyncReadExt::read_exact(r, buf)
+                .await
+                .map(|_| ())
+        }
+
+        pub(crate) async fn write_all<W: ::tokio::io::AsyncWrite + Unpin>(
+            w: &mut W,
+            buf: &[u8],
+        ) -> std::io::Result<()> {
+            ::tokio::io::AsyncWriteExt::write_all(w, buf).await
+        }
+
+        /// Closes the write side (`poll_shutdown`).
+        pub(crate) async fn shutdown<W: ::tokio::io::AsyncWrite + Unpin>(
+            w: &mut W,
+        ) -> std::io::Result<()> {
+            ::tokio::io::AsyncWriteExt::shutdown(w).await
         }
     }
 

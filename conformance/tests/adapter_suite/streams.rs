@@ -66,5 +66,51 @@ macro_rules! streams_tests {
                 }
             }));
         }
+
+        #[test]
+        fn byte_stream_round_trip() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                // Echoes the bytes back, until the end; gives their count.
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let ws = accept_with(s, config(), |_| Ok(Accept::new()))
+                        .await
+                        .expect("accept");
+                    let mut bs = ws.into_byte_stream();
+                    let mut buf = vec![0u8; 10_000];
+                    let mut total = 0;
+                    loop {
+                        let n = rt::read(&mut bs, &mut buf).await.expect("read");
+                        if n == 0 {
+                            break;
+                        }
+                        total += n;
+                        rt::write_all(&mut bs, &buf[..n]).await.expect("write");
+                    }
+                    total
+                });
+                let (ws, _) = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .config(config())
+                    .connect()
+                    .await
+                    .expect("connect");
+                let mut bs = ws.into_byte_stream();
+                let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+                let mut back = vec![0u8; data.len()];
+                for (chunk, out) in data.chunks(100_000).zip(back.chunks_mut(100_000)) {
+                    rt::write_all(&mut bs, chunk).await.expect("write");
+                    rt::read_exact(&mut bs, out).await.expect("read");
+                }
+                assert!(back == data, "the bytes came back different");
+                // Closing the stream runs the closing handshake: the end of
+                // the stream on both sides.
+                rt::shutdown(&mut bs).await.expect("shutdown");
+                let mut rest = [0u8; 16];
+                assert_eq!(rt::read(&mut bs, &mut rest).await.expect("read"), 0);
+                assert_eq!(server.await, data.len());
+            }));
+        }
     };
 }
