@@ -98,6 +98,8 @@ mod handshake;
 #[macro_use]
 mod messages;
 #[macro_use]
+mod timeouts;
+#[macro_use]
 mod streams;
 
 mod peer;
@@ -218,6 +220,9 @@ macro_rules! suite {
             }
             mod messages {
                 messages_tests!();
+            }
+            mod timeouts {
+                timeouts_tests!();
             }
             mod handshake {
                 handshake_tests!();

@@ -171,3 +171,34 @@ pub(crate) fn reset(s: TcpStream) {
     assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
     drop(s);
 }
+
+/// A server that answers the opening handshake (raw bytes, no WebSocket
+/// logic) and then never sends another byte; it reads until the client
+/// ends the stream and gives every byte it got after the handshake.
+pub(crate) fn silent_server() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    let (l, addr) = listen();
+    let t = std::thread::spawn(move || {
+        let mut s = accept_tcp(&l);
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).expect("the request");
+            head.push(b[0]);
+        }
+        let text = String::from_utf8_lossy(&head);
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("a key")
+            .trim()
+            .to_owned();
+        write!(
+            s,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            wsmachine::accept_key(&key)
+        )
+        .expect("write");
+        read_to_end(&mut s)
+    });
+    (addr, t)
+}
