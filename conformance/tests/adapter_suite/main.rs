@@ -100,6 +100,8 @@ mod messages;
 #[macro_use]
 mod timeouts;
 #[macro_use]
+mod flow;
+#[macro_use]
 mod streams;
 
 mod peer;
@@ -224,6 +226,9 @@ macro_rules! suite {
             mod timeouts {
                 timeouts_tests!();
             }
+            mod flow {
+                flow_tests!();
+            }
             mod handshake {
                 handshake_tests!();
             }
@@ -273,6 +278,20 @@ impl Chop {
     }
 }
 
+/// A shared count of write calls (see each runtime's `Counting`).
+#[derive(Debug, Clone, Default)]
+struct WriteCount(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl WriteCount {
+    fn count(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// How each runtime runs a future, listens, connects, accepts, spawns and
 /// reads, and its choppy transport.
 mod runtimes {
@@ -283,6 +302,8 @@ mod runtimes {
     use std::task::{Context, Poll};
 
     use super::Chop;
+    #[allow(unused_imports)]
+    use super::WriteCount;
 
     /// `listen`, `accept` and `connect` over a runtime's `$net` module (the
     /// three have the same shape).
@@ -354,6 +375,51 @@ mod runtimes {
                 w: &mut W,
             ) -> io::Result<()> {
                 futures_util::AsyncWriteExt::close(w).await
+            }
+
+            /// The runtime's TCP stream, counting the write calls made on it.
+            #[derive(Debug)]
+            pub(crate) struct Counting(pub(crate) $stream, pub(crate) super::WriteCount);
+
+            impl futures_io::AsyncRead for Counting {
+                fn poll_read(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &mut [u8],
+                ) -> Poll<io::Result<usize>> {
+                    Pin::new(&mut self.0).poll_read(cx, buf)
+                }
+            }
+
+            impl futures_io::AsyncWrite for Counting {
+                fn poll_write(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &[u8],
+                ) -> Poll<io::Result<usize>> {
+                    self.1.count();
+                    Pin::new(&mut self.0).poll_write(cx, buf)
+                }
+                fn poll_write_vectored(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    bufs: &[io::IoSlice<'_>],
+                ) -> Poll<io::Result<usize>> {
+                    self.1.count();
+                    Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+                }
+                fn poll_flush(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    Pin::new(&mut self.0).poll_flush(cx)
+                }
+                fn poll_close(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    Pin::new(&mut self.0).poll_close(cx)
+                }
             }
 
             impl futures_io::AsyncRead for Choppy {
@@ -458,6 +524,54 @@ mod runtimes {
                 }
                 let n = buf.len().min(Chop::MAX_WRITE);
                 Pin::new(&mut this.0).poll_write(cx, &buf[..n])
+            }
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_flush(cx)
+            }
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_shutdown(cx)
+            }
+        }
+
+        /// The runtime's TCP stream, counting the write calls made on it.
+        #[derive(Debug)]
+        pub(crate) struct Counting(
+            pub(crate) ::tokio::net::TcpStream,
+            pub(crate) super::WriteCount,
+        );
+
+        impl ::tokio::io::AsyncRead for Counting {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ::tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_read(cx, buf)
+            }
+        }
+
+        impl ::tokio::io::AsyncWrite for Counting {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.1.count();
+                Pin::new(&mut self.0).poll_write(cx, buf)
+            }
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.1.count();
+                Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+            }
+            fn is_write_vectored(&self) -> bool {
+                self.0.is_write_vectored()
             }
             fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Pin::new(&mut self.0).poll_flush(cx)
