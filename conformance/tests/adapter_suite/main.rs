@@ -102,6 +102,8 @@ mod timeouts;
 #[macro_use]
 mod flow;
 #[macro_use]
+mod tls;
+#[macro_use]
 mod streams;
 
 mod peer;
@@ -228,6 +230,9 @@ macro_rules! suite {
             }
             mod flow {
                 flow_tests!();
+            }
+            mod tls {
+                tls_tests!();
             }
             mod handshake {
                 handshake_tests!();
@@ -422,6 +427,28 @@ mod runtimes {
                 }
             }
 
+            /// The server side of TLS over `tcp`.
+            pub(crate) async fn tls_accept(
+                tcp: $stream,
+                cfg: std::sync::Arc<wsmachine_smol::rustls::ServerConfig>,
+            ) -> wsmachine_smol::futures_rustls::server::TlsStream<$stream> {
+                wsmachine_smol::futures_rustls::TlsAcceptor::from(cfg)
+                    .accept(tcp)
+                    .await
+                    .expect("TLS accept")
+            }
+
+            /// The server side of TLS over `tcp`, for a client that refuses it.
+            pub(crate) async fn tls_accept_fails(
+                tcp: $stream,
+                cfg: std::sync::Arc<wsmachine_smol::rustls::ServerConfig>,
+            ) {
+                let r = wsmachine_smol::futures_rustls::TlsAcceptor::from(cfg)
+                    .accept(tcp)
+                    .await;
+                assert!(r.is_err(), "the client refused the certificate");
+            }
+
             impl futures_io::AsyncRead for Choppy {
                 fn poll_read(
                     mut self: Pin<&mut Self>,
@@ -582,6 +609,28 @@ mod runtimes {
             ) -> Poll<io::Result<()>> {
                 Pin::new(&mut self.0).poll_shutdown(cx)
             }
+        }
+
+        /// The server side of TLS over `tcp`.
+        pub(crate) async fn tls_accept(
+            tcp: ::tokio::net::TcpStream,
+            cfg: std::sync::Arc<wsmachine_tokio::rustls::ServerConfig>,
+        ) -> wsmachine_tokio::tokio_rustls::server::TlsStream<::tokio::net::TcpStream> {
+            wsmachine_tokio::tokio_rustls::TlsAcceptor::from(cfg)
+                .accept(tcp)
+                .await
+                .expect("TLS accept")
+        }
+
+        /// The server side of TLS over `tcp`, for a client that refuses it.
+        pub(crate) async fn tls_accept_fails(
+            tcp: ::tokio::net::TcpStream,
+            cfg: std::sync::Arc<wsmachine_tokio::rustls::ServerConfig>,
+        ) {
+            let r = wsmachine_tokio::tokio_rustls::TlsAcceptor::from(cfg)
+                .accept(tcp)
+                .await;
+            assert!(r.is_err(), "the client refused the certificate");
         }
 
         /// Spawns `f`; the returned future gives its output (a panic in it
