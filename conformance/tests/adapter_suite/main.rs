@@ -104,6 +104,8 @@ mod flow;
 #[macro_use]
 mod tls;
 #[macro_use]
+mod proxies;
+#[macro_use]
 mod streams;
 
 mod peer;
@@ -233,6 +235,9 @@ macro_rules! suite {
             }
             mod tls {
                 tls_tests!();
+            }
+            mod proxy {
+                proxy_tests!();
             }
             mod handshake {
                 handshake_tests!();
