@@ -288,6 +288,31 @@ impl Chop {
     }
 }
 
+/// Raises this process's soft limit on open files to at least `need` (up to
+/// the hard limit), or fails saying what to raise: a test that needs more
+/// descriptors than a default shell gives (1024) says so instead of failing
+/// halfway with "too many open files".
+fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed by pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur >= need {
+            return;
+        }
+        assert!(
+            lim.rlim_max >= need,
+            "this test needs {need} open files; the hard limit is {}: raise it (ulimit -Hn)",
+            lim.rlim_max
+        );
+        lim.rlim_cur = need;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
 /// A shared count of write calls (see each runtime's `Counting`).
 #[derive(Debug, Clone, Default)]
 struct WriteCount(std::sync::Arc<std::sync::atomic::AtomicUsize>);

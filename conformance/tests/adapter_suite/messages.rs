@@ -258,5 +258,48 @@ macro_rules! messages_tests {
                 ws.close(CloseCode::NORMAL, "").await.expect("close again");
             }));
         }
+
+        /// A thousand connections open at once, each echoing once, then all
+        /// closed: every one completes its handshake, its echo and its
+        /// closing handshake.
+        #[test]
+        fn a_thousand_connections_at_once() {
+            const N: usize = 1000;
+            // Both ends of every connection live in this process, and the
+            // three runtimes' copies of this test may run at once.
+            crate::raise_fd_limit(6 * N as u64 + 1024);
+            rt::block_on(rt::within_a_minute(async {
+                let addr = echo_server(config()).await;
+                let tasks: Vec<_> = (0..N)
+                    .map(|i| {
+                        rt::spawn(async move {
+                            let (mut ws, _) = ConnectBuilder::new(format!("ws://{addr}/"))
+                                .no_proxy()
+                                .config(config())
+                                .compression(false)
+                                .connect()
+                                .await
+                                .expect("connect");
+                            ws.send(format!("hello {i}")).await.expect("send");
+                            let m = ws.recv().await;
+                            assert!(matches!(&m, Some(Ok(Message::Text(t))) if *t == *format!("hello {i}")), "{m:?}");
+                            ws
+                        })
+                    })
+                    .collect();
+                // Every connection is open and has echoed before any closes.
+                let mut open = Vec::with_capacity(N);
+                for t in tasks {
+                    open.push(t.await);
+                }
+                let closing: Vec<_> = open
+                    .into_iter()
+                    .map(|mut ws| rt::spawn(async move { ws.close(CloseCode::NORMAL, "").await }))
+                    .collect();
+                for c in closing {
+                    c.await.expect("close");
+                }
+            }));
+        }
     };
 }
