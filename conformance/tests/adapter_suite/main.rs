@@ -405,6 +405,16 @@ mod runtimes {
                 futures_util::AsyncWriteExt::write_all(w, buf).await
             }
 
+            /// The read and write halves of `s`, for two tasks.
+            pub(crate) fn split_io<S: futures_io::AsyncRead + futures_io::AsyncWrite>(
+                s: S,
+            ) -> (
+                futures_util::io::ReadHalf<S>,
+                futures_util::io::WriteHalf<S>,
+            ) {
+                futures_util::AsyncReadExt::split(s)
+            }
+
             /// Closes the write side (`poll_close`).
             pub(crate) async fn shutdown<W: futures_io::AsyncWrite + Unpin>(
                 w: &mut W,
@@ -704,6 +714,13 @@ mod runtimes {
             buf: &[u8],
         ) -> std::io::Result<()> {
             ::tokio::io::AsyncWriteExt::write_all(w, buf).await
+        }
+
+        /// The read and write halves of `s`, for two tasks.
+        pub(crate) fn split_io<S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite>(
+            s: S,
+        ) -> (::tokio::io::ReadHalf<S>, ::tokio::io::WriteHalf<S>) {
+            ::tokio::io::split(s)
         }
 
         /// Closes the write side (`poll_shutdown`).

@@ -112,5 +112,55 @@ macro_rules! streams_tests {
                 assert_eq!(server.await, data.len());
             }));
         }
+
+        /// The byte stream's read and write halves polled from two tasks at
+        /// once (both sides of an unsplit WebSocket waiting together: the
+        /// wake-ups of both must get through).
+        #[test]
+        fn byte_stream_halves_on_two_tasks() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let ws = accept_with(s, config(), |_| Ok(Accept::new()))
+                        .await
+                        .expect("accept");
+                    let (mut r, mut w) = rt::split_io(ws.into_byte_stream());
+                    // Echoes bytes until the client closes.
+                    let mut buf = vec![0u8; 50_000];
+                    loop {
+                        match rt::read(&mut r, &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => rt::write_all(&mut w, &buf[..n]).await.expect("echo"),
+                        }
+                    }
+                });
+                let (ws, _) = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .config(config())
+                    .connect()
+                    .await
+                    .expect("connect");
+                let (mut r, mut w) = rt::split_io(ws.into_byte_stream());
+                let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+                let expect = data.clone();
+                let writer = rt::spawn(async move {
+                    rt::write_all(&mut w, &data).await.expect("write");
+                    w
+                });
+                let reader = rt::spawn(async move {
+                    let mut back = vec![0u8; expect.len()];
+                    rt::read_exact(&mut r, &mut back).await.expect("read");
+                    assert!(back == expect, "the bytes came back different");
+                    r
+                });
+                let mut w = writer.await;
+                let mut r = reader.await;
+                rt::shutdown(&mut w).await.expect("shutdown");
+                let mut rest = [0u8; 16];
+                assert_eq!(rt::read(&mut r, &mut rest).await.expect("read"), 0);
+                server.await;
+            }));
+        }
     };
 }
