@@ -2,14 +2,21 @@
 //! against every runtime — tokio, smol and async-std — each on its own
 //! executor and its own sockets, with the same test names and count.
 //!
-//! The tests are written once, one macro per concern (one file each: `cancel`,
-//! `control`, `closing`, `handshake`, ...), against the surface every adapter
-//! offers (`accept_with`, `ConnectBuilder`, `WebSocket::{send, recv,
-//! recv_event, close, split}`); `suite!` expands every concern for each
-//! runtime, and a small module per runtime (`runtimes`) says how to run a
-//! future, listen, accept, spawn and read a byte stream there. The peers
-//! that are not an adapter (`peer`: the core's `Connection` on blocking std
-//! sockets, or raw bytes) run on plain threads, the same for every runtime.
+//! The tests are written once, one macro per concern, one file each:
+//! `cancel` (cancel safety), `control` (Pings answered whatever the
+//! application does), `closing` (how a connection ends, and its one error),
+//! `messages`, `flow` (batching, backpressure, close ordering), `timeouts`,
+//! `streams` (the byte-stream view), `handshake`, `tls` and `proxies` —
+//! against the surface every adapter offers (`accept_with`,
+//! `ConnectBuilder`, `WebSocket::{send, recv, recv_event, close, split}`).
+//! `suite!` expands every concern for each runtime, and a small module per
+//! runtime (`runtimes`) says how to run a future, listen, accept, spawn,
+//! read a byte stream and accept TLS there. The peers that are not an
+//! adapter (`peer`: the core's `Connection` on blocking std sockets, or raw
+//! bytes; the proxies) run on plain threads, the same for every runtime.
+//!
+//! Tests across runtimes and the one that changes the process environment
+//! live in their own binaries (`cross_runtime.rs`, `proxy_env.rs`).
 
 use std::future::Future;
 use std::pin::{pin, Pin};
