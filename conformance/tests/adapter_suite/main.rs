@@ -2,16 +2,21 @@
 //! against every runtime — tokio, smol and async-std — each on its own
 //! executor and its own sockets, with the same test names and count.
 //!
-//! The tests are written once in `suite!` against the surface every adapter
-//! offers (`accept_with`, `ConnectBuilder`, `WebSocket::{send, recv,
-//! recv_event, close, split}`); a small module per runtime says how to run
-//! a future, listen, accept, spawn and read a byte stream there.
+//! The tests are written once, one macro per concern, one file each:
+//! `cancel` (cancel safety), `control` (Pings answered whatever the
+//! application does), `closing` (how a connection ends, and its one error),
+//! `messages`, `flow` (batching, backpressure, close ordering), `timeouts`,
+//! `streams` (the byte-stream view), `handshake`, `tls` and `proxies` —
+//! against the surface every adapter offers (`accept_with`,
+//! `ConnectBuilder`, `WebSocket::{send, recv, recv_event, close, split}`).
+//! `suite!` expands every concern for each runtime, and a small module per
+//! runtime (`runtimes`) says how to run a future, listen, accept, spawn,
+//! read a byte stream and accept TLS there. The peers that are not an
+//! adapter (`peer`: the core's `Connection` on blocking std sockets, or raw
+//! bytes; the proxies) run on plain threads, the same for every runtime.
 //!
-//! First, what the adapters document as cancel-safe: `recv`, `recv_event`,
-//! the split reader's `recv`, `flush`, `close` resumed after its future was
-//! dropped, and reads of the byte stream. Messages are 64–128 KiB, so that a
-//! cancellation lands mid-frame, and each operation is cancelled thousands
-//! of times; nothing may be lost, duplicated or reordered.
+//! Tests across runtimes and the one that changes the process environment
+//! live in their own binaries (`cross_runtime.rs`, `proxy_env.rs`).
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -89,13 +94,50 @@ macro_rules! drain_messages {
     }};
 }
 
-macro_rules! suite {
-    ($rt:ident, $ws:ident) => {
-        mod $rt {
-            use super::*;
-            use crate::runtimes::$rt as rt;
-            use $ws::{accept_with, Accept, CloseCode, Config, ConnectBuilder, Event, Message};
+#[macro_use]
+mod cancel;
+#[macro_use]
+mod closing;
+#[macro_use]
+mod control;
+#[macro_use]
+mod handshake;
+#[macro_use]
+mod messages;
+#[macro_use]
+mod timeouts;
+#[macro_use]
+mod flow;
+#[macro_use]
+mod tls;
+#[macro_use]
+mod proxies;
+#[macro_use]
+mod streams;
 
+mod peer;
+
+/// Every concern's tests, for the runtime `$rt` and its adapter crate `$ws`.
+///
+/// `no_fin` marks the test of the server ending the TCP stream where that is
+/// a known bug (`#[ignore = ".."]`).
+macro_rules! suite {
+    ($rt:ident, $ws:ident $(, no_fin: #[$no_fin:meta])?) => {
+        mod $rt {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use crate::runtimes::$rt as rt;
+            #[allow(unused_imports)]
+            use $ws as ws;
+            #[allow(unused_imports)]
+            use $ws::{
+                accept_with, Accept, CloseCode, Config, ConnectBuilder, ConnectionError, Ended,
+                Error, Event, Message, Reject, SendError, Timeout,
+            };
+
+            /// The suite's configuration: no keepalive, so that no Ping
+            /// the test did not ask for is sent.
             fn config() -> Config {
                 Config {
                     ping_interval: None,
@@ -122,19 +164,45 @@ macro_rules! suite {
                 addr
             }
 
+            /// Accepts connections with `config` and echoes every message of
+            /// each until its end.
+            async fn echo_server(config: Config) -> std::net::SocketAddr {
+                let (l, addr) = rt::listen().await;
+                let _detached = rt::spawn(async move {
+                    loop {
+                        let s = rt::accept(&l).await;
+                        let config = config.clone();
+                        let _detached = rt::spawn(async move {
+                            let Ok(mut ws) = accept_with(s, config, |_| Ok(Accept::new())).await
+                            else {
+                                return;
+                            };
+                            // The peer's Close is answered only after `recv`
+                            // handed out every message before it.
+                            while let Some(Ok(m)) = ws.recv().await {
+                                if ws.send(m).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                });
+                addr
+            }
+
             /// A client whose transport moves at most 4 KiB per read or write
             /// and is not ready on every other poll: a 64 KiB message takes
             /// at least 16 reads (or writes) and 16 `Pending`s, so with a
             /// budget of at most 8 polls every message sees cancellations,
             /// whatever the machine's speed.
-            async fn client(addr: std::net::SocketAddr) -> $ws::WebSocket<rt::Choppy> {
+            async fn client(addr: std::net::SocketAddr) -> ws::WebSocket<rt::Choppy> {
                 client_with(addr, config()).await
             }
 
             async fn client_with(
                 addr: std::net::SocketAddr,
                 config: Config,
-            ) -> $ws::WebSocket<rt::Choppy> {
+            ) -> ws::WebSocket<rt::Choppy> {
                 let tcp = rt::connect(addr).await;
                 ConnectBuilder::new(format!("ws://{addr}/"))
                     .config(config)
@@ -144,222 +212,45 @@ macro_rules! suite {
                     .0
             }
 
-            #[test]
-            fn recv_cancelled_mid_frame_loses_nothing() {
-                rt::block_on(async {
-                    let mut ws = client(sender().await).await;
-                    let (got, cancelled) = drain_messages!(ws.recv(), Message);
-                    assert_eq!(got, MESSAGES);
-                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
-                    assert_eq!(ws.close_frame().map(|f| f.reason.to_string()), Some("done".into()));
-                });
+            /// A client over the runtime's TCP, no keepalive.
+            async fn plain_client(addr: std::net::SocketAddr) -> ws::WebSocket<rt::Tcp> {
+                ConnectBuilder::new(format!("ws://{addr}/"))
+                    .config(config())
+                    .connect_on(rt::connect(addr).await)
+                    .await
+                    .expect("connect")
+                    .0
             }
 
-            #[test]
-            fn recv_event_cancelled_mid_frame_loses_nothing() {
-                rt::block_on(async {
-                    let mut ws = client(sender().await).await;
-                    let (mut got, mut cancelled, mut closed) = (0, 0, false);
-                    loop {
-                        match race(ws.recv_event(), polls(cancelled)).await {
-                            None => cancelled += 1,
-                            Some(Some(Ok(Event::Binary(b)))) => {
-                                check(got, &b);
-                                got += 1;
-                            }
-                            Some(Some(Ok(Event::Close(f)))) => {
-                                assert!(!closed, "two Close events");
-                                assert_eq!(got, MESSAGES, "the Close came early");
-                                assert_eq!(f.reason.as_str(), "done");
-                                closed = true;
-                            }
-                            Some(None) => break,
-                            Some(other) => panic!("after {got} messages: {other:?}"),
-                        }
-                    }
-                    assert!(closed && got == MESSAGES, "{got} messages, closed: {closed}");
-                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
-                });
+            mod cancel {
+                cancel_tests!();
             }
-
-            #[test]
-            fn split_reader_recv_cancelled_mid_frame_loses_nothing() {
-                rt::block_on(async {
-                    let (mut rd, _wr) = client(sender().await).await.split();
-                    let (got, cancelled) = drain_messages!(rd.recv(), Message);
-                    assert_eq!(got, MESSAGES);
-                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
-                });
+            mod closing {
+                closing_tests!($(#[$no_fin])?);
             }
-
-            #[test]
-            fn close_resumed_after_being_dropped_completes_once() {
-                rt::block_on(async {
-                    // The server echoes, then answers our Close; it reports
-                    // every event it saw.
-                    let (l, addr) = rt::listen().await;
-                    let server = rt::spawn(async move {
-                        let s = rt::accept(&l).await;
-                        let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
-                            .await
-                            .expect("accept");
-                        let mut seen = Vec::new();
-                        while let Some(ev) = ws.recv_event().await {
-                            let ev = ev.expect("event");
-                            if let Event::Binary(b) = &ev {
-                                ws.send(Message::Binary(b.clone())).await.expect("echo");
-                            }
-                            seen.push(ev);
-                        }
-                        seen
-                    });
-                    let mut ws = client(addr).await;
-                    // A large message still in flight both ways when close starts.
-                    ws.send(Message::Binary(message(7).into())).await.expect("send");
-                    let mut cancelled = 0;
-                    let result = loop {
-                        match race(ws.close(CloseCode::NORMAL, "bye"), polls(cancelled)).await {
-                            None => cancelled += 1,
-                            Some(r) => break r,
-                        }
-                    };
-                    result.expect("close completes");
-                    // The echo arrived while closing: tokio keeps it for
-                    // recv, smol and async-std drop it (one of the copies'
-                    // differences the one driver settles). Either way it
-                    // comes at most once and intact, then the end.
-                    let mut after = 0;
-                    while let Some(m) = ws.recv().await {
-                        assert!(matches!(&m, Ok(Message::Binary(b)) if b[..] == message(7)[..]), "{m:?}");
-                        after += 1;
-                    }
-                    assert!(after <= 1, "{after} messages after close");
-                    let seen = server.await;
-                    let closes = seen.iter().filter(|e| matches!(e, Event::Close(_))).count();
-                    assert_eq!(closes, 1, "{seen:?}");
-                    assert!(matches!(&seen[0], Event::Binary(b) if b[..] == message(7)[..]));
-                });
+            mod control {
+                control_tests!();
             }
-
-            #[test]
-            fn flush_cancelled_mid_write_loses_nothing() {
-                rt::block_on(async {
-                    let (l, addr) = rt::listen().await;
-                    let server = rt::spawn(async move {
-                        let s = rt::accept(&l).await;
-                        let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
-                            .await
-                            .expect("accept");
-                        let mut got = 0;
-                        while let Some(m) = ws.recv().await {
-                            match m.expect("message") {
-                                Message::Binary(b) => {
-                                    check(got, &b);
-                                    got += 1;
-                                }
-                                other => panic!("after {got} messages: {other:?}"),
-                            }
-                        }
-                        got
-                    });
-                    // Everything queued first (the `Sink` writes only on
-                    // flush below its high-water mark), then one flush,
-                    // cancelled again and again until it completes.
-                    let cfg = Config {
-                        write_buffer_high_water: 64 << 20,
-                        ..config()
-                    };
-                    let mut ws = client_with(addr, cfg).await;
-                    for i in 0..MESSAGES {
-                        futures_util::SinkExt::feed(&mut ws, Message::Binary(message(i).into()))
-                            .await
-                            .expect("feed");
-                    }
-                    let mut cancelled = 0;
-                    loop {
-                        match race(ws.flush(), polls(cancelled)).await {
-                            None => cancelled += 1,
-                            Some(r) => break r.expect("flush"),
-                        }
-                    }
-                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
-                    ws.close(CloseCode::NORMAL, "").await.expect("close");
-                    assert_eq!(server.await, MESSAGES);
-                });
+            mod messages {
+                messages_tests!();
             }
-
-            #[test]
-            fn a_send_only_client_answers_every_ping_and_echoes_the_close_behind_them() {
-                // Bounded: the failure this guards against is a hang.
-                rt::block_on(rt::within_a_minute(async {
-                    const PINGS: usize = 1000;
-                    let (l, addr) = rt::listen().await;
-                    let server = rt::spawn(async move {
-                        let s = rt::accept(&l).await;
-                        let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))
-                            .await
-                            .expect("accept");
-                        // One Ping at a time, each sent once the one before
-                        // was answered (a burst may be answered by one Pong,
-                        // RFC 6455 5.5.3): every one must be answered.
-                        let mut messages = 0;
-                        for i in 0..PINGS as u32 {
-                            ws.ping(&i.to_be_bytes()).await.expect("ping");
-                            loop {
-                                match ws.recv_event().await {
-                                    Some(Ok(Event::Pong(p))) if p[..] == i.to_be_bytes() => break,
-                                    Some(Ok(Event::Text(_))) => messages += 1,
-                                    other => panic!("waiting for Pong {i}: {other:?}"),
-                                }
-                            }
-                        }
-                        // Then a Ping with the Close right behind it: the
-                        // client must echo the Close without ever reading.
-                        ws.ping(b"last").await.expect("ping");
-                        let closed = ws.close(CloseCode::NORMAL, "bye").await;
-                        (PINGS, messages, closed)
-                    });
-                    // The application only sends, until the connection is over.
-                    let mut ws = client(addr).await;
-                    let mut sent = 0usize;
-                    while ws.send(Message::Text(format!("msg {sent}").into())).await.is_ok() {
-                        sent += 1;
-                        if sent % 64 == 0 {
-                            // A steady sender, not a flood: a send into a
-                            // writable socket never waits, and a loop that
-                            // never waits starves the runtime (on tokio the
-                            // I/O driver and the minute's deadline).
-                            rt::sleep_a_millisecond().await;
-                        }
-                    }
-                    let (pongs, messages, closed) = server.await;
-                    assert_eq!(pongs, PINGS);
-                    assert!(messages > 0 && messages <= sent, "{messages} of {sent}");
-                    closed.expect("the server's close completes: our Close echo arrived");
-                }));
+            mod timeouts {
+                timeouts_tests!();
             }
-
-            #[test]
-            fn byte_stream_read_cancelled_mid_frame_loses_nothing() {
-                rt::block_on(async {
-                    let ws = client(sender().await).await;
-                    let mut bytes = ws.into_byte_stream();
-                    let want: Vec<u8> = (0..MESSAGES).flat_map(message).collect();
-                    let mut got = Vec::with_capacity(want.len());
-                    let mut buf = vec![0u8; 20_000];
-                    let mut cancelled = 0;
-                    loop {
-                        match race(rt::read(&mut bytes, &mut buf), polls(cancelled)).await {
-                            None => cancelled += 1,
-                            Some(Ok(0)) => break,
-                            Some(Ok(n)) => got.extend_from_slice(&buf[..n]),
-                            Some(Err(e)) => panic!("after {} bytes: {e}", got.len()),
-                        }
-                    }
-                    assert_eq!(got.len(), want.len());
-                    assert!(got == want, "the stream's bytes differ");
-                    assert!(cancelled >= MESSAGES, "only {cancelled} cancellations");
-                });
+            mod flow {
+                flow_tests!();
+            }
+            mod tls {
+                tls_tests!();
+            }
+            mod proxy {
+                proxy_tests!();
+            }
+            mod handshake {
+                handshake_tests!();
+            }
+            mod streams {
+                streams_tests!();
             }
         }
     };
@@ -367,7 +258,11 @@ macro_rules! suite {
 
 suite!(tokio, wsmachine_tokio);
 suite!(smol, wsmachine_smol);
-suite!(async_std, wsmachine_async_std);
+suite!(
+    async_std,
+    wsmachine_async_std,
+    no_fin: #[ignore = "known bug: async-std's TcpStream::poll_close (async-io's Async<TcpStream>) only flushes, and wsmachine-smol's Io::poll_shutdown (adapter-smol/src/lib.rs:118), which wsmachine-async-std reuses, calls poll_close: no FIN is sent after the closing handshake, the peer sees the end only when the WebSocket is dropped"]
+);
 
 /// Alternates: every other read or write poll is `Pending` (waking itself
 /// at once), and a ready read or write moves at most 4 KiB.
@@ -400,6 +295,45 @@ impl Chop {
     }
 }
 
+/// Raises this process's soft limit on open files to at least `need` (up to
+/// the hard limit), or fails saying what to raise: a test that needs more
+/// descriptors than a default shell gives (1024) says so instead of failing
+/// halfway with "too many open files".
+fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed by pointer.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur >= need {
+            return;
+        }
+        assert!(
+            lim.rlim_max >= need,
+            "this test needs {need} open files; the hard limit is {}: raise it (ulimit -Hn)",
+            lim.rlim_max
+        );
+        lim.rlim_cur = need;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/// A shared count of write calls (see each runtime's `Counting`).
+#[derive(Debug, Clone, Default)]
+struct WriteCount(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl WriteCount {
+    fn count(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// How each runtime runs a future, listens, connects, accepts, spawns and
 /// reads, and its choppy transport.
 mod runtimes {
@@ -410,12 +344,17 @@ mod runtimes {
     use std::task::{Context, Poll};
 
     use super::Chop;
+    #[allow(unused_imports)]
+    use super::WriteCount;
 
     /// `listen`, `accept` and `connect` over a runtime's `$net` module (the
     /// three have the same shape).
     macro_rules! loopback_tcp {
         ($net:path) => {
             use $net as net;
+
+            /// The runtime's TCP stream.
+            pub(crate) type Tcp = net::TcpStream;
 
             pub(crate) async fn listen() -> (net::TcpListener, SocketAddr) {
                 let l = net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -457,6 +396,104 @@ mod runtimes {
                 buf: &mut [u8],
             ) -> io::Result<usize> {
                 futures_util::AsyncReadExt::read(r, buf).await
+            }
+
+            pub(crate) async fn read_exact<R: futures_io::AsyncRead + Unpin>(
+                r: &mut R,
+                buf: &mut [u8],
+            ) -> io::Result<()> {
+                futures_util::AsyncReadExt::read_exact(r, buf).await
+            }
+
+            pub(crate) async fn write_all<W: futures_io::AsyncWrite + Unpin>(
+                w: &mut W,
+                buf: &[u8],
+            ) -> io::Result<()> {
+                futures_util::AsyncWriteExt::write_all(w, buf).await
+            }
+
+            /// The read and write halves of `s`, for two tasks.
+            pub(crate) fn split_io<S: futures_io::AsyncRead + futures_io::AsyncWrite>(
+                s: S,
+            ) -> (
+                futures_util::io::ReadHalf<S>,
+                futures_util::io::WriteHalf<S>,
+            ) {
+                futures_util::AsyncReadExt::split(s)
+            }
+
+            /// Closes the write side (`poll_close`).
+            pub(crate) async fn shutdown<W: futures_io::AsyncWrite + Unpin>(
+                w: &mut W,
+            ) -> io::Result<()> {
+                futures_util::AsyncWriteExt::close(w).await
+            }
+
+            /// The runtime's TCP stream, counting the write calls made on it.
+            #[derive(Debug)]
+            pub(crate) struct Counting(pub(crate) $stream, pub(crate) super::WriteCount);
+
+            impl futures_io::AsyncRead for Counting {
+                fn poll_read(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &mut [u8],
+                ) -> Poll<io::Result<usize>> {
+                    Pin::new(&mut self.0).poll_read(cx, buf)
+                }
+            }
+
+            impl futures_io::AsyncWrite for Counting {
+                fn poll_write(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    buf: &[u8],
+                ) -> Poll<io::Result<usize>> {
+                    self.1.count();
+                    Pin::new(&mut self.0).poll_write(cx, buf)
+                }
+                fn poll_write_vectored(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                    bufs: &[io::IoSlice<'_>],
+                ) -> Poll<io::Result<usize>> {
+                    self.1.count();
+                    Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+                }
+                fn poll_flush(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    Pin::new(&mut self.0).poll_flush(cx)
+                }
+                fn poll_close(
+                    mut self: Pin<&mut Self>,
+                    cx: &mut Context<'_>,
+                ) -> Poll<io::Result<()>> {
+                    Pin::new(&mut self.0).poll_close(cx)
+                }
+            }
+
+            /// The server side of TLS over `tcp`.
+            pub(crate) async fn tls_accept(
+                tcp: $stream,
+                cfg: std::sync::Arc<wsmachine_smol::rustls::ServerConfig>,
+            ) -> wsmachine_smol::futures_rustls::server::TlsStream<$stream> {
+                wsmachine_smol::futures_rustls::TlsAcceptor::from(cfg)
+                    .accept(tcp)
+                    .await
+                    .expect("TLS accept")
+            }
+
+            /// The server side of TLS over `tcp`, for a client that refuses it.
+            pub(crate) async fn tls_accept_fails(
+                tcp: $stream,
+                cfg: std::sync::Arc<wsmachine_smol::rustls::ServerConfig>,
+            ) {
+                let r = wsmachine_smol::futures_rustls::TlsAcceptor::from(cfg)
+                    .accept(tcp)
+                    .await;
+                assert!(r.is_err(), "the client refused the certificate");
             }
 
             impl futures_io::AsyncRead for Choppy {
@@ -573,6 +610,76 @@ mod runtimes {
             }
         }
 
+        /// The runtime's TCP stream, counting the write calls made on it.
+        #[derive(Debug)]
+        pub(crate) struct Counting(
+            pub(crate) ::tokio::net::TcpStream,
+            pub(crate) super::WriteCount,
+        );
+
+        impl ::tokio::io::AsyncRead for Counting {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ::tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_read(cx, buf)
+            }
+        }
+
+        impl ::tokio::io::AsyncWrite for Counting {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.1.count();
+                Pin::new(&mut self.0).poll_write(cx, buf)
+            }
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.1.count();
+                Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+            }
+            fn is_write_vectored(&self) -> bool {
+                self.0.is_write_vectored()
+            }
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_flush(cx)
+            }
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.0).poll_shutdown(cx)
+            }
+        }
+
+        /// The server side of TLS over `tcp`.
+        pub(crate) async fn tls_accept(
+            tcp: ::tokio::net::TcpStream,
+            cfg: std::sync::Arc<wsmachine_tokio::rustls::ServerConfig>,
+        ) -> wsmachine_tokio::tokio_rustls::server::TlsStream<::tokio::net::TcpStream> {
+            wsmachine_tokio::tokio_rustls::TlsAcceptor::from(cfg)
+                .accept(tcp)
+                .await
+                .expect("TLS accept")
+        }
+
+        /// The server side of TLS over `tcp`, for a client that refuses it.
+        pub(crate) async fn tls_accept_fails(
+            tcp: ::tokio::net::TcpStream,
+            cfg: std::sync::Arc<wsmachine_tokio::rustls::ServerConfig>,
+        ) {
+            let r = wsmachine_tokio::tokio_rustls::TlsAcceptor::from(cfg)
+                .accept(tcp)
+                .await;
+            assert!(r.is_err(), "the client refused the certificate");
+        }
+
         /// Spawns `f`; the returned future gives its output (a panic in it
         /// fails the test).
         pub(crate) fn spawn<T: Send + 'static>(
@@ -598,6 +705,36 @@ mod runtimes {
             buf: &mut [u8],
         ) -> std::io::Result<usize> {
             ::tokio::io::AsyncReadExt::read(r, buf).await
+        }
+
+        pub(crate) async fn read_exact<R: ::tokio::io::AsyncRead + Unpin>(
+            r: &mut R,
+            buf: &mut [u8],
+        ) -> std::io::Result<()> {
+            ::tokio::io::AsyncReadExt::read_exact(r, buf)
+                .await
+                .map(|_| ())
+        }
+
+        pub(crate) async fn write_all<W: ::tokio::io::AsyncWrite + Unpin>(
+            w: &mut W,
+            buf: &[u8],
+        ) -> std::io::Result<()> {
+            ::tokio::io::AsyncWriteExt::write_all(w, buf).await
+        }
+
+        /// The read and write halves of `s`, for two tasks.
+        pub(crate) fn split_io<S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite>(
+            s: S,
+        ) -> (::tokio::io::ReadHalf<S>, ::tokio::io::WriteHalf<S>) {
+            ::tokio::io::split(s)
+        }
+
+        /// Closes the write side (`poll_shutdown`).
+        pub(crate) async fn shutdown<W: ::tokio::io::AsyncWrite + Unpin>(
+            w: &mut W,
+        ) -> std::io::Result<()> {
+            ::tokio::io::AsyncWriteExt::shutdown(w).await
         }
     }
 

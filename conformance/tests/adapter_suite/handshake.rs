@@ -1,0 +1,284 @@
+//! The opening handshake's failures, on both sides: a server that never
+//! answers, a callback whose `Accept` cannot be honoured, and plain HTTP
+//! requests answered with a page or refused.
+
+macro_rules! handshake_tests {
+    () => {
+        use super::*;
+        use crate::peer;
+        use std::io::Write;
+
+        #[test]
+        fn connect_times_out_against_a_server_that_never_answers() {
+            rt::block_on(rt::within_a_minute(async {
+                // Accepts, reads the request, never answers: holds the
+                // connection until the client gives up.
+                let (l, addr) = peer::listen();
+                let mute = std::thread::spawn(move || {
+                    let mut s = peer::accept_tcp(&l);
+                    peer::read_to_end(&mut s)
+                });
+                let r = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .handshake_timeout(std::time::Duration::from_millis(200))
+                    .connect()
+                    .await
+                    .map(|_| ());
+                match r {
+                    Err(Error::Ws(ConnectionError::TimedOut(Timeout::OpeningHandshake))) => {}
+                    other => panic!("connect: {other:?}"),
+                }
+                let request = mute.join().expect("mute server");
+                assert!(request.starts_with(b"GET / HTTP/1.1\r\n"), "{request:?}");
+            }));
+        }
+
+        #[test]
+        fn accepting_a_subprotocol_the_client_did_not_offer_fails_both_sides() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    accept_with(s, config(), |_| Ok(Accept::new().subprotocol("chat.v2")))
+                        .await
+                        .map(|_| ())
+                });
+                let err = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .subprotocol("chat.v1")
+                    .connect()
+                    .await
+                    .map(|_| ())
+                    .expect_err("the server cannot accept");
+                assert_eq!(err.http_status(), Some(500), "{err:?}");
+                match server.await {
+                    Err(Error::Send(SendError::InvalidAccept(_))) => {}
+                    other => panic!("accept_with: {other:?}"),
+                }
+            }));
+        }
+
+        /// A plain `GET /` (no upgrade) on a raw socket against
+        /// `accept_with` with `answer_plain_http` and `callback`: the raw
+        /// response, and what `accept_with` returned.
+        async fn plain_get<F>(callback: F) -> (String, Result<(), Error>)
+        where
+            F: FnOnce(&ws::Request) -> Result<Accept, Reject>,
+        {
+            let (l, addr) = rt::listen().await;
+            let raw = std::thread::spawn(move || {
+                let mut s = peer::tcp(addr);
+                s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .expect("write");
+                String::from_utf8(peer::read_to_end(&mut s)).expect("an ASCII response")
+            });
+            let s = rt::accept(&l).await;
+            let cfg = Config {
+                answer_plain_http: true,
+                ..config()
+            };
+            let r = accept_with(s, cfg, callback).await.map(|_| ());
+            (raw.join().expect("raw client"), r)
+        }
+
+        #[test]
+        fn a_plain_http_request_gets_the_callbacks_page() {
+            rt::block_on(rt::within_a_minute(async {
+                let (response, r) = plain_get(|req| {
+                    assert!(!req.is_websocket_upgrade());
+                    Err(Reject::page("text/plain", "hi"))
+                })
+                .await;
+                assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+                assert!(response.ends_with("\r\n\r\nhi"), "{response}");
+                assert!(matches!(r, Err(Error::Rejected)), "{r:?}");
+            }));
+        }
+
+        #[test]
+        fn a_plain_http_request_the_callback_accepts_gets_a_400() {
+            rt::block_on(rt::within_a_minute(async {
+                let (response, r) = plain_get(|_| Ok(Accept::new())).await;
+                assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+                assert!(
+                    matches!(r, Err(Error::Send(SendError::NotAnUpgrade))),
+                    "{r:?}"
+                );
+            }));
+        }
+
+        #[test]
+        fn a_rejection_reaches_the_client_with_its_status_headers_and_body() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    accept_with(s, config(), |req| {
+                        assert_eq!(req.path(), "/private");
+                        assert_eq!(req.header("authorization"), Some("Bearer wrong"));
+                        Err(Reject::new(403).header("X-Why", "token").body("nope"))
+                    })
+                    .await
+                    .map(|_| ())
+                });
+                let err = ConnectBuilder::new(format!("ws://{addr}/private?x=1"))
+                    .no_proxy()
+                    .header("Authorization", "Bearer wrong")
+                    .connect()
+                    .await
+                    .map(|_| ())
+                    .expect_err("rejected");
+                assert_eq!(err.http_status(), Some(403));
+                match err {
+                    Error::Ws(ConnectionError::Handshake(ws::HandshakeError::Status(resp))) => {
+                        assert_eq!(resp.headers.get("x-why"), Some("token"));
+                        assert_eq!(&resp.body[..], b"nope");
+                    }
+                    other => panic!("{other:?}"),
+                }
+                let r = server.await;
+                assert!(matches!(r, Err(Error::Rejected)), "{r:?}");
+            }));
+        }
+
+        #[test]
+        fn the_callback_chooses_among_the_offered_subprotocols() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let mut ws = accept_with(s, config(), |req| {
+                        assert_eq!(req.subprotocols(), ["a", "b"]);
+                        Ok(Accept::new().subprotocol(req.subprotocols()[1].clone()))
+                    })
+                    .await
+                    .expect("accept");
+                    let chosen = ws.negotiated().subprotocol.clone();
+                    while ws.recv().await.is_some() {}
+                    chosen
+                });
+                let (mut ws, resp) = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .subprotocol("a")
+                    .subprotocol("b")
+                    .connect()
+                    .await
+                    .expect("connect");
+                assert_eq!(resp.headers.get("sec-websocket-protocol"), Some("b"));
+                assert_eq!(ws.negotiated().subprotocol.as_deref(), Some("b"));
+                ws.close(CloseCode::NORMAL, "").await.expect("close");
+                assert_eq!(server.await.as_deref(), Some("b"));
+            }));
+        }
+
+        #[test]
+        fn a_plain_http_request_gets_a_400_by_default() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let raw = std::thread::spawn(move || {
+                    let mut s = peer::tcp(addr);
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .expect("write");
+                    String::from_utf8(peer::read_to_end(&mut s)).expect("an ASCII response")
+                });
+                let s = rt::accept(&l).await;
+                let r = ws::accept(s).await.map(|_| ());
+                assert!(
+                    matches!(r, Err(Error::Ws(ConnectionError::Handshake(_)))),
+                    "{r:?}"
+                );
+                let resp = raw.join().expect("raw client");
+                assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+            }));
+        }
+
+        #[test]
+        fn from_upgraded_after_an_http_server_answered_and_connect_on() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    // Play the HTTP server: parse the request and answer it
+                    // with the core's handshake helpers, then hand the
+                    // stream over.
+                    let mut s = rt::accept(&l).await;
+                    let mut hs = wsmachine::ServerHandshake::new(&config());
+                    let mut buf = [0u8; 1024];
+                    let req = loop {
+                        let n = rt::read(&mut s, &mut buf).await.expect("read");
+                        assert!(n > 0, "the client left");
+                        if let Some(req) = hs.receive(&buf[..n]).expect("a valid request") {
+                            break req;
+                        }
+                    };
+                    assert_eq!(req.path(), "/up");
+                    let (resp, negotiated) =
+                        wsmachine::accept_response(&req, &Accept::new(), None).expect("accept");
+                    rt::write_all(&mut s, &resp).await.expect("write");
+                    let mut ws =
+                        ws::WebSocket::from_upgraded(s, ws::Role::Server, negotiated, config());
+                    let m = ws.recv().await.expect("message").expect("message");
+                    ws.send(m).await.expect("echo");
+                    ws.recv().await.is_none()
+                });
+                let (mut ws, resp) = ConnectBuilder::new(format!("ws://{addr}/up"))
+                    .config(config())
+                    .connect_on(rt::connect(addr).await)
+                    .await
+                    .expect("connect_on");
+                assert_eq!(resp.status, 101);
+                ws.send("through").await.expect("send");
+                assert_eq!(
+                    ws.recv().await.expect("echo").expect("echo"),
+                    Message::from("through")
+                );
+                ws.close(CloseCode::NORMAL, "").await.expect("close");
+                assert!(server.await, "the server's recv ends after the Close");
+            }));
+        }
+
+        #[test]
+        fn from_upgraded_on_both_ends() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let mut server = ws::WebSocket::from_upgraded(
+                        s,
+                        ws::Role::Server,
+                        ws::Negotiated::default(),
+                        config(),
+                    );
+                    while let Some(Ok(m)) = server.recv().await {
+                        server.send(m).await.expect("echo");
+                    }
+                    server.close_frame().map(|f| f.code)
+                });
+                let mut client = ws::WebSocket::from_upgraded(
+                    rt::connect(addr).await,
+                    ws::Role::Client,
+                    ws::Negotiated::default(),
+                    config(),
+                );
+                client.send(vec![1u8, 2]).await.expect("send");
+                assert_eq!(
+                    client.recv().await.expect("echo").expect("echo"),
+                    Message::from(vec![1u8, 2])
+                );
+                client.ping(b"p").await.expect("ping");
+                match client.recv_event().await {
+                    Some(Ok(Event::Pong(p))) => assert_eq!(&p[..], b"p"),
+                    other => panic!("{other:?}"),
+                }
+                client
+                    .close(CloseCode::from(4000), "bye")
+                    .await
+                    .expect("close");
+                assert_eq!(
+                    client.close_frame().map(|f| f.code),
+                    Some(CloseCode::from(4000))
+                );
+                assert_eq!(server.await, Some(CloseCode::from(4000)));
+            }));
+        }
+    };
+}
