@@ -183,7 +183,6 @@ macro_rules! closing_tests {
         }
 
         #[test]
-        #[ignore = "known bug: once `send` met the transport's error (returned Error::Io), `recv` returns None at once and never reports the cause: fail() sets `done` (driver/websocket.rs:404), poll_progress returns Ready on `done` (:433) and pop() finds no event; the kind is kept only in EndState::io_error (driver/state.rs), which only the senders' Error::Closed(Ended::Io) read"]
         fn after_a_reset_met_by_send_recv_reports_the_cause() {
             rt::block_on(rt::within_a_minute(async {
                 let (l, addr) = rt::listen().await;

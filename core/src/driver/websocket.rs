@@ -68,6 +68,9 @@ pub struct WebSocket<S, R: Runtime> {
     pub(crate) done: bool,
     /// The application asked to close: received events are no longer kept.
     closing: bool,
+    /// The transport error that ended the connection was returned by
+    /// `recv` (else `recv` reports it once, whichever operation met it).
+    io_reported: bool,
     /// The last event handed out left more waiting: the next `send` only
     /// queues, and the `recv` that finds nothing left writes the batch.
     batching: bool,
@@ -188,6 +191,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             negotiated,
             done: false,
             closing: false,
+            io_reported: false,
             batching: false,
             deferred: false,
             waker: Waker::from(wakers.clone()),
@@ -422,9 +426,15 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         Error::Closed(self.r.ended(self.done))
     }
 
-    /// Writes and flushes everything queued; clears `deferred` once done.
+    /// Writes and flushes everything queued; clears `deferred` once done,
+    /// and sets it when the write pends: output whose write has begun (a
+    /// Pong the core encoded is pending output, no longer a reply) is
+    /// finished by whichever operation comes next.
     fn flush_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let r = ready!(self.w.poll_flush_out::<R, S>(&mut self.io, cx));
+        let Poll::Ready(r) = self.w.poll_flush_out::<R, S>(&mut self.io, cx) else {
+            self.deferred = true;
+            return Poll::Pending;
+        };
         if r.is_ok() {
             self.deferred = false;
         }
@@ -515,10 +525,19 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         // output is written by the `recv` that finds none left).
         if !self.r.has_events() {
             if let Err(e) = ready!(self.poll_progress(cx)) {
+                self.io_reported = true;
                 return Poll::Ready(Some(Err(e)));
             }
         }
         let ev = self.r.pop();
+        if ev.is_none() && !self.io_reported {
+            if let Ended::Io(kind) = self.r.ended(self.done) {
+                // A `send` met the transport's failure first: `recv`
+                // still reports why the connection ended, once.
+                self.io_reported = true;
+                return Poll::Ready(Some(Err(Error::Io(kind.into()))));
+            }
+        }
         self.batching = self.r.has_events();
         if matches!(ev, Some(Event::Close(_) | Event::Error(_))) {
             // Taking this event released our Close frame (the echo, or the
