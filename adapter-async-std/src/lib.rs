@@ -18,6 +18,10 @@
 //! })
 //! # }
 //! ```
+//!
+//! One difference remains, async-std's own: its `TcpStream::poll_close`
+//! only flushes, so after the closing handshake the peer sees the end of
+//! the TCP stream when the WebSocket is dropped, not when `close` returns.
 #![warn(missing_docs)]
 
 use std::sync::Arc;

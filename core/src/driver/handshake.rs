@@ -214,7 +214,7 @@ async fn client_handshake<R: Io<S>, S>(
 /// Builds and opens a client connection; adapters name it for their
 /// runtime (`wsmachine_tokio::ConnectBuilder`):
 ///
-/// ```ignore
+/// ```text
 /// let (mut ws, response) = ConnectBuilder::new("wss://example.com/chat")
 ///     .header("Authorization", "Bearer t0ken")
 ///     .subprotocol("chat.v1")
