@@ -263,7 +263,7 @@ impl Connection {
     /// Whether the transport should be closed now: the connection is over and
     /// everything queued has been handed out by `poll_transmit`.
     pub fn should_close_transport(&self) -> bool {
-        self.rx.should_close_transport() && self.pending_output() == 0
+        self.rx.is_done_with_transport() && self.pending_output() == 0
     }
 
     /// Feeds bytes read from the transport.

@@ -789,7 +789,7 @@ fn split_halves_work_apart_and_replies_cross_over() {
     let echo = tx.poll_transmit().unwrap();
     assert_eq!(&echo[..], b"\x88\x02\x03\xe8");
     assert_eq!(rx.state(), State::Closed);
-    assert!(rx.should_close_transport());
+    assert!(rx.is_done_with_transport());
 }
 
 #[test]

@@ -234,7 +234,7 @@ impl<S, R: Io<S>> WebSocketReader<S, R> {
                 self.end();
                 continue;
             }
-            let closing = self.r.rx.should_close_transport();
+            let closing = self.r.rx.is_done_with_transport();
             if closing
                 || self.flushing
                 || self.r.rx.has_pending_replies()

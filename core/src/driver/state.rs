@@ -197,7 +197,7 @@ impl<R: Runtime> ReadState<R> {
     /// Whether reading more would be useful: the transport is still open and
     /// the core has not finished with it.
     pub(crate) fn can_read(&self) -> bool {
-        !self.eof && !self.rx.should_close_transport()
+        !self.eof && !self.rx.is_done_with_transport()
     }
 
     /// Whether to read ahead while the application is not asking for a
@@ -220,7 +220,7 @@ impl<R: Runtime> ReadState<R> {
     /// deadline. Returns `true` when a timeout was handled.
     pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
-            let closing = self.rx.should_close_transport();
+            let closing = self.rx.is_done_with_transport();
             if closing {
                 self.end();
             }

@@ -487,7 +487,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             };
             match write {
                 Poll::Ready(Ok(())) => {
-                    if self.r.rx.should_close_transport() {
+                    if self.r.rx.is_done_with_transport() {
                         ready!(self.w.poll_shutdown::<R, S>(&mut self.io, cx));
                         self.done = true;
                         continue;

@@ -568,11 +568,13 @@ impl ReceiveHalf {
         }
     }
 
-    /// Whether the transport should be shut down once pending output is
-    /// written: at once for a server after the closing handshake, for a
-    /// client when the server has not closed TCP within `close_timeout`,
-    /// and for either after a failure.
-    pub fn should_close_transport(&self) -> bool {
+    /// Whether the connection is done with its transport: shut it down
+    /// once the sending half's pending output is written — at once for a
+    /// server after the closing handshake, for a client when the server
+    /// has not closed TCP within `close_timeout`, for either after a
+    /// failure. (Not [`Connection::should_close_transport`](crate::Connection::should_close_transport), which also
+    /// waits for that output: a half cannot see the other's buffer.)
+    pub fn is_done_with_transport(&self) -> bool {
         if self.transport_done {
             return true;
         }
