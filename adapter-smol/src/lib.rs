@@ -161,9 +161,10 @@ pub fn connect_tls<T: AsyncRead + AsyncWrite + Unpin + Send>(
     host: &str,
     config: Option<Arc<ClientConfig>>,
 ) -> impl Future<Output = Result<MaybeTlsStream<T>, Error>> + Send {
-    let name = ServerName::try_from(host.to_owned());
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| Error::Url(wsmachine::UrlError::Host(host.to_owned())));
     async move {
-        let name = name.map_err(|_| Error::Url(wsmachine::UrlError::Host(String::new())))?;
+        let name = name?;
         let config = config.unwrap_or_else(default_tls_config);
         let stream = TlsConnector::from(config)
             .connect(name, tcp)
