@@ -500,6 +500,8 @@ impl Connection {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
+            // Once done and written out, nothing is left to time.
+            Phase::Open if self.rx.is_done_with_transport() && self.pending_output() == 0 => None,
             Phase::Open => self.rx.poll_timeout(),
             Phase::Done => None,
             _ => self.handshake_deadline,
@@ -509,7 +511,14 @@ impl Connection {
     /// Runs due timers. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::Open => self.rx.handle_timeout(now),
+            Phase::Open => {
+                self.rx.handle_timeout(now);
+                if self.rx.should_abandon_output() {
+                    // The peer did not take our last bytes in time: drop
+                    // them, so that `should_close_transport` says to close.
+                    self.tx.clear_transmit();
+                }
+            }
             Phase::Done => {}
             _ => {
                 if self.handshake_deadline.is_some_and(|d| now >= d) {

@@ -1852,3 +1852,73 @@ fn release_close_waits_for_what_the_application_answers() {
     s.receive(now, &client_frame(0x89, b""));
     assert!(!s.release_close());
 }
+
+/// The give-up timer: once the connection is done with its transport, our
+/// last bytes get `close_timeout` to leave; a peer that never reads them
+/// does not hold the connection (and its output) for ever.
+#[test]
+fn a_done_connection_gives_up_output_the_peer_never_takes() {
+    let (mut s, now) = open_server(Config::default());
+    let close_timeout = Config::default().close_timeout;
+    // A big message the peer will never read, then the peer's Close.
+    s.send_binary(&payload(1 << 20)).unwrap();
+    s.receive(now, &client_frame(0x88, &1000u16.to_be_bytes()));
+    assert!(matches!(s.poll_event(), Some(Event::Close(_))));
+    // A write attempt encodes the Close echo behind the message; the
+    // transport takes nothing.
+    assert!(s.peek_transmit().is_some());
+    // Done (a server after both Closes), but the output is still there.
+    assert!(s.pending_output() > 1 << 20);
+    assert!(!s.should_close_transport());
+    let (rx, _) = s.halves();
+    assert!(rx.is_done_with_transport());
+    assert!(!rx.should_abandon_output());
+    let deadline = s.poll_timeout().expect("the give-up timer");
+    assert_eq!(deadline, now + close_timeout);
+    s.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(!s.should_close_transport(), "early call is a no-op");
+    assert!(s.pending_output() > 0);
+    s.handle_timeout(deadline);
+    let (rx, _) = s.halves();
+    assert!(rx.should_abandon_output());
+    assert_eq!(s.pending_output(), 0, "the unsent bytes are dropped");
+    assert!(s.should_close_transport());
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.poll_event(), None);
+}
+
+/// Written out in time, the give-up timer never matters: the connection
+/// reports no deadline once it is done and nothing is pending.
+#[test]
+fn a_done_connection_with_nothing_pending_has_no_timer() {
+    let (mut s, now) = open_server(Config::default());
+    s.receive(now, &client_frame(0x88, &1000u16.to_be_bytes()));
+    assert!(matches!(s.poll_event(), Some(Event::Close(_))));
+    while s.poll_transmit().is_some() {}
+    assert!(s.should_close_transport());
+    assert_eq!(s.poll_timeout(), None);
+    // The receiving half alone cannot see the output: it keeps the
+    // deadline for a driver whose sending half is elsewhere.
+    let (rx, _) = s.halves();
+    assert_eq!(
+        rx.poll_timeout(),
+        Some(now + Config::default().close_timeout)
+    );
+}
+
+/// After end of stream the timer runs from the end.
+#[test]
+fn the_give_up_timer_runs_from_end_of_stream() {
+    let (mut s, now) = open_server(Config::default());
+    s.send_binary(&payload(1 << 20)).unwrap();
+    let later = now + Duration::from_secs(3);
+    s.receive_eof(later);
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Error(ConnectionError::Eof))
+    ));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(later + Config::default().close_timeout)
+    );
+}

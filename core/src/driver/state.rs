@@ -78,11 +78,6 @@ struct EndState {
     error: Option<ConnectionError>,
     /// The transport failed with this kind of error.
     io_error: Option<io::ErrorKind>,
-    /// When to give up writing our last bytes (armed when the core says to
-    /// close; `Config::close_timeout` later).
-    linger: Option<Instant>,
-    /// The peer did not take them in time: the driver drops them and ends.
-    gave_up: bool,
 }
 
 impl<R: Runtime> ReadState<R> {
@@ -113,9 +108,9 @@ impl<R: Runtime> ReadState<R> {
     }
 
     /// The connection is over but the peer did not take our last bytes
-    /// within `close_timeout`: drop them and end.
+    /// within `close_timeout`: drop them and end (the core's verdict).
     pub(crate) fn gave_up(&self) -> bool {
-        self.end.as_ref().is_some_and(|e| e.gave_up)
+        self.rx.should_abandon_output()
     }
 
     /// Whether events are waiting for the application.
@@ -216,30 +211,12 @@ impl<R: Runtime> ReadState<R> {
         self.end().io_error.get_or_insert(kind);
     }
 
-    /// Runs the core's timers when due and arms the timer for the next
-    /// deadline. Returns `true` when a timeout was handled.
+    /// Runs the core's timers when due (the give-up timer included: see
+    /// [`ReceiveHalf::should_abandon_output`]) and arms the timer for the
+    /// next deadline. Returns `true` when a timeout was handled.
     pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
-            let closing = self.rx.is_done_with_transport();
-            if closing {
-                self.end();
-            }
-            let close_timeout = self.rx.config().close_timeout;
-            let mut linger = None;
-            if let Some(end) = self.end.as_deref_mut() {
-                if end.linger.is_none() && closing {
-                    // The core is done; only our last bytes are left to
-                    // write. A peer that does not read them must not hold
-                    // us forever.
-                    end.linger = R::now().checked_add(close_timeout);
-                }
-                linger = end.linger.filter(|_| !end.gave_up);
-            }
-            let deadline = match (self.rx.poll_timeout(), linger) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let Some(deadline) = deadline else {
+            let Some(deadline) = self.rx.poll_timeout() else {
                 self.timer_at = None;
                 return false;
             };
@@ -248,11 +225,7 @@ impl<R: Runtime> ReadState<R> {
             // an early call as a no-op anyway.
             let now = R::now();
             if now >= deadline {
-                if linger.is_some_and(|l| now >= l) {
-                    self.end().gave_up = true;
-                } else {
-                    self.rx.handle_timeout(now);
-                }
+                self.rx.handle_timeout(now);
                 return true;
             }
             if self.timer_at != Some(deadline) {

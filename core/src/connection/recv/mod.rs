@@ -83,6 +83,12 @@ struct Closing {
     deferred: Option<(CloseFrame, Instant, bool)>,
     /// When a protocol error failed the connection.
     failed_at: Option<Instant>,
+    /// When the connection became done with its transport, as far as an
+    /// instant is known (see `ReceiveHalf::give_up_deadline`).
+    done_at: Option<Instant>,
+    /// The peer did not take our last bytes within `close_timeout` of the
+    /// end: `should_abandon_output`.
+    gave_up: bool,
 }
 
 /// The decompressor and its idle-release timer, together behind one box.
@@ -414,12 +420,12 @@ impl ReceiveHalf {
     }
 
     /// The transport reached end of stream.
-    pub fn receive_eof(&mut self, _now: Instant) {
+    pub fn receive_eof(&mut self, now: Instant) {
         if self.eof {
             return;
         }
         self.eof = true;
-        self.set_transport_done();
+        self.set_transport_done_at(Some(now));
         if self.header.is_some() || self.current.kind.is_some() {
             // The message in progress can never complete: its memory and
             // its budget reservation go now, not when the application drops
@@ -484,14 +490,26 @@ impl ReceiveHalf {
             self.link.push(Reply::Close(frame, at));
         }
         if done {
-            self.set_transport_done();
+            // From when the Close was decided (taking the event has no
+            // clock): a peer has `close_timeout` from its Close, or from
+            // its error, to read our answer.
+            self.set_transport_done_at(Some(at));
         }
         queued
     }
 
-    fn set_transport_done(&mut self) {
+    /// Marks the connection done with its transport at `at` (when known:
+    /// the give-up timer runs from the earliest instant recorded).
+    fn set_transport_done_at(&mut self, at: Option<Instant>) {
         self.transport_done = true;
         self.link.set_finished();
+        if let Some(at) = at {
+            self.closing_mut().done_at.get_or_insert(at);
+        }
+    }
+
+    fn set_transport_done(&mut self) {
+        self.set_transport_done_at(None);
     }
 
     /// Events waiting to be taken with `poll_event`.
@@ -575,10 +593,46 @@ impl ReceiveHalf {
     /// failure. (Not [`Connection::should_close_transport`](crate::Connection::should_close_transport), which also
     /// waits for that output: a half cannot see the other's buffer.)
     pub fn is_done_with_transport(&self) -> bool {
-        if self.transport_done {
-            return true;
-        }
+        self.transport_done || self.closed_both_ways()
+    }
+
+    /// Whether to drop our unsent output and close the transport: the
+    /// connection is done, but the peer has not taken our last bytes
+    /// within `Config::close_timeout` of the end (a peer that stops reading
+    /// must not hold a finished connection, and its memory, forever).
+    /// Set by [`ReceiveHalf::handle_timeout`] at the deadline
+    /// [`ReceiveHalf::poll_timeout`] gives once the connection is done; a
+    /// driver that has written everything and closed the transport by then
+    /// never meets it. After it: clear the sending half's output
+    /// ([`crate::SendHalf::clear_transmit`]) and close the transport.
+    pub fn should_abandon_output(&self) -> bool {
+        self.closing.as_ref().is_some_and(|c| c.gave_up)
+    }
+
+    /// A server that has sent and received a Close is done at once.
+    fn closed_both_ways(&self) -> bool {
         self.role == Role::Server && self.close_received() && self.link.close_sent_at().is_some()
+    }
+
+    /// When to give up writing our last bytes once the connection is done
+    /// with its transport: `close_timeout` after the end (for a server's
+    /// closing handshake, after the later of the two Closes).
+    pub(crate) fn give_up_deadline(&self) -> Option<Instant> {
+        let closing = self.closing.as_deref();
+        if closing.is_some_and(|c| c.gave_up) || !self.is_done_with_transport() {
+            return None;
+        }
+        let both = self
+            .link
+            .close_sent_at()
+            .zip(self.close_received_at())
+            .filter(|_| self.role == Role::Server)
+            .map(|(s, r)| s.max(r));
+        let at = match (closing.and_then(|c| c.done_at), both) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        at.checked_add(self.config.close_timeout)
     }
 
     pub(crate) fn process(&mut self, now: Instant) {

@@ -20,6 +20,8 @@ enum Due {
     Linger,
     /// A failure's Close still waits for the application to take the Error.
     FailedLinger,
+    /// The connection is done; our last bytes get `close_timeout` to leave.
+    GiveUp,
     /// Time for a keepalive Ping.
     Ping,
     /// The keepalive Ping was not answered.
@@ -46,8 +48,11 @@ impl ReceiveHalf {
     /// `handle_timeout` both read it, so they cannot disagree (a deadline
     /// that `handle_timeout` ignores would make a driver spin).
     fn next_deadline(&self) -> Option<(Instant, Due)> {
-        if !self.open || self.transport_done {
+        if !self.open {
             return None;
+        }
+        if self.is_done_with_transport() {
+            return self.give_up_deadline().map(|d| (d, Due::GiveUp));
         }
         if self.failed {
             // A protocol error whose Close waits for the application to take
@@ -109,15 +114,16 @@ impl ReceiveHalf {
                         Timeout::ClosingHandshake,
                     )));
                 self.failed = true;
-                self.set_transport_done();
+                self.set_transport_done_at(Some(now));
             }
             // The client waited for the server to close TCP (RFC 6455 §7.1.1).
-            Due::Linger => self.set_transport_done(),
+            Due::Linger => self.set_transport_done_at(Some(now)),
+            Due::GiveUp => self.closing_mut().gave_up = true,
             Due::FailedLinger => {
                 // The application never took the Error event: send the Close
                 // anyway, as taking it would have.
                 self.release_deferred_close();
-                self.set_transport_done();
+                self.set_transport_done_at(Some(now));
             }
             Due::Ping => {
                 self.ping_count = self.ping_count.wrapping_add(1);
@@ -149,7 +155,7 @@ impl ReceiveHalf {
                     now,
                 ));
                 self.failed = true;
-                self.set_transport_done();
+                self.set_transport_done_at(Some(now));
             }
         }
     }
