@@ -460,7 +460,13 @@ impl Connection {
         self.tx.pending_output() + usize::from(self.tx.has_pending_replies())
     }
 
-    /// The next event.
+    /// The next event, if any.
+    ///
+    /// Its one effect beyond the queue: taking a [`Event::Close`] or
+    /// [`Event::Error`] releases the Close frame that answers it (the echo
+    /// of the peer's Close, or ours after a protocol error), held until now
+    /// so that the application's answers to the events before it are sent
+    /// first. After taking one, transmit: the Close is pending output.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.rx.poll_event()

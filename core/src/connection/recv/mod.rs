@@ -443,6 +443,12 @@ impl ReceiveHalf {
     }
 
     /// The next event, if any.
+    ///
+    /// Its one effect beyond the queue: taking a [`Event::Close`] or
+    /// [`Event::Error`] releases the Close frame that answers it (the echo
+    /// of the peer's Close, or ours after a protocol error), held until now
+    /// so that the application's answers to the events before it are sent
+    /// first. After taking one, transmit: the Close is pending output.
     #[must_use]
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
