@@ -114,17 +114,43 @@ run_suite() {
   SUITES+=("$name")
 }
 
+# run_server_suite NAME CMD... : wstest's fuzzingserver (all cases) on a
+# free port, against our client CMD (`PORT` in its arguments becomes the
+# port). The port is probed, then bound by wstest: another process may take
+# it in between, so a "cannot listen" failure is retried on a new port (up
+# to 3 times) instead of failing the run.
+run_server_suite() {
+  local name="$1"; shift
+  mkdir -p "$REPORTS/$name"
+  rm -f "$REPORTS/$name/seconds" "$REPORTS/$name/rc"
+  (
+    s=$(date +%s)
+    for attempt in 1 2 3; do
+      port=$(free_port)
+      args=()
+      for a in "$@"; do args+=("${a//PORT/$port}"); done
+      EXCLUDE="$EXCL" AGENT="$name" bash "$SHARED/run.sh" server "$port" "$REPORTS/$name" "$ALL" \
+        -- "${args[@]}" > "$REPORTS/$name/run.log" 2>&1
+      rc=$?
+      grep -qE "CannotListenError|Address already in use" "$REPORTS/$name/run.log" || break
+      echo "autobahn.sh: $name: port $port taken before wstest bound it (attempt $attempt)" >&2
+    done
+    echo $rc > "$REPORTS/$name/rc"
+    echo $(( $(date +%s) - s )) > "$REPORTS/$name/seconds"
+  ) &
+  PIDS+=($!)
+  SUITES+=("$name")
+}
+
 echo "==> running suites"
 if [ $DRIVER -eq 1 ]; then
   start_server driver "$BIN/record" serve
   run_suite driver-server client "$URL" "$ALL"
-  port=$(free_port)
-  run_suite driver-client server "$port" "$ALL" -- "$BIN/record" autobahn-client "ws://127.0.0.1:$port" driver-client
+  run_server_suite driver-client "$BIN/record" autobahn-client "ws://127.0.0.1:PORT" driver-client
 else
   if want tokio; then start_server tokio "$BIN/echo_server-tokio"; run_suite tokio-server client "$URL" "$ALL"; fi
   if want client; then
-    port=$(free_port)
-    run_suite tokio-client server "$port" "$ALL" -- "$BIN/autobahn_client-tokio" "ws://127.0.0.1:$port" tokio-client
+    run_server_suite tokio-client "$BIN/autobahn_client-tokio" "ws://127.0.0.1:PORT" tokio-client
   fi
   if want smol; then start_server smol "$BIN/echo_server-smol"; run_suite smol-server client "$URL" "$SECTIONS"; fi
   if want async-std; then start_server async-std "$BIN/echo_server-async-std"; run_suite async-std-server client "$URL" "$SECTIONS"; fi
