@@ -335,7 +335,7 @@ mod tests {
         };
         let mut seen = Vec::new();
         for _ in 0..5 {
-            let (mut server, mut client) = pair(Role::Server, Some(nct.clone()));
+            let (mut server, mut client) = pair(Role::Server, Some(nct));
             server.send_prepared(&msg).unwrap();
             let chunks = deliver(&mut server, &mut client);
             assert_eq!(chunks.len(), 1);
@@ -352,11 +352,11 @@ mod tests {
         // Another class (a smaller window) gets its own encoding, once.
         let small_window = DeflateParams {
             server_max_window_bits: 10,
-            ..nct.clone()
+            ..nct
         };
         let mut other = Vec::new();
         for _ in 0..2 {
-            let (mut server, mut client) = pair(Role::Server, Some(small_window.clone()));
+            let (mut server, mut client) = pair(Role::Server, Some(small_window));
             server.send_prepared(&msg).unwrap();
             let chunks = deliver(&mut server, &mut client);
             other.push(chunks[0].as_ptr());
@@ -383,7 +383,6 @@ mod tests {
             let handles: Vec<_> = (0..4)
                 .map(|_| {
                     let msg = msg.clone();
-                    let nct = nct.clone();
                     s.spawn(move || {
                         let (mut server, mut client) = pair(Role::Server, Some(nct));
                         server.send_prepared(&msg).unwrap();
