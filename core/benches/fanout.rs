@@ -13,6 +13,12 @@
 //! each with `clone_send` and `prepared`; and
 //! `fanout_1k_x1000/context_takeover` (prepared falls back to each
 //! connection's compressor: no gain expected, the cost of correctness).
+//!
+//! One run (release, 2 shared cores), per broadcast of 1,000 sends:
+//! uncompressed 53.7 µs clone+send, 36.3 µs prepared; with
+//! `server_no_context_takeover` 41.7 ms clone+send (a zlib reset per
+//! message per connection), 58.5 µs prepared (one compression); with
+//! context takeover prepared falls back to 8.2 ms.
 // This is the event loop around the core: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
