@@ -43,11 +43,11 @@ use wsmachine::driver::{self, Io, Runtime};
 
 pub use futures_rustls;
 pub use futures_rustls::rustls;
-pub use wsmachine::driver::{Ended, Error};
+pub use wsmachine::driver::{Ended, Error, SendStatus};
 pub use wsmachine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, ConnectionError,
-    DeflateConfig, Event, HandshakeError, Message, Negotiated, Proxy, ProxyKind, Reject, Request,
-    Response, Role, SendError, Timeout, Utf8Bytes,
+    DeflateConfig, Event, HandshakeError, Message, Negotiated, PreparedMessage, Proxy, ProxyKind,
+    Reject, Request, Response, Role, SendError, Timeout, Utf8Bytes,
 };
 
 /// The futures-io runtime binding: `Instant::now`, `async-io` timers,

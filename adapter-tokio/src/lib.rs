@@ -49,11 +49,11 @@ use wsmachine::driver::{self, Io, Runtime};
 
 /// The TLS crates this adapter uses, for building server and client configs.
 pub use tokio_rustls::{self, rustls};
-pub use wsmachine::driver::{Ended, Error};
+pub use wsmachine::driver::{Ended, Error, SendStatus};
 pub use wsmachine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, ConnectionError,
-    DeflateConfig, Event, HandshakeError, Message, Negotiated, Proxy, ProxyKind, Reject, Request,
-    Response, Role, SendError, Timeout, Utf8Bytes,
+    DeflateConfig, Event, HandshakeError, Message, Negotiated, PreparedMessage, Proxy, ProxyKind,
+    Reject, Request, Response, Role, SendError, Timeout, Utf8Bytes,
 };
 
 /// The Tokio binding: Tokio's clock and timers (so `tokio::time::pause`

@@ -38,6 +38,7 @@ mod handshake;
 mod http;
 mod mask;
 mod message;
+mod prepared;
 mod proxy;
 mod utf8;
 
@@ -59,6 +60,7 @@ pub use handshake::{
 pub use http::{Headers, Response};
 pub use mask::{apply_mask, EntropyMask, MaskSource, SeededMask};
 pub use message::{Fragment, Message, MessageKind, Utf8Bytes};
+pub use prepared::PreparedMessage;
 pub use proxy::{Proxy, ProxyError, ProxyHandshake, ProxyKind, ProxyStep};
 
 /// The pieces the workspace's own adapters, fuzz targets, benches and load

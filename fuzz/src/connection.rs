@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use wsmachine::internals::{ClientHandshake, Compressor, FrameHeader, RSV1};
 use wsmachine::{
     accept_response, Accept, ClientRequest, CloseCode, Config, Connection, Event, MemoryBudget,
-    MessageKind, Negotiated, OpCode, Role, SeededMask, ServerHandshake,
+    MessageKind, Negotiated, OpCode, PreparedMessage, Role, SeededMask, ServerHandshake,
 };
 
 use crate::alloc::Peak;
@@ -111,6 +111,17 @@ pub enum Op {
     FireTimer,
     /// `receive_eof`.
     Eof,
+    /// `send_prepared` of a new message (text: the payload, lossily made
+    /// UTF-8), or of the last one prepared again when `again` (the cached
+    /// compressed encoding is then reused).
+    SendPrepared {
+        /// Text (`true`) or binary.
+        text: bool,
+        /// Payload.
+        data: Vec<u8>,
+        /// Resend the previous prepared message instead, if there is one.
+        again: bool,
+    },
 }
 
 /// A peer frame described by its fields.
@@ -304,6 +315,7 @@ pub(crate) fn run(input: &ConnInput, input_len: usize) {
     };
 
     let mut scratch = BytesMut::new();
+    let mut prepared: Option<PreparedMessage> = None;
     // The first step also drains what opening queued.
     c.step();
     for op in &input.ops {
@@ -362,6 +374,18 @@ pub(crate) fn run(input: &ConnInput, input_len: usize) {
                 c.conn.handle_timeout(now);
             }
             Op::Eof => c.conn.receive_eof(now),
+            Op::SendPrepared { text, data, again } => {
+                if !(*again && prepared.is_some()) {
+                    prepared = Some(if *text {
+                        PreparedMessage::new(String::from_utf8_lossy(data).into_owned())
+                    } else {
+                        PreparedMessage::new(data.clone())
+                    });
+                }
+                if let Some(p) = &prepared {
+                    drop(c.conn.send_prepared(p));
+                }
+            }
         }
         c.step();
         if let Some(b) = &cfg.memory_budget {

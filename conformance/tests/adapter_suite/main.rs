@@ -5,7 +5,8 @@
 //! The tests are written once, one macro per concern, one file each:
 //! `cancel` (cancel safety), `control` (Pings answered whatever the
 //! application does), `closing` (how a connection ends, and its one error),
-//! `messages`, `flow` (batching, backpressure, close ordering), `timeouts`,
+//! `messages`, `flow` (batching, backpressure, close ordering), `fanout`
+//! (prepared messages to many connections, sends that never wait), `timeouts`,
 //! `streams` (the byte-stream view), `handshake`, `tls` and `proxies` —
 //! against the surface every adapter offers (`accept_with`,
 //! `ConnectBuilder`, `WebSocket::{send, recv, recv_event, close, split}`).
@@ -106,6 +107,8 @@ mod handshake;
 mod messages;
 #[macro_use]
 mod timeouts;
+#[macro_use]
+mod fanout;
 #[macro_use]
 mod flow;
 #[macro_use]
@@ -239,6 +242,9 @@ macro_rules! suite {
             }
             mod flow {
                 flow_tests!();
+            }
+            mod fanout {
+                fanout_tests!();
             }
             mod tls {
                 tls_tests!();

@@ -29,6 +29,7 @@ use crate::handshake::{
 use crate::http::Response;
 use crate::mask::MaskSource;
 use crate::message::{Fragment, Message, MessageKind, Utf8Bytes};
+use crate::prepared::PreparedMessage;
 use crate::Role;
 
 /// What the connection reports to the application.
@@ -89,6 +90,7 @@ enum Phase {
 /// - input: [`receive`](Connection::receive), [`receive_eof`](Connection::receive_eof),
 ///   [`handle_timeout`](Connection::handle_timeout);
 /// - commands: [`send`](Connection::send), [`send_text`](Connection::send_text),
+///   [`send_prepared`](Connection::send_prepared),
 ///   [`send_binary`](Connection::send_binary), [`ping`](Connection::ping),
 ///   [`close`](Connection::close), [`accept`](Connection::accept), [`reject`](Connection::reject);
 /// - output, to call in this order after every input or command:
@@ -371,6 +373,12 @@ impl Connection {
     /// Sends a message (large server payloads go out without a copy).
     pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
         self.tx.send(msg)
+    }
+
+    /// Sends a message encoded once for many connections; see
+    /// [`SendHalf::send_prepared`] and [`PreparedMessage`].
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        self.tx.send_prepared(msg)
     }
 
     /// Sends a message uncompressed even when compression was negotiated.

@@ -14,6 +14,7 @@ use crate::error::SendError;
 use crate::frame::{FrameHeader, OpCode, MAX_HEADER_LEN, RSV1};
 use crate::mask::{apply_mask, MaskSource};
 use crate::message::{Message, MessageKind};
+use crate::prepared::{Encoded, PreparedMessage};
 use crate::Role;
 
 /// Payloads at least this long are queued as their own chunk instead of being
@@ -107,6 +108,50 @@ impl SendHalf {
     pub fn send_uncompressed(&mut self, msg: impl Into<Message>) -> Result<(), SendError> {
         let (kind, bytes) = msg.into().into_parts();
         self.send_payload(kind, &bytes, Some(&bytes), false)
+    }
+
+    /// Sends a message encoded once for many connections (see
+    /// [`PreparedMessage`]), with the same rules as [`SendHalf::send`]:
+    /// refused before the connection is open, after a Close frame was
+    /// queued, and while a fragmented message is in progress; compressed
+    /// when compression was negotiated and the payload reaches
+    /// `min_compress_size`.
+    ///
+    /// A server queues the prepared frame itself (no copy): the
+    /// uncompressed one, or, when this side has no context takeover, the
+    /// compressed one cached for its compressor's class (compressed on
+    /// first use, then shared). With context takeover the payload is
+    /// compressed by this connection's own compressor. A client masks the
+    /// (possibly cached compressed) payload into its output.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use wsmachine::{Config, Connection, Negotiated, PreparedMessage, Role};
+    /// let msg = PreparedMessage::new(bytes::Bytes::from(vec![7; 1024]));
+    /// let mut conn = Connection::upgraded(Role::Server, Config::default(), Negotiated::default(), None, Instant::now());
+    /// let (_, tx) = conn.halves();
+    /// tx.send_prepared(&msg).unwrap();
+    /// let out = tx.poll_transmit().unwrap();
+    /// assert_eq!(out.as_ptr(), msg.frame().as_ptr()); // the same bytes, not a copy
+    /// ```
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        self.check_data()?;
+        self.note_sent();
+        if self.streaming.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        let opcode = data_opcode(msg.kind());
+        let payload = msg.payload();
+        match &self.compressor {
+            Some(d) if d.codec.should_compress(payload.len()) => match d.codec.shared_class() {
+                Some(class) => self.queue_encoded(opcode, RSV1, &msg.compressed(class)),
+                // Context takeover: only this connection's compressor knows
+                // what the peer's decompressor holds.
+                None => self.compress_and_write(opcode, payload),
+            },
+            _ => self.queue_encoded(opcode, 0, msg.plain()),
+        }
+        Ok(())
     }
 
     /// Sends one fragment of a message streamed in pieces: the first call
@@ -413,15 +458,37 @@ impl SendHalf {
         let opcode = data_opcode(kind);
         match &mut self.compressor {
             Some(d) if allow_compress && d.codec.should_compress(data.len()) => {
-                let mut scratch = std::mem::take(&mut d.scratch);
-                scratch.clear();
-                d.codec.compress(data, true, &mut scratch);
-                self.write_frame(opcode, RSV1, true, &scratch, None);
-                self.give_back_scratch(scratch);
+                self.compress_and_write(opcode, data)
             }
             _ => self.write_frame(opcode, 0, true, data, owned),
         }
         Ok(())
+    }
+
+    /// Compresses a whole message with this connection's compressor and
+    /// encodes its frame.
+    fn compress_and_write(&mut self, opcode: OpCode, data: &[u8]) {
+        let d = self
+            .compressor
+            .as_mut()
+            .expect("compress_and_write needs a compressor");
+        let mut scratch = std::mem::take(&mut d.scratch);
+        scratch.clear();
+        d.codec.compress(data, true, &mut scratch);
+        self.write_frame(opcode, RSV1, true, &scratch, None);
+        self.give_back_scratch(scratch);
+    }
+
+    /// Queues a prepared frame: as is on a server (shared, no copy); a
+    /// client masks its payload into the output with a fresh key.
+    fn queue_encoded(&mut self, opcode: OpCode, rsv: u8, enc: &Encoded) {
+        match self.role {
+            Role::Server => {
+                self.queued += enc.frame.len();
+                self.push_chunk(enc.frame.clone());
+            }
+            Role::Client => self.write_frame(opcode, rsv, true, enc.payload(), None),
+        }
     }
 
     /// Encodes one frame. `owned` is the same payload as `data` when the

@@ -41,6 +41,15 @@ pub struct Compressor {
     in_message: bool,
 }
 
+/// What determines a compressor's output when it carries no context
+/// between messages (see [`Compressor::shared_class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SharedClass {
+    level: i32,
+    window_bits: i32,
+    mem_level: i32,
+}
+
 impl std::fmt::Debug for Compressor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compressor")
@@ -114,6 +123,39 @@ impl Compressor {
     /// (`len >= min_compress_size`).
     pub fn should_compress(&self, len: usize) -> bool {
         len >= self.min_compress_size
+    }
+
+    /// The class of compressors whose output for a message does not depend
+    /// on what was sent before (no context takeover in this direction):
+    /// two compressors of one class produce the same bytes for the same
+    /// message, so one compressed encoding serves them all. `None` with
+    /// context takeover.
+    pub(crate) fn shared_class(&self) -> Option<SharedClass> {
+        self.no_context_takeover.then_some(SharedClass {
+            level: self.config.level,
+            window_bits: self.config.window_bits,
+            mem_level: self.config.mem_level,
+        })
+    }
+
+    /// Compresses `data` as one whole message the way every compressor of
+    /// `class` would, with a zlib stream of its own (freed on return).
+    pub(crate) fn compress_standalone(class: SharedClass, data: &[u8], out: &mut BytesMut) {
+        let mut c = Compressor {
+            stream: None,
+            config: zlib_rs::DeflateConfig {
+                level: class.level,
+                method: zlib_rs::Method::Deflated,
+                window_bits: class.window_bits,
+                mem_level: class.mem_level,
+                strategy: zlib_rs::Strategy::Default,
+            },
+            no_context_takeover: true,
+            min_compress_size: 0,
+            history: History::default(),
+            in_message: false,
+        };
+        c.compress(data, true, out);
     }
 
     /// Appends the compressed form of `data`, one frame of a message, to

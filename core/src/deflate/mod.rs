@@ -37,6 +37,7 @@ mod negotiate;
 mod tests;
 
 pub use compress::Compressor;
+pub(crate) use compress::SharedClass;
 pub use inflate::Decompressor;
 pub use negotiate::{DeflateConfig, DeflateParams};
 

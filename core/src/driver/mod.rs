@@ -49,6 +49,25 @@ pub use websocket::WebSocket;
 #[cfg(doc)]
 use crate::Connection;
 
+/// What a send that never waits ([`WebSocket::try_send`],
+/// [`WebSocketWriter::try_send`] and their `_prepared` forms) did with the
+/// message. A refusal is an `Err` instead: [`Error::Closed`] once the
+/// connection is closing or over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[must_use]
+pub enum SendStatus {
+    /// Queued; the output waiting for the transport is at or below
+    /// [`Config::write_buffer_high_water`](crate::Config::write_buffer_high_water).
+    Queued,
+    /// Queued, and the output waiting for the transport is now over
+    /// [`Config::write_buffer_high_water`](crate::Config::write_buffer_high_water):
+    /// the peer does not keep up. Nothing was dropped; it is up to the
+    /// caller to stop sending to this connection (or to close it) until
+    /// its `pending_output()` falls.
+    Backpressure,
+}
+
 /// What the driver needs from an async runtime: time, a timer, randomness.
 ///
 /// Implemented once per runtime by its adapter (`wsmachine_tokio::Tokio`,

@@ -20,8 +20,10 @@ use futures_sink::Sink;
 
 use super::state::{ReadState, WriteState};
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, PoisonError};
-use super::{Ended, Error, Io, Runtime};
-use crate::{CloseCode, CloseFrame, Event, Message, Negotiated, SendError, State};
+use super::{Ended, Error, Io, Runtime, SendStatus};
+use crate::{
+    CloseCode, CloseFrame, Event, Message, Negotiated, PreparedMessage, SendError, SendHalf, State,
+};
 
 /// Wakers of the tasks waiting on one thing; woken all at once.
 #[derive(Default)]
@@ -349,14 +351,85 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
     /// Fails with [`Error::Closed`] once a Close frame was sent or the
     /// connection is over.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
-        let mut msg = Some(msg.into());
+        let msg = msg.into();
+        self.send_with(move |tx| tx.send(msg)).await
+    }
+
+    /// Sends a message encoded once for many connections (see
+    /// [`PreparedMessage`]), like [`send`](WebSocketWriter::send).
+    pub async fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
+        self.send_with(|tx| tx.send_prepared(msg)).await
+    }
+
+    /// Queues a message without ever waiting, and says whether the output
+    /// is now over [`crate::Config::write_buffer_high_water`]
+    /// ([`SendStatus::Backpressure`]; the message is queued either way).
+    /// Fails with [`Error::Closed`] once a Close frame was sent or the
+    /// connection is over.
+    ///
+    /// Nothing is written here: the reader's task is woken and writes it
+    /// (the reader must be polled, as always), or the writer's next `send`
+    /// or `flush` does. So a fan-out loop over many writers never waits
+    /// for any one peer, and what it queues for one connection in a burst
+    /// goes out in one write.
+    ///
+    /// ```no_run
+    /// # fn f<S, R: wsmachine::driver::Io<S>>(writers: &mut Vec<wsmachine::driver::WebSocketWriter<S, R>>) {
+    /// use wsmachine::driver::SendStatus;
+    /// let msg = wsmachine::PreparedMessage::new("tick");
+    /// // Never waits: drops the subscribers that are gone or do not keep up.
+    /// writers.retain_mut(|w| matches!(w.try_send_prepared(&msg), Ok(SendStatus::Queued)));
+    /// # }
+    /// ```
+    pub fn try_send(&mut self, msg: impl Into<Message>) -> Result<SendStatus, Error> {
+        let msg = msg.into();
+        self.try_queue(move |tx| tx.send(msg))
+    }
+
+    /// [`try_send`](WebSocketWriter::try_send) for a [`PreparedMessage`]:
+    /// queues the shared frame without waiting or copying.
+    pub fn try_send_prepared(&mut self, msg: &PreparedMessage) -> Result<SendStatus, Error> {
+        self.try_queue(|tx| tx.send_prepared(msg))
+    }
+
+    /// `send` and `send_prepared`: `queue` encodes the message once the
+    /// output has room.
+    async fn send_with(
+        &mut self,
+        queue: impl FnOnce(&mut SendHalf) -> Result<(), SendError>,
+    ) -> Result<(), Error> {
+        let mut queue = Some(queue);
         poll_fn(|cx| {
             ready!(self.poll_ready_send(cx))?;
-            let queued = msg.take().map_or(Ok(()), |m| self.start_send_msg(m));
+            let queued = queue.take().map_or(Ok(()), |q| self.start_send_with(q));
             self.poll_write_now(cx)?;
             Poll::Ready(queued)
         })
         .await
+    }
+
+    /// `try_send` and `try_send_prepared`.
+    fn try_queue(
+        &mut self,
+        queue: impl FnOnce(&mut SendHalf) -> Result<(), SendError>,
+    ) -> Result<SendStatus, Error> {
+        if self.shared.is_finished() {
+            return Err(self.shared.closed());
+        }
+        let (queued, over) = {
+            let mut side = self.shared.lock();
+            let queued = queue(&mut side.w.tx);
+            (queued, side.w.pending() > side.w.high_water())
+        };
+        queued.map_err(|e| self.send_error(e))?;
+        self.shared.dirty.store(true, Ordering::Release);
+        // The reader writes it (it looks at `dirty` before it sleeps).
+        self.shared.reader_waker.wake_all();
+        Ok(if over {
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Queued
+        })
     }
 
     /// Sends a Ping (payload at most 125 bytes); the Pong arrives on the reader.
@@ -398,7 +471,9 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
         &self.negotiated
     }
 
-    /// Bytes queued for writing and not yet accepted by the transport.
+    /// Bytes queued for writing and not yet accepted by the transport
+    /// (what [`try_send`](WebSocketWriter::try_send) compares to the
+    /// high-water mark): the WebSocket API's `bufferedAmount`.
     pub fn pending_output(&self) -> usize {
         self.shared.lock().w.pending()
     }
@@ -427,7 +502,14 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
     }
 
     fn start_send_msg(&mut self, msg: Message) -> Result<(), Error> {
-        let r = self.shared.lock().w.tx.send(msg);
+        self.start_send_with(|tx| tx.send(msg))
+    }
+
+    fn start_send_with(
+        &mut self,
+        queue: impl FnOnce(&mut SendHalf) -> Result<(), SendError>,
+    ) -> Result<(), Error> {
+        let r = queue(&mut self.shared.lock().w.tx);
         r.map_err(|e| self.send_error(e))?;
         self.shared.dirty.store(true, Ordering::Release);
         Ok(())

@@ -12,10 +12,10 @@ use futures_sink::Sink;
 use super::byte_stream::ByteStream;
 use super::split::{self, WebSocketReader, WebSocketWriter};
 use super::state::{ReadState, WriteState};
-use super::{Ended, Error, Io, Runtime};
+use super::{Ended, Error, Io, Runtime, SendStatus};
 use crate::{
-    CloseCode, CloseFrame, Config, Connection, EntropyMask, Event, Message, Negotiated, Role,
-    SendError, State,
+    CloseCode, CloseFrame, Config, Connection, EntropyMask, Event, Message, Negotiated,
+    PreparedMessage, Role, SendError, SendHalf, State,
 };
 
 /// A WebSocket connection over a byte stream `S` (TCP, TLS, a Unix socket,
@@ -244,10 +244,79 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         &mut self,
         msg: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        let mut msg = Some(msg.into());
+        let msg = msg.into();
+        self.send_with(move |tx| tx.send(msg))
+    }
+
+    /// Sends a message encoded once for many connections (see
+    /// [`PreparedMessage`]): waits, queues and writes like
+    /// [`send`](WebSocket::send), without copying the frame (or, with
+    /// permessage-deflate and no context takeover on our side, compressing
+    /// it again).
+    ///
+    /// Cancel-safe, like [`send`](WebSocket::send).
+    ///
+    /// ```no_run
+    /// # async fn f<S, R: wsmachine::driver::Io<S>>(clients: &mut [wsmachine::driver::WebSocket<S, R>]) {
+    /// let msg = wsmachine::PreparedMessage::new("tick");
+    /// for ws in clients {
+    ///     let _ = ws.send_prepared(&msg).await;
+    /// }
+    /// # }
+    /// ```
+    pub fn send_prepared<'a>(
+        &'a mut self,
+        msg: &'a PreparedMessage,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        self.send_with(move |tx| tx.send_prepared(msg))
+    }
+
+    /// Queues a message without ever waiting, and says whether the output
+    /// is now over [`Config::write_buffer_high_water`]
+    /// ([`SendStatus::Backpressure`]; the message is queued either way).
+    /// Fails with [`Error::Closed`] once a Close frame was sent or the
+    /// connection is over.
+    ///
+    /// Nothing is written here (there is no task context to wait with):
+    /// the next [`recv`](WebSocket::recv), [`send`](WebSocket::send) or
+    /// [`flush`](WebSocket::flush) writes it, so a loop that queues several
+    /// messages this way writes them together. For a fan-out across many
+    /// connections, [`split`](WebSocket::split) each one: a writer's
+    /// [`try_send`](WebSocketWriter::try_send) wakes the reader's task,
+    /// which writes.
+    ///
+    /// ```no_run
+    /// # async fn f<S, R: wsmachine::driver::Io<S>>(mut ws: wsmachine::driver::WebSocket<S, R>) -> Result<(), wsmachine::driver::Error> {
+    /// use wsmachine::driver::SendStatus;
+    /// for i in 0..10 {
+    ///     if ws.try_send(format!("update {i}"))? == SendStatus::Backpressure {
+    ///         break; // the peer does not keep up
+    ///     }
+    /// }
+    /// ws.flush().await?; // or keep receiving: `recv` writes them too
+    /// # Ok(()) }
+    /// ```
+    pub fn try_send(&mut self, msg: impl Into<Message>) -> Result<SendStatus, Error> {
+        let msg = msg.into();
+        self.try_queue(move |tx| tx.send(msg))
+    }
+
+    /// [`try_send`](WebSocket::try_send) for a [`PreparedMessage`]: queues
+    /// the shared frame without waiting or copying.
+    pub fn try_send_prepared(&mut self, msg: &PreparedMessage) -> Result<SendStatus, Error> {
+        self.try_queue(|tx| tx.send_prepared(msg))
+    }
+
+    /// `send` and `send_prepared`: `queue` encodes the message once the
+    /// output has room.
+    fn send_with<'a>(
+        &'a mut self,
+        queue: impl FnOnce(&mut SendHalf) -> Result<(), SendError> + 'a,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        let mut queue = Some(queue);
         poll_fn(move |cx| {
             ready!(self.poll_ready_send(cx))?;
-            let queued = msg.take().map_or(Ok(()), |m| self.w.tx.send(m));
+            let queued = queue.take().map_or(Ok(()), |q| q(&mut self.w.tx));
             self.r.take_lone_event();
             // Right after a recv that left more received events waiting (an
             // echo loop), leave the output queued: the recv that finds
@@ -260,6 +329,26 @@ impl<S, R: Io<S>> WebSocket<S, R> {
                 self.poll_write_now(cx)?;
             }
             Poll::Ready(queued.map_err(|e| self.send_error(e)))
+        })
+    }
+
+    /// `try_send` and `try_send_prepared`.
+    fn try_queue(
+        &mut self,
+        queue: impl FnOnce(&mut SendHalf) -> Result<(), SendError>,
+    ) -> Result<SendStatus, Error> {
+        if self.done {
+            return Err(self.closed());
+        }
+        let queued = queue(&mut self.w.tx);
+        self.r.take_lone_event();
+        // Promised output: whichever operation comes next writes it.
+        self.deferred = true;
+        queued.map_err(|e| self.send_error(e))?;
+        Ok(if self.w.pending() > self.w.high_water() {
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Queued
         })
     }
 
@@ -355,7 +444,9 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     }
 
     /// Bytes queued for writing and not yet accepted by the transport
-    /// (what [`send`](WebSocket::send) compares to the high-water mark).
+    /// (what [`send`](WebSocket::send) compares to the high-water mark, and
+    /// [`try_send`](WebSocket::try_send) reports past it): the WebSocket
+    /// API's `bufferedAmount`.
     pub fn pending_output(&self) -> usize {
         self.w.pending()
     }

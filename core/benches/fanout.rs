@@ -1,0 +1,135 @@
+//! Fan-out: one 1 KiB message to 1,000 server connections, sent as
+//! (a) a clone of the message to each connection (`send`: each one frames
+//! the payload again, copying it, and with compression compresses it again)
+//! and (b) one [`PreparedMessage`] (`send_prepared`: the frame is shared,
+//! and compressed once per no-context-takeover class). The time is per
+//! broadcast (1,000 sends, preparing included), output drained the way the
+//! driver drains it (`peek_transmit_vectored` + `advance_transmit`).
+//!
+//! ```text
+//! cargo bench -p wsmachine --bench fanout
+//! ```
+//! Groups: `fanout_1k_x1000/{uncompressed,server_no_context_takeover}`,
+//! each with `clone_send` and `prepared`; and
+//! `fanout_1k_x1000/context_takeover` (prepared falls back to each
+//! connection's compressor: no gain expected, the cost of correctness).
+//!
+//! One run (release, 2 shared cores), per broadcast of 1,000 sends:
+//! uncompressed 53.7 µs clone+send, 36.3 µs prepared; with
+//! `server_no_context_takeover` 41.7 ms clone+send (a zlib reset per
+//! message per connection), 58.5 µs prepared (one compression); with
+//! context takeover prepared falls back to 8.2 ms.
+// This is the event loop around the core: it owns the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use wsmachine::{Config, Connection, DeflateParams, Message, Negotiated, PreparedMessage, Role};
+
+const CONNECTIONS: usize = 1000;
+
+/// 1 KiB of JSON-like text.
+fn message() -> String {
+    let mut s = String::new();
+    let mut i = 0u32;
+    while s.len() < 1024 {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"user\":\"u{}\",\"price\":{}.{:02},\"side\":\"{}\"}},",
+            i.wrapping_mul(2_654_435_761) % 997,
+            100 + i % 37,
+            i % 100,
+            if i % 3 == 0 { "buy" } else { "sell" }
+        ));
+        i += 1;
+    }
+    s.truncate(1024);
+    s
+}
+
+fn connections(deflate: Option<DeflateParams>) -> Vec<Connection> {
+    let cfg = std::sync::Arc::new(Config {
+        ping_interval: None,
+        ..Config::with_deflate()
+    });
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate,
+    };
+    (0..CONNECTIONS)
+        .map(|_| {
+            Connection::upgraded(
+                Role::Server,
+                cfg.clone(),
+                negotiated.clone(),
+                None,
+                Instant::now(),
+            )
+        })
+        .collect()
+}
+
+/// Drains a connection's output as the driver writes it.
+fn drain(c: &mut Connection) -> usize {
+    let mut n = 0;
+    loop {
+        let mut bufs = [IoSlice::new(&[]); 8];
+        let k = c.peek_transmit_vectored(&mut bufs);
+        if k == 0 {
+            return n;
+        }
+        let len: usize = bufs[..k].iter().map(|b| black_box(b.len())).sum();
+        c.advance_transmit(len);
+        n += len;
+    }
+}
+
+fn fanout(c: &mut Criterion) {
+    let text = message();
+    let msg = Message::Text(text.clone().into());
+    let mut g = c.benchmark_group("fanout_1k_x1000");
+    g.sample_size(20);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(CONNECTIONS as u64));
+    let nct = DeflateParams {
+        server_no_context_takeover: true,
+        ..DeflateParams::default()
+    };
+    for (name, deflate) in [
+        ("uncompressed", None),
+        ("server_no_context_takeover", Some(nct)),
+        ("context_takeover", Some(DeflateParams::default())),
+    ] {
+        let mut conns = connections(deflate);
+        if name != "context_takeover" {
+            g.bench_function(format!("{name}/clone_send"), |b| {
+                b.iter(|| {
+                    let mut n = 0;
+                    for c in &mut conns {
+                        c.send(msg.clone()).unwrap();
+                        n += drain(c);
+                    }
+                    n
+                })
+            });
+        }
+        g.bench_function(format!("{name}/prepared"), |b| {
+            b.iter(|| {
+                let p = PreparedMessage::new(msg.clone());
+                let mut n = 0;
+                for c in &mut conns {
+                    c.send_prepared(&p).unwrap();
+                    n += drain(c);
+                }
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
