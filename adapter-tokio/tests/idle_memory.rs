@@ -120,10 +120,10 @@ fn idle_server_connection_heap_cost() {
         }
         let mut ready_rx = ready_rx;
         ready_rx.recv().await.unwrap();
-        // Let every task reach its idle `recv`.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        // Every task is idle in `recv` now, without yielding: each client
+        // read its echo, which its server task wrote in a poll that then
+        // went on to `recv` and found nothing to read; on this one thread
+        // that poll ended before this task resumed.
         // The JoinHandles themselves are the test's, not the connections'.
         let handles =
             (tasks.capacity() * std::mem::size_of::<tokio::task::JoinHandle<()>>()) as isize;
