@@ -57,6 +57,18 @@ pub enum Ended {
     Io(io::ErrorKind),
 }
 
+impl Ended {
+    /// What `close` returns once the connection has ended this way: the
+    /// failure that ended it, if any.
+    pub(crate) fn into_close_result(self) -> Result<(), Error> {
+        match self {
+            Ended::Failed(e) => Err(Error::Ws(e)),
+            Ended::Io(kind) => Err(Error::Io(kind.into())),
+            Ended::Closing | Ended::Closed(_) => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

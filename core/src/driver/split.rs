@@ -576,11 +576,13 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
     /// `close`'s result once the reader ended the connection: the failure
     /// that ended it, if any.
     fn finished_result(&self) -> Result<(), Error> {
-        match self.shared.closed() {
-            Error::Closed(Ended::Failed(e)) => Err(Error::Ws(e)),
-            Error::Closed(Ended::Io(kind)) => Err(Error::Io(kind.into())),
-            _ => Ok(()),
-        }
+        let ended = self
+            .shared
+            .ended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        ended.map_or(Ok(()), Ended::into_close_result)
     }
 }
 

@@ -252,29 +252,27 @@ impl<R: Runtime> ReadState<R> {
         if self.eof {
             return Poll::Ready(Ok(()));
         }
-        with_read_buf(|buf| match R::poll_read(io, cx, buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(0)) => {
-                self.eof = true;
-                self.rx.receive_eof(R::now());
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Ok(n)) => {
-                self.rx.receive(R::now(), &buf[..n.min(buf.len())]);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) if self.rx.state() == State::Closed => {
+        with_read_buf(|buf| {
+            let n = match R::poll_read(io, cx, buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    return Poll::Ready(Ok(()))
+                }
                 // e.g. a reset right after the closing handshake: a plain end.
-                let _ = e;
+                Poll::Ready(Err(_)) if self.rx.state() == State::Closed => 0,
+                Poll::Ready(Err(e)) => {
+                    self.set_failed(e.kind());
+                    return Poll::Ready(Err(e));
+                }
+            };
+            if n == 0 {
                 self.eof = true;
                 self.rx.receive_eof(R::now());
-                Poll::Ready(Ok(()))
+            } else {
+                self.rx.receive(R::now(), &buf[..n.min(buf.len())]);
             }
-            Poll::Ready(Err(e)) => {
-                self.set_failed(e.kind());
-                Poll::Ready(Err(e))
-            }
+            Poll::Ready(Ok(()))
         })
     }
 

@@ -490,7 +490,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// cause; the rest is misuse.
     pub(crate) fn send_error(&self, e: SendError) -> Error {
         match e {
-            SendError::Closed => Error::Closed(self.r.ended(self.done)),
+            SendError::Closed => self.closed(),
             e => Error::Send(e),
         }
     }
@@ -755,11 +755,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             // Discarded; the connection's error is remembered by `pop`.
             while self.r.pop().is_some() {}
             if self.done {
-                return Poll::Ready(match self.r.ended(true) {
-                    Ended::Failed(e) => Err(Error::Ws(e)),
-                    Ended::Io(kind) => Err(Error::Io(kind.into())),
-                    _ => Ok(()),
-                });
+                return Poll::Ready(self.r.ended(true).into_close_result());
             }
         }
     }
