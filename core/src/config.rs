@@ -24,6 +24,7 @@ use crate::deflate::DeflateConfig;
 /// | `opening_handshake_timeout` | 10 s | fail a handshake that does not complete |
 /// | `close_timeout` | 5 s | bound on waiting for the peer's Close, and for a client, on waiting for the server to close TCP (counted from when the last Close was sent or received; an echo the application releases late by taking its event late counts from the peer's Close) |
 /// | `write_buffer_high_water` | 1 MiB | adapters wait before queueing more when unsent output is above it |
+/// | `max_pending_output` | 16 MiB | a send that finds more unsent than this ends the connection: the peer does not read (only sends that never wait get there) |
 /// | `deflate` | `None` | permessage-deflate offer (client) or policy (server) |
 /// | `memory_budget` | [`MemoryBudget::process_default`]: 256 MiB per process | bytes that unfinished incoming messages and their inflate output may hold over all connections sharing it; past a free 16 KiB per connection, a message reserves before it grows, and one that cannot fails its connection with 1013 |
 ///
@@ -96,6 +97,34 @@ pub struct Config {
     pub close_timeout: Duration,
     /// Unsent output above which adapters make senders wait.
     pub write_buffer_high_water: usize,
+    /// Unsent output past which the peer is judged not to read: a send
+    /// (data or control) that finds more than this waiting fails with
+    /// [`crate::SendError::PendingOutputLimit`], the queued output is
+    /// dropped and the connection ends without a Close frame (see
+    /// [`crate::ConnectionError::PendingOutputLimit`]). `None`: no limit.
+    ///
+    /// Senders that wait (an adapter's `send().await`, `Sink`, the byte
+    /// stream) never reach it: they wait at `write_buffer_high_water`.
+    /// Sends that never wait (`try_send`, `try_send_prepared`, or a sans-IO
+    /// driver's own loop) do: a fan-out that queues to every subscriber
+    /// without waiting for any is bounded by it, and a subscriber that
+    /// stopped reading is dropped at the first send past it, its memory
+    /// given back at once. The check comes before the message is queued,
+    /// so one message larger than the limit still goes to a peer that
+    /// keeps up.
+    ///
+    /// Why a failure and not a dropped message (uWebSockets' `DROPPED`):
+    /// a subscriber that silently misses a message cannot tell; one whose
+    /// connection ends can reconnect and resynchronise. Why no Close
+    /// frame (1008 or 1013): a peer that does not read would not read it
+    /// either, and keeping the output until it did is the memory the limit
+    /// exists to free. The peer sees the transport close (1006), which a
+    /// reconnecting client treats as retryable, as it would 1013.
+    ///
+    /// Default 16 MiB: sixteen times the high-water mark, so a burst that
+    /// a reading peer drains is never mistaken for a peer that does not
+    /// read.
+    pub max_pending_output: Option<usize>,
     /// permessage-deflate offer (client) or acceptance policy (server).
     pub deflate: Option<DeflateConfig>,
     /// The budget shared by connections for their unfinished incoming
@@ -119,6 +148,7 @@ impl Default for Config {
             opening_handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             write_buffer_high_water: 1 << 20,
+            max_pending_output: Some(16 << 20),
             deflate: None,
             memory_budget: Some(MemoryBudget::process_default()),
         }

@@ -318,6 +318,15 @@ pub enum SendError {
     /// response (`reject`) instead.
     #[error("the request is plain HTTP, not a WebSocket upgrade: it can only be answered with an HTTP response")]
     NotAnUpgrade,
+    /// The send found more than [`crate::Config::max_pending_output`]
+    /// bytes waiting for the transport: the peer does not read. Nothing was
+    /// queued, every queued byte was dropped, and the connection is over:
+    /// [`crate::Connection::should_close_transport`] says to close the
+    /// transport now (no Close frame: the output stops inside a frame), and
+    /// the receiving half reports [`ConnectionError::PendingOutputLimit`]
+    /// after the events already received.
+    #[error("the peer did not read: more than the limit of output is waiting")]
+    PendingOutputLimit,
 }
 
 /// Which timer fired.
@@ -348,6 +357,12 @@ pub enum ConnectionError {
     /// The transport ended before the closing handshake (close code 1006).
     #[error("connection closed without a closing handshake")]
     Eof,
+    /// The peer did not read what we sent: a send found more than
+    /// [`crate::Config::max_pending_output`] bytes unsent, so the output
+    /// was dropped and the connection ended without a Close frame (the
+    /// peer sees 1006). See [`SendError::PendingOutputLimit`].
+    #[error("the peer did not read: unsent output passed the limit")]
+    PendingOutputLimit,
 }
 
 impl ConnectionError {
@@ -358,7 +373,7 @@ impl ConnectionError {
             ConnectionError::Protocol(p) => p.close_code(),
             ConnectionError::Handshake(_) => CloseCode::PROTOCOL_ERROR,
             ConnectionError::TimedOut(_) => CloseCode::ABNORMAL,
-            ConnectionError::Eof => CloseCode::ABNORMAL,
+            ConnectionError::Eof | ConnectionError::PendingOutputLimit => CloseCode::ABNORMAL,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! writers' too) arrives intact whatever each connection negotiated, and a
 //! fan-out loop of `try_send` over split writers never waits for a peer
 //! that does not read: the others get everything, the slow one reports
-//! `Backpressure` and holds no more than the loop queued for it.
+//! `Backpressure` and holds no more than the loop queued for it, and is
+//! dropped at `Config::max_pending_output`.
 
 /// Shrinks the receive buffer of a peer's socket (no autotuning after
 /// it), so that a peer that never reads fills up after little data rather
@@ -296,6 +297,151 @@ macro_rules! fanout_tests {
                 for r in readers {
                     r.await;
                 }
+            }))
+        }
+        /// `try_send` on an unsplit connection writes nothing by itself, so
+        /// the output grows by exactly one frame per call: the send that
+        /// finds more than `max_pending_output` waiting fails with the
+        /// connection's end, the output is dropped at once, `recv` reports
+        /// the cause and then `None`, and the peer sees the transport end
+        /// without a Close frame.
+        #[test]
+        fn try_send_past_the_output_limit_ends_the_connection() {
+            rt::block_on(rt::within_a_minute(async {
+                const LIMIT: usize = 256 << 10;
+                const MSG: usize = 8 << 10;
+                let frame = MSG + 4; // 126-form header, unmasked
+                let (l, addr) = rt::listen().await;
+                let client = std::thread::spawn(move || {
+                    let mut p = crate::peer::Peer::connect(addr);
+                    let mut events = Vec::new();
+                    while let Some(ev) = p.next_event() {
+                        events.push(ev);
+                    }
+                    events
+                });
+                let s = rt::accept(&l).await;
+                let cfg = Config {
+                    max_pending_output: Some(LIMIT),
+                    ..config()
+                };
+                let mut ws = accept_with(s, cfg, |_| Ok(Accept::new()))
+                    .await
+                    .expect("accept");
+                let limited = ConnectionError::PendingOutputLimit;
+                let mut sent = 0;
+                let err = loop {
+                    match ws.try_send(vec![1u8; MSG]) {
+                        Ok(_) => sent += 1,
+                        Err(e) => break e,
+                    }
+                    assert!(sent < 10_000, "the limit was never reached");
+                };
+                // The first send that found more than the limit waiting.
+                assert_eq!(sent, LIMIT / frame + 1);
+                assert!(
+                    matches!(&err, Error::Closed(Ended::Failed(e)) if *e == limited),
+                    "{err:?}"
+                );
+                assert_eq!(ws.pending_output(), 0, "the output is dropped at once");
+                assert!(matches!(
+                    ws.try_send("more"),
+                    Err(Error::Closed(Ended::Failed(e))) if e == limited
+                ));
+                match ws.recv().await {
+                    Some(Err(Error::Ws(e))) => assert_eq!(e, limited),
+                    other => panic!("recv after the limit: {other:?}"),
+                }
+                assert!(ws.recv().await.is_none());
+                // Dropped before the peer looks: on async-std the end of
+                // the stream reaches the peer only then (see `no_fin`).
+                drop(ws);
+                // Nothing was written (unsplit `try_send` leaves writing to
+                // the next operation): the peer meets the end of the
+                // stream right after the handshake, and no Close frame.
+                let events = client.join().expect("client");
+                assert!(
+                    matches!(&events[..], [Event::Error(ConnectionError::Eof)]),
+                    "{events:?}"
+                );
+            }))
+        }
+
+        /// A split writer's fan-out to a peer that never reads: the loop
+        /// gets `Backpressure`, then, past `max_pending_output`, the
+        /// connection's end; the reader reports it and shuts the transport
+        /// down, so the peer reads what was written and then the end of
+        /// the stream; the output's memory is given back.
+        #[test]
+        fn a_split_writer_drops_a_peer_that_does_not_read_at_the_limit() {
+            rt::block_on(rt::within_a_minute(async {
+                const LIMIT: usize = 512 << 10;
+                const HIGH_WATER: usize = 64 << 10;
+                const MSG: usize = 8 << 10;
+                let (l, addr) = rt::listen().await;
+                let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+                let slow = std::thread::spawn(move || {
+                    let mut p = crate::peer::Peer::connect(addr);
+                    small_receive_buffer(&p.tcp);
+                    go_rx.recv().expect("the test ends");
+                    crate::peer::read_to_end(&mut p.tcp).len()
+                });
+                let s = rt::accept(&l).await;
+                let cfg = Config {
+                    max_pending_output: Some(LIMIT),
+                    write_buffer_high_water: HIGH_WATER,
+                    ..config()
+                };
+                let ws = accept_with(s, cfg, |_| Ok(Accept::new()))
+                    .await
+                    .expect("accept");
+                let (mut reader, mut writer) = ws.split();
+                let read = rt::spawn(async move {
+                    let mut results = Vec::new();
+                    while let Some(r) = reader.recv().await {
+                        results.push(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    results
+                });
+                let limited = ConnectionError::PendingOutputLimit;
+                let mut backpressure = false;
+                let mut rounds = 0usize;
+                let err = loop {
+                    match writer.try_send(vec![2u8; MSG]) {
+                        Ok(SendStatus::Backpressure) => backpressure = true,
+                        Ok(_) => {}
+                        Err(e) => break e,
+                    }
+                    rounds += 1;
+                    assert!(rounds < 100_000, "the limit was never reached");
+                    // A publisher's pace: the reader's task writes meanwhile.
+                    if rounds % 8 == 0 {
+                        rt::sleep_a_millisecond().await;
+                    }
+                };
+                assert!(backpressure, "Backpressure came first");
+                assert!(
+                    matches!(&err, Error::Closed(Ended::Failed(e)) if *e == limited),
+                    "{err:?}"
+                );
+                assert_eq!(writer.pending_output(), 0, "the output is dropped at once");
+                let results = read.await;
+                assert_eq!(
+                    results,
+                    vec![Err(Error::Ws(limited.clone()).to_string())],
+                    "the reader reports the cause once"
+                );
+                assert!(matches!(
+                    writer.try_send("more"),
+                    Err(Error::Closed(Ended::Failed(e))) if e == limited
+                ));
+                drop(writer); // async-std: see `no_fin`
+                go_tx.send(()).expect("the slow peer waits");
+                // What reached the peer's socket before the end, then the
+                // end of the stream (the read returns): less than the
+                // limit plus what the sockets hold.
+                let got = slow.join().expect("slow peer");
+                assert!(got < rounds * (MSG + 4), "{got}");
             }))
         }
     };

@@ -36,6 +36,9 @@ pub(crate) struct Link {
     /// The receiving half is done (failure, end of stream, timeout): the
     /// sending half refuses new frames.
     finished: AtomicBool,
+    /// The sending half dropped its output at `Config::max_pending_output`:
+    /// the receiving half reports it and is done with the transport.
+    aborted: AtomicBool,
     /// The sending half sent a message since the receiving half last
     /// looked (only noted when compression is on: it keeps idle zlib
     /// streams from being released while the application only sends).
@@ -87,6 +90,15 @@ impl Link {
 
     pub(crate) fn set_finished(&self) {
         self.finished.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn set_aborted(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.set_finished();
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_finished(&self) -> bool {

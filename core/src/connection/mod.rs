@@ -145,8 +145,8 @@ impl Connection {
         Connection {
             role,
             handshake_deadline: now.checked_add(config.opening_handshake_timeout),
-            rx: ReceiveHalf::new(role, config, link.clone(), now),
-            tx: SendHalf::new(role, mask, link),
+            tx: SendHalf::new(role, mask, link.clone(), config.max_pending_output),
+            rx: ReceiveHalf::new(role, config, link, now),
             phase,
             negotiated: Negotiated::default(),
         }

@@ -41,6 +41,11 @@ pub struct SendHalf {
     streaming: Option<(MessageKind, bool)>,
     link: Arc<Link>,
     open: bool,
+    /// `Config::max_pending_output` (`usize::MAX` for none).
+    max_pending: usize,
+    /// The output was dropped for the limit: nothing may be queued after
+    /// it, not even a Pong (the peer would read a frame cut short).
+    aborted: bool,
 }
 
 impl std::fmt::Debug for SendHalf {
@@ -54,7 +59,12 @@ impl std::fmt::Debug for SendHalf {
 }
 
 impl SendHalf {
-    pub(crate) fn new(role: Role, mask: Option<Box<dyn MaskSource>>, link: Arc<Link>) -> Self {
+    pub(crate) fn new(
+        role: Role,
+        mask: Option<Box<dyn MaskSource>>,
+        link: Arc<Link>,
+        max_pending: Option<usize>,
+    ) -> Self {
         SendHalf {
             role,
             out: BytesMut::new(),
@@ -66,6 +76,8 @@ impl SendHalf {
             streaming: None,
             link,
             open: false,
+            max_pending: max_pending.unwrap_or(usize::MAX),
+            aborted: false,
         }
     }
 
@@ -395,8 +407,9 @@ impl SendHalf {
                 }
                 continue;
             }
-            if self.close_sent {
-                // Nothing may follow our Close frame (RFC 6455 §5.5.1).
+            if self.close_sent || self.aborted {
+                // Nothing may follow our Close frame (RFC 6455 §5.5.1), nor
+                // output that was dropped in the middle of a frame.
                 break;
             }
             match reply {
@@ -432,7 +445,22 @@ impl SendHalf {
         if self.close_sent || self.link.is_finished() {
             return Err(SendError::Closed);
         }
+        if self.queued > self.max_pending {
+            self.abort();
+            return Err(SendError::PendingOutputLimit);
+        }
         Ok(())
+    }
+
+    /// The peer does not read what we send: drop the output at once (its
+    /// memory is what the limit protects) and end the connection. No Close
+    /// frame: the output stops somewhere inside a frame, and a peer that
+    /// does not read would not read a Close queued behind it either.
+    #[cold]
+    fn abort(&mut self) {
+        self.clear_transmit();
+        self.aborted = true;
+        self.link.set_aborted();
     }
 
     fn check_control(&mut self, payload: &[u8]) -> Result<(), SendError> {

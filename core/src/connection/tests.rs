@@ -1922,3 +1922,46 @@ fn the_give_up_timer_runs_from_end_of_stream() {
         Some(later + Config::default().close_timeout)
     );
 }
+
+/// `Config::max_pending_output`: the send that finds more than the limit
+/// unsent fails, drops the output, ends the connection (transport to
+/// close, no Close frame), and the receiving half reports it after the
+/// events received before; a message larger than the limit still goes
+/// when little is waiting.
+#[test]
+fn a_send_past_the_output_limit_drops_the_output_and_ends_the_connection() {
+    let cfg = Config {
+        max_pending_output: Some(10_000),
+        ..Config::default()
+    };
+    let (mut s, now) = open_server(cfg);
+    // Larger than the limit, but nothing is waiting: it goes.
+    s.send_binary(&payload(50_000)).unwrap();
+    assert_eq!(s.pending_output(), 50_000 + 4);
+    while s.poll_transmit().is_some() {}
+    // Received before the failure: delivered before its error.
+    s.receive(now, &client_frame(0x81, b"before"));
+    for i in 0..3 {
+        s.send_binary(&payload(4_000))
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+    }
+    // 12 012 bytes wait: the next send (data or control) fails.
+    assert_eq!(s.ping(b"x"), Err(SendError::PendingOutputLimit));
+    assert_eq!(s.pending_output(), 0);
+    assert!(s.poll_transmit().is_none());
+    assert!(s.should_close_transport());
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.send_binary(b"later"), Err(SendError::Closed));
+    // A Ping that arrives now is not even read: no Pong may follow output
+    // that stopped mid-frame.
+    s.receive(now, &client_frame(0x89, b"p"));
+    assert!(s.poll_transmit().is_none());
+    assert_eq!(s.poll_event(), Some(Event::Text("before".into())));
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Error(ConnectionError::PendingOutputLimit))
+    ));
+    assert!(s.poll_event().is_none());
+    assert!(s.poll_transmit().is_none());
+    assert_eq!(s.poll_timeout(), None);
+}

@@ -22,7 +22,8 @@ use super::state::{ReadState, WriteState};
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, PoisonError};
 use super::{Ended, Error, Io, Runtime, SendStatus};
 use crate::{
-    CloseCode, CloseFrame, Event, Message, Negotiated, PreparedMessage, SendError, SendHalf, State,
+    CloseCode, CloseFrame, ConnectionError, Event, Message, Negotiated, PreparedMessage, SendError,
+    SendHalf, State,
 };
 
 /// Wakers of the tasks waiting on one thing; woken all at once.
@@ -481,6 +482,13 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
     fn send_error(&self, e: SendError) -> Error {
         match e {
             SendError::Closed => self.shared.closed(),
+            SendError::PendingOutputLimit => {
+                let ended = Ended::Failed(ConnectionError::PendingOutputLimit);
+                self.shared.finish(ended.clone());
+                // The reader shuts the transport down and reports the error.
+                self.shared.reader_waker.wake_all();
+                Error::Closed(ended)
+            }
             e => Error::Send(e),
         }
     }

@@ -182,6 +182,9 @@ impl<R: Runtime> ReadState<R> {
                 return Ended::Failed(e.clone());
             }
         }
+        if self.rx.send_failed() {
+            return Ended::Failed(ConnectionError::PendingOutputLimit);
+        }
         if done || self.rx.state() == State::Closed {
             Ended::Closed(self.close_frame().cloned())
         } else {

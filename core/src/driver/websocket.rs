@@ -490,7 +490,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// cause; the rest is misuse.
     pub(crate) fn send_error(&self, e: SendError) -> Error {
         match e {
-            SendError::Closed => self.closed(),
+            SendError::Closed | SendError::PendingOutputLimit => self.closed(),
             e => Error::Send(e),
         }
     }

@@ -340,6 +340,10 @@ impl ReceiveHalf {
             // RFC 6455 §5.5.1: nothing is processed after a Close frame.
             return;
         }
+        if self.link.is_aborted() {
+            // Nothing could be answered (see `SendHalf::abort`).
+            return;
+        }
         self.last_rx = now;
         self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
         if data.len() > RECEIVE_STEP {
@@ -459,7 +463,9 @@ impl ReceiveHalf {
             }
             return Some(ev);
         }
-        let ev = self.events.pop_front()?;
+        let Some(ev) = self.events.pop_front() else {
+            return self.take_send_failure();
+        };
         if matches!(ev, Event::Pong(_)) || (matches!(ev, Event::Ping(_)) && self.config.auto_pong) {
             // Queued by `push_answered` (Pings only with `auto_pong`).
             self.answered -= 1;
@@ -481,6 +487,31 @@ impl ReceiveHalf {
             self.release_deferred_close();
         }
         Some(ev)
+    }
+
+    /// The sending half dropped its output at `Config::max_pending_output`
+    /// (see [`crate::SendError::PendingOutputLimit`]): reported once the
+    /// events received before it have been taken, and the connection is
+    /// then done with its transport.
+    #[cold]
+    fn take_send_failure(&mut self) -> Option<Event> {
+        if !self.link.is_aborted() || self.failed {
+            return None;
+        }
+        self.failed = true;
+        self.buf = BytesMut::new();
+        self.header = None;
+        self.current = Current::default();
+        self.held.settle(&self.config, 0);
+        self.set_transport_done();
+        Some(Event::Error(ConnectionError::PendingOutputLimit))
+    }
+
+    /// Whether the sending half dropped its output at
+    /// `Config::max_pending_output`, whether or not the error event was
+    /// taken yet.
+    pub(crate) fn send_failed(&self) -> bool {
+        self.link.is_aborted()
     }
 
     /// The Close frame held back until the application took the Close or
@@ -583,7 +614,12 @@ impl ReceiveHalf {
         }
         let sent = self.link.close_sent_at().is_some();
         let received = self.close_received();
-        if self.failed || self.eof || self.transport_done || (sent && received) {
+        if self.failed
+            || self.eof
+            || self.transport_done
+            || (sent && received)
+            || self.send_failed()
+        {
             State::Closed
         } else if sent || received {
             State::Closing
@@ -599,7 +635,7 @@ impl ReceiveHalf {
     /// failure. (Not [`Connection::should_close_transport`](crate::Connection::should_close_transport), which also
     /// waits for that output: a half cannot see the other's buffer.)
     pub fn is_done_with_transport(&self) -> bool {
-        self.transport_done || self.closed_both_ways()
+        self.transport_done || self.closed_both_ways() || self.link.is_aborted()
     }
 
     /// Whether to drop our unsent output and close the transport: the
