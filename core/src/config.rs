@@ -104,7 +104,8 @@ pub struct Config {
     /// [`crate::ConnectionError::PendingOutputLimit`]). `None`: no limit.
     ///
     /// Senders that wait (an adapter's `send().await`, `Sink`, the byte
-    /// stream) never reach it: they wait at `write_buffer_high_water`.
+    /// stream) never reach it: they wait at `write_buffer_high_water`, and
+    /// a limit below that mark counts as the mark itself.
     /// Sends that never wait (`try_send`, `try_send_prepared`, or a sans-IO
     /// driver's own loop) do: a fan-out that queues to every subscriber
     /// without waiting for any is bounded by it, and a subscriber that

@@ -323,6 +323,7 @@ macro_rules! fanout_tests {
                 let s = rt::accept(&l).await;
                 let cfg = Config {
                     max_pending_output: Some(LIMIT),
+                    write_buffer_high_water: 64 << 10,
                     ..config()
                 };
                 let mut ws = accept_with(s, cfg, |_| Ok(Accept::new()))

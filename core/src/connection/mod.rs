@@ -145,7 +145,16 @@ impl Connection {
         Connection {
             role,
             handshake_deadline: now.checked_add(config.opening_handshake_timeout),
-            tx: SendHalf::new(role, mask, link.clone(), config.max_pending_output),
+            tx: SendHalf::new(
+                role,
+                mask,
+                link.clone(),
+                // Never below the high-water mark: a sender that waited
+                // there must not trip it.
+                config
+                    .max_pending_output
+                    .map(|l| l.max(config.write_buffer_high_water)),
+            ),
             rx: ReceiveHalf::new(role, config, link, now),
             phase,
             negotiated: Negotiated::default(),

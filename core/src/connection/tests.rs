@@ -1932,6 +1932,7 @@ fn the_give_up_timer_runs_from_end_of_stream() {
 fn a_send_past_the_output_limit_drops_the_output_and_ends_the_connection() {
     let cfg = Config {
         max_pending_output: Some(10_000),
+        write_buffer_high_water: 1_000,
         ..Config::default()
     };
     let (mut s, now) = open_server(cfg);
@@ -1964,4 +1965,19 @@ fn a_send_past_the_output_limit_drops_the_output_and_ends_the_connection() {
     assert!(s.poll_event().is_none());
     assert!(s.poll_transmit().is_none());
     assert_eq!(s.poll_timeout(), None);
+}
+
+/// A limit below `write_buffer_high_water` counts as the mark: a sender
+/// that waits there never trips it.
+#[test]
+fn the_output_limit_is_never_below_the_high_water_mark() {
+    let cfg = Config {
+        max_pending_output: Some(0),
+        write_buffer_high_water: 10_000,
+        ..Config::default()
+    };
+    let (mut s, _) = open_server(cfg);
+    s.send_binary(&payload(9_000)).unwrap();
+    s.send_binary(&payload(9_000)).unwrap();
+    assert_eq!(s.send_binary(b"x"), Err(SendError::PendingOutputLimit));
 }
