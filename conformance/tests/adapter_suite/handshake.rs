@@ -45,6 +45,7 @@ macro_rules! handshake_tests {
                 });
                 let err = ConnectBuilder::new(format!("ws://{addr}/"))
                     .no_proxy()
+                    .config(config())
                     .subprotocol("chat.v1")
                     .connect()
                     .await
@@ -123,6 +124,7 @@ macro_rules! handshake_tests {
                 });
                 let err = ConnectBuilder::new(format!("ws://{addr}/private?x=1"))
                     .no_proxy()
+                    .config(config())
                     .header("Authorization", "Bearer wrong")
                     .connect()
                     .await
@@ -159,6 +161,7 @@ macro_rules! handshake_tests {
                 });
                 let (mut ws, resp) = ConnectBuilder::new(format!("ws://{addr}/"))
                     .no_proxy()
+                    .config(config())
                     .subprotocol("a")
                     .subprotocol("b")
                     .connect()

@@ -140,6 +140,7 @@ macro_rules! echo_through {
         let server = echo_server(config()).await;
         let (mut ws, _) = ConnectBuilder::new(format!("ws://{server}/"))
             .proxy($proxy)
+            .config(config())
             .connect()
             .await
             .expect("connect through the proxy");
