@@ -52,7 +52,12 @@ use crate::Connection;
 /// What a send that never waits ([`WebSocket::try_send`],
 /// [`WebSocketWriter::try_send`] and their `_prepared` forms) did with the
 /// message. A refusal is an `Err` instead: [`Error::Closed`] once the
-/// connection is closing or over.
+/// connection is closing or over, including when this very send found more
+/// than [`Config::max_pending_output`](crate::Config::max_pending_output)
+/// waiting: the peer does not read, so the connection ends
+/// (`Ended::Failed(ConnectionError::PendingOutputLimit)`) and its output is
+/// dropped at once. Between the two, [`SendStatus::Backpressure`] is the
+/// warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[must_use]

@@ -350,7 +350,9 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
     /// Sends a message: waits while the output is over the high-water
     /// mark, queues the message and writes what the transport accepts now.
     /// Fails with [`Error::Closed`] once a Close frame was sent or the
-    /// connection is over.
+    /// connection is over, and ends the connection when it finds more
+    /// than [`crate::Config::max_pending_output`] unsent (see
+    /// [`SendStatus`]).
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         let msg = msg.into();
         self.send_with(move |tx| tx.send(msg)).await
@@ -366,7 +368,9 @@ impl<S, R: Io<S>> WebSocketWriter<S, R> {
     /// is now over [`crate::Config::write_buffer_high_water`]
     /// ([`SendStatus::Backpressure`]; the message is queued either way).
     /// Fails with [`Error::Closed`] once a Close frame was sent or the
-    /// connection is over.
+    /// connection is over, and ends the connection when it finds more
+    /// than [`crate::Config::max_pending_output`] unsent (see
+    /// [`SendStatus`]).
     ///
     /// Nothing is written here: the reader's task is woken and writes it
     /// (the reader must be polled, as always), or the writer's next `send`

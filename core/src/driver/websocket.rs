@@ -234,7 +234,9 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// `recv` → `send`) therefore go out before our Close.
     ///
     /// Fails with [`Error::Closed`] once a Close frame was sent or the
-    /// connection is over.
+    /// connection is over, and ends the connection when it finds more
+    /// than [`crate::Config::max_pending_output`] unsent (see
+    /// [`SendStatus`]).
     ///
     /// Cancel-safe: if dropped before it completes, the message was not queued.
     // Not an `async fn`: its future would hold the argument and the message
@@ -275,7 +277,9 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// is now over [`Config::write_buffer_high_water`]
     /// ([`SendStatus::Backpressure`]; the message is queued either way).
     /// Fails with [`Error::Closed`] once a Close frame was sent or the
-    /// connection is over.
+    /// connection is over, and ends the connection when it finds more
+    /// than [`crate::Config::max_pending_output`] unsent (see
+    /// [`SendStatus`]).
     ///
     /// Nothing is written here (there is no task context to wait with):
     /// the next [`recv`](WebSocket::recv), [`send`](WebSocket::send) or
