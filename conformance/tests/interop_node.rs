@@ -11,12 +11,13 @@
 //!   pinging us;
 //! - prepared messages: our Tokio server fans the same `PreparedMessage`s
 //!   (text and binary, under and over `min_compress_size`) out to several
-//!   `ws` clients at once with the split writer's `try_send_prepared`, under
-//!   each negotiated parameter set (none, context takeover,
-//!   `server_no_context_takeover`, `client_no_context_takeover`, both, a
-//!   9-bit server window), three clients of one set, then one server with
-//!   clients of every set; each client sends every message back and our
-//!   server compares it byte for byte.
+//!   `ws` clients at once, with the split writer's `try_send_prepared` and the
+//!   unsplit `send_prepared`, under each negotiated parameter set (none,
+//!   context takeover, `server_no_context_takeover`,
+//!   `client_no_context_takeover`, both, a 9- and an 8-bit server window):
+//!   three clients of one set, then one server with clients of every set;
+//!   each client sends every message back and our server compares it byte
+//!   for byte.
 //!
 //! Both sides' observations are checked, including bytes on the wire (so
 //! compression is seen to happen, not only to be negotiated). Without `node`
@@ -288,6 +289,19 @@ async fn prepared_to_node_clients_small_server_window() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_smallest_server_window() {
+    prepared_to_node_clients(
+        &[DeflateSet::SmallestServerWindow; 3],
+        "prepared_to_node_clients_smallest_server_window",
+    )
+    .await;
+}
+
 /// One server, one client of each parameter set: a prepared message has
 /// an encoding per class of connection, and each must get its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,6 +319,7 @@ async fn prepared_to_node_clients_of_every_parameter_set_at_once() {
             DeflateSet::NoContextTakeover,
             DeflateSet::ClientNoContextTakeover,
             DeflateSet::SmallServerWindow,
+            DeflateSet::SmallestServerWindow,
             DeflateSet::ServerNoContextTakeover,
         ],
         "prepared_to_node_clients_of_every_parameter_set_at_once",

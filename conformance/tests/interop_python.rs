@@ -14,12 +14,13 @@
 //!   clients, over their own runtime's TCP, against the Python server);
 //! - prepared messages: our Tokio server fans the same `PreparedMessage`s
 //!   (text and binary, under and over `min_compress_size`) out to several
-//!   Python clients at once with the split writer's `try_send_prepared`, under
-//!   each negotiated parameter set (none, context takeover,
-//!   `server_no_context_takeover`, `client_no_context_takeover`, both, a
-//!   9-bit server window), three clients of one set, then one server with
-//!   clients of every set; each client sends every message back and our
-//!   server compares it byte for byte.
+//!   Python clients at once, with the split writer's `try_send_prepared` and the
+//!   unsplit `send_prepared`, under each negotiated parameter set (none,
+//!   context takeover, `server_no_context_takeover`,
+//!   `client_no_context_takeover`, both, a 9- and an 8-bit server window):
+//!   three clients of one set, then one server with clients of every set;
+//!   each client sends every message back and our server compares it byte
+//!   for byte.
 //!
 //! Without `python3` the tests are reported as ignored, with the reason
 //! (and fail under `WSMACHINE_REQUIRE_PEERS=1`); see `conformance/build.rs`.
@@ -547,6 +548,19 @@ async fn prepared_to_python_clients_small_server_window() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_smallest_server_window() {
+    prepared_to_python_clients(
+        &[DeflateSet::SmallestServerWindow; 3],
+        "prepared_to_python_clients_smallest_server_window",
+    )
+    .await;
+}
+
 /// One server, one client of each parameter set: a prepared message has
 /// an encoding per class of connection, and each must get its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,6 +578,7 @@ async fn prepared_to_python_clients_of_every_parameter_set_at_once() {
             DeflateSet::NoContextTakeover,
             DeflateSet::ClientNoContextTakeover,
             DeflateSet::SmallServerWindow,
+            DeflateSet::SmallestServerWindow,
             DeflateSet::ServerNoContextTakeover,
         ],
         "prepared_to_python_clients_of_every_parameter_set_at_once",

@@ -1234,6 +1234,9 @@ pub(crate) enum DeflateSet {
     /// `server_no_context_takeover` with `server_max_window_bits=9`: a
     /// second class of shared encoding.
     SmallServerWindow,
+    /// The same with 8 bits, which zlib's deflate does not support (it
+    /// uses 9): what we send must still fit a 256-byte window.
+    SmallestServerWindow,
 }
 
 impl DeflateSet {
@@ -1247,6 +1250,7 @@ impl DeflateSet {
             DeflateSet::ClientNoContextTakeover => Some((false, true, 12)),
             DeflateSet::NoContextTakeover => Some((true, true, 12)),
             DeflateSet::SmallServerWindow => Some((true, false, 9)),
+            DeflateSet::SmallestServerWindow => Some((true, false, 8)),
         }
     }
 
@@ -1317,7 +1321,9 @@ pub(crate) fn fanout_messages() -> Vec<(Message, Option<PreparedMessage>)> {
             Message::from(compressible(70_000)),
             Message::from(UNICODE_TEXT),
             Message::from(Vec::new()),
-            // Distances over 2^9 and under 2^12, then over 2^12.
+            // Distances over 2^8 and under 2^9, over 2^9 and under 2^12,
+            // over 2^12.
+            Message::from(repeated(400)),
             Message::from(repeated(3000)),
             Message::from(repeated(20_000)),
         ];
@@ -1361,6 +1367,65 @@ fn differ(want: &Message, got: &Message) -> String {
     )
 }
 
+type Counted = Counting<tokio::net::TcpStream>;
+
+/// A connection of a fan-out, on either surface.
+enum Target {
+    /// Prepared messages queued with the writer's `try_send_prepared`,
+    /// which never waits; the reader writes them out.
+    Split(
+        wsmachine_tokio::WebSocketReader<Counted>,
+        wsmachine_tokio::WebSocketWriter<Counted>,
+    ),
+    /// Sent with `send_prepared().await`.
+    Whole(wsmachine_tokio::WebSocket<Counted>),
+}
+
+impl Target {
+    fn negotiated(&self) -> Option<DeflateParams> {
+        match self {
+            Target::Split(r, _) => r.negotiated().deflate,
+            Target::Whole(ws) => ws.negotiated().deflate,
+        }
+    }
+
+    /// Sends `m`, as `prepared` when it is one.
+    async fn send(
+        &mut self,
+        m: &Message,
+        prepared: Option<&PreparedMessage>,
+    ) -> Result<(), wsmachine_tokio::Error> {
+        match (self, prepared) {
+            // Queued, with or without backpressure: the reader writes it.
+            (Target::Split(_, w), Some(p)) => w.try_send_prepared(p).map(drop),
+            (Target::Split(_, w), None) => w.try_send(m.clone()).map(drop),
+            (Target::Whole(ws), Some(p)) => ws.send_prepared(p).await,
+            (Target::Whole(ws), None) => ws.send(m.clone()).await,
+        }
+    }
+
+    async fn recv(&mut self) -> Option<Result<Message, wsmachine_tokio::Error>> {
+        match self {
+            Target::Split(r, _) => r.recv().await,
+            Target::Whole(ws) => ws.recv().await,
+        }
+    }
+
+    fn close_frame(&self) -> Option<CloseFrame> {
+        match self {
+            Target::Split(r, _) => r.close_frame().cloned(),
+            Target::Whole(ws) => ws.close_frame().cloned(),
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), wsmachine_tokio::Error> {
+        match self {
+            Target::Split(_, w) => w.close(CloseCode::NORMAL, "fan-out done").await,
+            Target::Whole(ws) => ws.close(CloseCode::NORMAL, "fan-out done").await,
+        }
+    }
+}
+
 /// What [`prepared_fanout`] saw.
 #[derive(Debug)]
 pub(crate) struct FanoutReport {
@@ -1374,9 +1439,10 @@ pub(crate) struct FanoutReport {
 
 /// Our server's side of a prepared-message fan-out: accepts one connection
 /// on `listener` per element of `sets`, with that set's config, queues each message of
-/// [`fanout_messages`] to every connection in turn (prepared ones with the
-/// split writer's `try_send_prepared`, the same `PreparedMessage` for all;
-/// own ones with `try_send`), expects each peer to send every message back
+/// [`fanout_messages`] to every connection in turn (the same
+/// `PreparedMessage` for all: on the even connections, split, with the
+/// writer's `try_send_prepared`, own messages with `try_send`; on the odd
+/// ones with `send_prepared` and `send`), expects each peer to send every message back
 /// unchanged and in order, then closes each connection with 1000.
 pub(crate) async fn prepared_fanout(
     listener: tokio::net::TcpListener,
@@ -1384,38 +1450,39 @@ pub(crate) async fn prepared_fanout(
     accepted: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<FanoutReport, String> {
     let mut conns = Vec::new();
-    for set in sets {
+    for (k, set) in sets.iter().enumerate() {
         let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let _ = accepted.send(());
         let (stream, counters) = Counting::new(tcp);
         let ws = wsmachine_tokio::accept_with(stream, set.config(), |_| Ok(Accept::new()))
             .await
             .map_err(|e| format!("accept: {e}"))?;
-        conns.push((ws.split(), counters));
+        // Both surfaces: every other connection is split.
+        let target = if k % 2 == 0 {
+            let (r, w) = ws.split();
+            Target::Split(r, w)
+        } else {
+            Target::Whole(ws)
+        };
+        conns.push((target, counters));
     }
     let msgs = fanout_messages();
-    let negotiated = conns
-        .iter()
-        .map(|((r, _), _)| r.negotiated().deflate)
-        .collect();
+    let negotiated = conns.iter().map(|(t, _)| t.negotiated()).collect();
     for (m, prepared) in &msgs {
-        for (k, ((_, w), _)) in conns.iter_mut().enumerate() {
-            let sent = match prepared {
-                Some(p) => w.try_send_prepared(p),
-                None => w.try_send(m.clone()),
-            };
-            // Queued, with or without backpressure: the reader writes it.
-            let _status = sent.map_err(|e| format!("connection {k}: send: {e}"))?;
+        for (k, (t, _)) in conns.iter_mut().enumerate() {
+            t.send(m, prepared.as_ref())
+                .await
+                .map_err(|e| format!("connection {k}: send: {e}"))?;
         }
     }
     let expected: Arc<Vec<Message>> = Arc::new(msgs.iter().map(|(m, _)| m.clone()).collect());
     let payload = expected.iter().map(|m| message_len(m) as u64).sum();
     let mut tasks = Vec::new();
-    for (k, ((mut r, mut w), counters)) in conns.into_iter().enumerate() {
+    for (k, (mut t, counters)) in conns.into_iter().enumerate() {
         let expected = expected.clone();
         tasks.push(tokio::spawn(async move {
             for (i, want) in expected.iter().enumerate() {
-                match r.recv().await {
+                match t.recv().await {
                     Some(Ok(got)) if got == *want => {}
                     Some(Ok(got)) => {
                         return Err(format!(
@@ -1426,15 +1493,15 @@ pub(crate) async fn prepared_fanout(
                     other => {
                         return Err(format!(
                             "connection {k}, message {i}: {other:?} (the peer's Close: {:?})",
-                            r.close_frame()
+                            t.close_frame()
                         ))
                     }
                 }
             }
-            w.close(CloseCode::NORMAL, "fan-out done")
+            t.close()
                 .await
                 .map_err(|e| format!("connection {k}: close: {e}"))?;
-            while let Some(m) = r.recv().await {
+            while let Some(m) = t.recv().await {
                 m.map_err(|e| format!("connection {k}: after close: {e}"))?;
             }
             Ok(counters.written())
