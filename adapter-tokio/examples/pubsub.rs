@@ -172,12 +172,16 @@ impl Hub {
     fn leave(&mut self, id: u64) {
         if let Some(client) = self.clients.remove(&id) {
             for topic in &client.topics {
-                if let Some(subs) = self.topics.get_mut(topic) {
-                    subs.remove(&id);
-                    if subs.is_empty() {
-                        self.topics.remove(topic);
-                    }
-                }
+                self.unsubscribe(id, topic);
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, id: u64, topic: &str) {
+        if let Some(subs) = self.topics.get_mut(topic) {
+            subs.remove(&id);
+            if subs.is_empty() {
+                self.topics.remove(topic);
             }
         }
     }
@@ -193,9 +197,7 @@ impl Hub {
                 format!("ok sub {topic}")
             }
             (Some("unsub"), Some(topic), None) if !topic.is_empty() => {
-                if let Some(subs) = self.topics.get_mut(topic) {
-                    subs.remove(&id);
-                }
+                self.unsubscribe(id, topic);
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.topics.remove(topic);
                 }
