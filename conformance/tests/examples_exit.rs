@@ -27,13 +27,31 @@ const HANG: Duration = Duration::from_secs(60);
 fn client_binary(pkg: &str) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .args(["build", "-p", pkg, "--example", "client"])
         .args(["--message-format=json-render-diagnostics"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo");
+        .stderr(Stdio::inherit());
+    // What `cargo test` sets for this test only (not in the shell that ran
+    // it): ring's build script reruns when these change, so with them ring
+    // would be rebuilt here, and again by the next `cargo test`.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*k)
+        {
+            cargo.env_remove(&*k);
+        }
+    }
+    let out = cargo.output().expect("run cargo");
     assert!(
         out.status.success(),
         "cargo build -p {pkg} --example client failed"

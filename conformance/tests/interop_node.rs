@@ -8,7 +8,16 @@
 //!   (4002);
 //! - our Tokio client against the `ws` server: the same echo round with
 //!   Close 4001 from us, the server closing with 4000 "bye", and the server
-//!   pinging us.
+//!   pinging us;
+//! - prepared messages: our Tokio server fans the same `PreparedMessage`s
+//!   (text and binary, under and over `min_compress_size`) out to several
+//!   `ws` clients at once, with the split writer's `try_send_prepared` and the
+//!   unsplit `send_prepared`, under each negotiated parameter set (none,
+//!   context takeover, `server_no_context_takeover`,
+//!   `client_no_context_takeover`, both, a 9- and an 8-bit server window):
+//!   three clients of one set, then one server with clients of every set;
+//!   each client sends every message back and our server compares it byte
+//!   for byte.
 //!
 //! Both sides' observations are checked, including bytes on the wire (so
 //! compression is seen to happen, not only to be negotiated). Without `node`
@@ -186,4 +195,134 @@ async fn node_server_pings_tokio_client() {
     let report = server_report(&mut peer, "/ping");
     assert_eq!(report["pong"], "ok");
     assert_eq!(report["rcvd_code"], "1000");
+}
+
+// ---------------------------------------------------------------------------
+// Prepared messages fanned out to Node `ws` clients
+
+/// Our Tokio server sends the same prepared messages to a Node client
+/// on each connection of `sets` at once; each client sends everything back
+/// and our server compares it with what it sent (see [`prepared_fanout`]).
+async fn prepared_to_node_clients(sets: &[DeflateSet], test: &str) {
+    let env = node(test);
+    fanout_to_peers("node client", sets, "accepted_extensions", move |url| {
+        run_client(&env, url, true, "mirror")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_no_compression() {
+    prepared_to_node_clients(
+        &[DeflateSet::None; 3],
+        "prepared_to_node_clients_no_compression",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_context_takeover() {
+    prepared_to_node_clients(
+        &[DeflateSet::ContextTakeover; 3],
+        "prepared_to_node_clients_context_takeover",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_server_no_context_takeover() {
+    prepared_to_node_clients(
+        &[DeflateSet::ServerNoContextTakeover; 3],
+        "prepared_to_node_clients_server_no_context_takeover",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_client_no_context_takeover() {
+    prepared_to_node_clients(
+        &[DeflateSet::ClientNoContextTakeover; 3],
+        "prepared_to_node_clients_client_no_context_takeover",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_no_context_takeover_both_ways() {
+    prepared_to_node_clients(
+        &[DeflateSet::NoContextTakeover; 3],
+        "prepared_to_node_clients_no_context_takeover_both_ways",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_small_server_window() {
+    prepared_to_node_clients(
+        &[DeflateSet::SmallServerWindow; 3],
+        "prepared_to_node_clients_small_server_window",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_smallest_server_window() {
+    prepared_to_node_clients(
+        &[DeflateSet::SmallestServerWindow; 3],
+        "prepared_to_node_clients_smallest_server_window",
+    )
+    .await;
+}
+
+/// One server, one client of each parameter set: a prepared message has
+/// an encoding per class of connection, and each must get its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_node,
+    ignore = "node or npm not found: install Node.js with npm; WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_node_clients_of_every_parameter_set_at_once() {
+    prepared_to_node_clients(
+        &[
+            DeflateSet::ServerNoContextTakeover,
+            DeflateSet::SmallServerWindow,
+            DeflateSet::None,
+            DeflateSet::ContextTakeover,
+            DeflateSet::NoContextTakeover,
+            DeflateSet::ClientNoContextTakeover,
+            DeflateSet::SmallServerWindow,
+            DeflateSet::SmallestServerWindow,
+            DeflateSet::ServerNoContextTakeover,
+        ],
+        "prepared_to_node_clients_of_every_parameter_set_at_once",
+    )
+    .await;
 }

@@ -11,7 +11,16 @@
 //!   (1007) is checked as the peer received it;
 //! - the smol and async-std adapters: an echo round trip with compression
 //!   each way (their `accept` in-process against the Python client, their
-//!   clients, over their own runtime's TCP, against the Python server).
+//!   clients, over their own runtime's TCP, against the Python server);
+//! - prepared messages: our Tokio server fans the same `PreparedMessage`s
+//!   (text and binary, under and over `min_compress_size`) out to several
+//!   Python clients at once, with the split writer's `try_send_prepared` and the
+//!   unsplit `send_prepared`, under each negotiated parameter set (none,
+//!   context takeover, `server_no_context_takeover`,
+//!   `client_no_context_takeover`, both, a 9- and an 8-bit server window):
+//!   three clients of one set, then one server with clients of every set;
+//!   each client sends every message back and our server compares it byte
+//!   for byte.
 //!
 //! Without `python3` the tests are reported as ignored, with the reason
 //! (and fail under `WSMACHINE_REQUIRE_PEERS=1`); see `conformance/build.rs`.
@@ -445,4 +454,134 @@ async fn async_std_client_to_python_server() {
     .expect("async-std round trip within 30 s");
     assert!(deflate, "async-std client negotiated compression");
     tokio::task::block_in_place(|| check_adapter_report(&mut peer, "/echo/async-std"));
+}
+
+// ---------------------------------------------------------------------------
+// (d) prepared messages fanned out to Python clients
+
+/// Our Tokio server sends the same prepared messages to a Python client
+/// on each connection of `sets` at once; each client sends everything back
+/// and our server compares it with what it sent (see [`prepared_fanout`]).
+async fn prepared_to_python_clients(sets: &[DeflateSet], test: &str) {
+    let py = python(test);
+    fanout_to_peers("python client", sets, "extensions", move |url| {
+        run_client(&py, url, true, "mirror")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_no_compression() {
+    prepared_to_python_clients(
+        &[DeflateSet::None; 3],
+        "prepared_to_python_clients_no_compression",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_context_takeover() {
+    prepared_to_python_clients(
+        &[DeflateSet::ContextTakeover; 3],
+        "prepared_to_python_clients_context_takeover",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_server_no_context_takeover() {
+    prepared_to_python_clients(
+        &[DeflateSet::ServerNoContextTakeover; 3],
+        "prepared_to_python_clients_server_no_context_takeover",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_client_no_context_takeover() {
+    prepared_to_python_clients(
+        &[DeflateSet::ClientNoContextTakeover; 3],
+        "prepared_to_python_clients_client_no_context_takeover",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_no_context_takeover_both_ways() {
+    prepared_to_python_clients(
+        &[DeflateSet::NoContextTakeover; 3],
+        "prepared_to_python_clients_no_context_takeover_both_ways",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_small_server_window() {
+    prepared_to_python_clients(
+        &[DeflateSet::SmallServerWindow; 3],
+        "prepared_to_python_clients_small_server_window",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_smallest_server_window() {
+    prepared_to_python_clients(
+        &[DeflateSet::SmallestServerWindow; 3],
+        "prepared_to_python_clients_smallest_server_window",
+    )
+    .await;
+}
+
+/// One server, one client of each parameter set: a prepared message has
+/// an encoding per class of connection, and each must get its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_python,
+    ignore = "python3 not found: install python3 with venv (Debian: apt-get install python3-venv); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn prepared_to_python_clients_of_every_parameter_set_at_once() {
+    prepared_to_python_clients(
+        &[
+            DeflateSet::ServerNoContextTakeover,
+            DeflateSet::SmallServerWindow,
+            DeflateSet::None,
+            DeflateSet::ContextTakeover,
+            DeflateSet::NoContextTakeover,
+            DeflateSet::ClientNoContextTakeover,
+            DeflateSet::SmallServerWindow,
+            DeflateSet::SmallestServerWindow,
+            DeflateSet::ServerNoContextTakeover,
+        ],
+        "prepared_to_python_clients_of_every_parameter_set_at_once",
+    )
+    .await;
 }

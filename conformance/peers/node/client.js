@@ -5,6 +5,8 @@
 //   echo          text and binary at every size, a non-ASCII text, fragmented
 //                 text and binary sends, a ping, then close 4001 "node done"
 //   server-close  sends "close-me"; the server closes with 4002 "server bye"
+//   mirror        sends every message back as it came (text as text, binary
+//                 as binary) until the server closes; reports how many
 // Prints `result key=value` records and `result done=1` last.
 const WebSocket = require('ws');
 const { SIZES, UNICODE_TEXT, textPayload, binaryPayload, result } = require('./common');
@@ -34,6 +36,10 @@ const closedPromise = new Promise((resolve) => {
   });
 });
 ws.on('error', (e) => result('ws_error', e.message));
+// The extensions header as the server sent it (`ws.extensions` has only
+// the names).
+let accepted = '';
+ws.on('upgrade', (res) => { accepted = res.headers['sec-websocket-extensions'] || ''; });
 
 function next() {
   if (queue.length) return Promise.resolve(queue.shift());
@@ -62,6 +68,7 @@ async function run() {
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
   result('version', require('ws/package.json').version);
   result('extensions', ws.extensions);
+  result('accepted_extensions', accepted);
   if (scenario === 'echo') {
     for (const n of SIZES) {
       await echoCheck(`text.${n}`, textPayload(n), false);
@@ -93,6 +100,20 @@ async function run() {
     ws.close(4001, 'node done');
   } else if (scenario === 'server-close') {
     await send('close-me', { binary: false });
+  } else if (scenario === 'mirror') {
+    let n = 0;
+    for (;;) {
+      let msg;
+      try {
+        msg = await next();
+      } catch (e) {
+        if (closed) break;
+        throw e;
+      }
+      await send(msg.data, { binary: msg.isBinary });
+      n++;
+    }
+    result('mirrored', n);
   } else {
     throw new Error(`unknown scenario ${scenario}`);
   }

@@ -9,6 +9,8 @@ Scenarios:
   server-close  sends "close-me" and expects the server to start the closing
                 handshake (it closes with 4002 "server bye").
   roundtrip     one text and one 64 KiB binary echo, then close 1000.
+  mirror        sends every message back as it came (text as text, binary
+                as binary) until the server closes; reports how many.
 
 Prints `result key=value` records (see common.py) and `result done=1` last.
 """
@@ -99,6 +101,14 @@ async def main():
             await echo_check(ws, "text.roundtrip", text_payload(1000))
             await echo_check(ws, "binary.roundtrip", binary_payload(65536))
             await ws.close(1000, "")
+            report_close(ws, "close")
+        elif scenario == "mirror":
+            n = 0
+            # Ends when the server closes cleanly; anything else raises.
+            async for msg in ws:
+                await ws.send(msg)
+                n += 1
+            result("mirrored", n)
             report_close(ws, "close")
         else:
             fatal(f"unknown scenario {scenario}")

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use wsmachine_tokio::{Accept, CloseCode, CloseFrame, Config, Event, Message};
+use wsmachine::DeflateParams;
+use wsmachine_tokio::{
+    Accept, CloseCode, CloseFrame, Config, DeflateConfig, Event, Message, PreparedMessage,
+};
 
 /// Message sizes every echo check covers: empty, one byte, the largest 7-bit
 /// length, the smallest 16-bit length, a 64-bit length, and 1 MiB.
@@ -1206,4 +1209,388 @@ pub(crate) async fn tokio_client_answers_ping(url: &str) {
     within("close", ws.close(CloseCode::NORMAL, ""))
         .await
         .expect("close");
+}
+
+// ---------------------------------------------------------------------------
+// Prepared messages fanned out to peer clients
+
+/// A permessage-deflate parameter set, chosen by our server's config; the
+/// peer clients offer compression with their defaults
+/// (`permessage-deflate; client_max_window_bits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeflateSet {
+    /// Compression declined.
+    None,
+    /// Both sides keep their context (the server's window 12 bits): a
+    /// prepared message is compressed by each connection's own compressor.
+    ContextTakeover,
+    /// `server_no_context_takeover`: one compressed encoding for every
+    /// connection.
+    ServerNoContextTakeover,
+    /// `client_no_context_takeover` only: the server keeps its context.
+    ClientNoContextTakeover,
+    /// Both: the shared preset.
+    NoContextTakeover,
+    /// `server_no_context_takeover` with `server_max_window_bits=9`: a
+    /// second class of shared encoding.
+    SmallServerWindow,
+    /// The same with 8 bits, which zlib's deflate does not support (it
+    /// uses 9): what we send must still fit a 256-byte window.
+    SmallestServerWindow,
+}
+
+impl DeflateSet {
+    /// (`server_no_context_takeover`, `client_no_context_takeover`,
+    /// `server_max_window_bits`), or `None` without compression.
+    fn params(self) -> Option<(bool, bool, u8)> {
+        match self {
+            DeflateSet::None => None,
+            DeflateSet::ContextTakeover => Some((false, false, 12)),
+            DeflateSet::ServerNoContextTakeover => Some((true, false, 12)),
+            DeflateSet::ClientNoContextTakeover => Some((false, true, 12)),
+            DeflateSet::NoContextTakeover => Some((true, true, 12)),
+            DeflateSet::SmallServerWindow => Some((true, false, 9)),
+            DeflateSet::SmallestServerWindow => Some((true, false, 8)),
+        }
+    }
+
+    fn config(self) -> Config {
+        let deflate = self.params().map(|(snct, cnct, bits)| DeflateConfig {
+            server_no_context_takeover: snct,
+            client_no_context_takeover: cnct,
+            server_max_window_bits: bits,
+            ..DeflateConfig::default()
+        });
+        Config {
+            deflate,
+            ..Config::default()
+        }
+    }
+
+    /// Checks the `Sec-WebSocket-Extensions` a peer client saw accepted.
+    pub(crate) fn check_peer_extensions(self, peer: &str, ext: &str) {
+        let Some((snct, cnct, bits)) = self.params() else {
+            assert_eq!(ext, "", "{peer}: compression declined, {self:?}");
+            return;
+        };
+        let has = |p: &str| ext.split(';').any(|e| e.trim() == p);
+        assert!(has("permessage-deflate"), "{peer}: {ext:?}, {self:?}");
+        assert_eq!(has("server_no_context_takeover"), snct, "{peer}: {ext:?}");
+        assert_eq!(has("client_no_context_takeover"), cnct, "{peer}: {ext:?}");
+        assert!(
+            has(&format!("server_max_window_bits={bits}")),
+            "{peer}: {ext:?}, {self:?}"
+        );
+    }
+}
+
+/// What a fan-out sends each connection, in order: prepared messages (text
+/// and binary, under and over `min_compress_size` (128), up to a 64-bit
+/// length, empty), with messages of the connection's own between them, so
+/// that with context takeover an own message's back-references follow a
+/// prepared one's. Twice: the second round repeats the first's content, so
+/// a compressor that kept context finds it. `Some` marks a prepared one.
+pub(crate) fn fanout_messages() -> Vec<(Message, Option<PreparedMessage>)> {
+    let json = |n: usize| {
+        let mut s = String::new();
+        let mut i = 0;
+        while s.len() < n {
+            s.push_str(&format!(
+                "{{\"id\":{i},\"user\":\"u{}\",\"ok\":true}},",
+                i % 7
+            ));
+            i += 1;
+        }
+        s.truncate(n);
+        s
+    };
+    let compressible = |n: usize| -> Vec<u8> { (0..n).map(|i| (i % 251 / 8) as u8).collect() };
+    // Random bytes repeated once: the only matches are `n` bytes back, so
+    // a compressor whose window is larger than the peer was told (a shared
+    // encoding of the wrong class) makes the peer's inflater fail.
+    let repeated = |n: usize| -> Vec<u8> { binary_payload(n).repeat(2) };
+    let mut out = Vec::new();
+    for round in 0..2 {
+        let prepared = [
+            Message::from("hi"),
+            Message::from(binary_payload(100)),
+            Message::from(json(127)),
+            Message::from(json(128)),
+            Message::from(binary_payload(4096)),
+            Message::from(json(20_000)),
+            Message::from(compressible(70_000)),
+            Message::from(UNICODE_TEXT),
+            Message::from(Vec::new()),
+            // Distances over 2^8 and under 2^9, over 2^9 and under 2^12,
+            // over 2^12.
+            Message::from(repeated(400)),
+            Message::from(repeated(3000)),
+            Message::from(repeated(20_000)),
+        ];
+        for (i, m) in prepared.into_iter().enumerate() {
+            let p = PreparedMessage::new(m.clone());
+            out.push((m, Some(p)));
+            if i % 3 == 2 {
+                let own = match i {
+                    2 => Message::from(json(2000 + round)),
+                    5 => Message::from(compressible(3000 + round)),
+                    _ => Message::from(text_payload(300)),
+                };
+                out.push((own, None));
+            }
+        }
+    }
+    out
+}
+
+fn message_len(m: &Message) -> usize {
+    match m {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+    }
+}
+
+/// How `got` differs from `want`.
+fn differ(want: &Message, got: &Message) -> String {
+    let bytes = |m: &Message| match m {
+        Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+        Message::Binary(b) => b.clone(),
+    };
+    let (w, g) = (bytes(want), bytes(got));
+    let at = w.iter().zip(g.iter()).position(|(a, b)| a != b);
+    format!(
+        "{} bytes of {:?} for {} of {:?}, first difference at {at:?}",
+        g.len(),
+        got.kind(),
+        w.len(),
+        want.kind()
+    )
+}
+
+type Counted = Counting<tokio::net::TcpStream>;
+
+/// A connection of a fan-out, on either surface.
+enum Target {
+    /// Prepared messages queued with the writer's `try_send_prepared`,
+    /// which never waits; the reader writes them out.
+    Split(
+        wsmachine_tokio::WebSocketReader<Counted>,
+        wsmachine_tokio::WebSocketWriter<Counted>,
+    ),
+    /// Sent with `send_prepared().await`.
+    Whole(wsmachine_tokio::WebSocket<Counted>),
+}
+
+impl Target {
+    fn negotiated(&self) -> Option<DeflateParams> {
+        match self {
+            Target::Split(r, _) => r.negotiated().deflate,
+            Target::Whole(ws) => ws.negotiated().deflate,
+        }
+    }
+
+    /// Sends `m`, as `prepared` when it is one.
+    async fn send(
+        &mut self,
+        m: &Message,
+        prepared: Option<&PreparedMessage>,
+    ) -> Result<(), wsmachine_tokio::Error> {
+        match (self, prepared) {
+            // Queued, with or without backpressure: the reader writes it.
+            (Target::Split(_, w), Some(p)) => w.try_send_prepared(p).map(drop),
+            (Target::Split(_, w), None) => w.try_send(m.clone()).map(drop),
+            (Target::Whole(ws), Some(p)) => ws.send_prepared(p).await,
+            (Target::Whole(ws), None) => ws.send(m.clone()).await,
+        }
+    }
+
+    async fn recv(&mut self) -> Option<Result<Message, wsmachine_tokio::Error>> {
+        match self {
+            Target::Split(r, _) => r.recv().await,
+            Target::Whole(ws) => ws.recv().await,
+        }
+    }
+
+    fn close_frame(&self) -> Option<CloseFrame> {
+        match self {
+            Target::Split(r, _) => r.close_frame().cloned(),
+            Target::Whole(ws) => ws.close_frame().cloned(),
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), wsmachine_tokio::Error> {
+        match self {
+            Target::Split(_, w) => w.close(CloseCode::NORMAL, "fan-out done").await,
+            Target::Whole(ws) => ws.close(CloseCode::NORMAL, "fan-out done").await,
+        }
+    }
+}
+
+/// What [`prepared_fanout`] saw.
+#[derive(Debug)]
+pub(crate) struct FanoutReport {
+    /// The deflate parameters negotiated on each connection.
+    pub(crate) negotiated: Vec<Option<DeflateParams>>,
+    /// Bytes our server wrote on each connection, and the payload bytes
+    /// each was sent.
+    pub(crate) written: Vec<u64>,
+    pub(crate) payload: u64,
+}
+
+/// Our server's side of a prepared-message fan-out: accepts one connection
+/// on `listener` per element of `sets`, with that set's config, queues each message of
+/// [`fanout_messages`] to every connection in turn (the same
+/// `PreparedMessage` for all: on the even connections, split, with the
+/// writer's `try_send_prepared`, own messages with `try_send`; on the odd
+/// ones with `send_prepared` and `send`), expects each peer to send every message back
+/// unchanged and in order, then closes each connection with 1000.
+pub(crate) async fn prepared_fanout(
+    listener: tokio::net::TcpListener,
+    sets: &[DeflateSet],
+    accepted: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<FanoutReport, String> {
+    let mut conns = Vec::new();
+    for (k, set) in sets.iter().enumerate() {
+        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let _ = accepted.send(());
+        let (stream, counters) = Counting::new(tcp);
+        let ws = wsmachine_tokio::accept_with(stream, set.config(), |_| Ok(Accept::new()))
+            .await
+            .map_err(|e| format!("accept: {e}"))?;
+        // Both surfaces: every other connection is split.
+        let target = if k % 2 == 0 {
+            let (r, w) = ws.split();
+            Target::Split(r, w)
+        } else {
+            Target::Whole(ws)
+        };
+        conns.push((target, counters));
+    }
+    let msgs = fanout_messages();
+    let negotiated = conns.iter().map(|(t, _)| t.negotiated()).collect();
+    for (m, prepared) in &msgs {
+        for (k, (t, _)) in conns.iter_mut().enumerate() {
+            t.send(m, prepared.as_ref())
+                .await
+                .map_err(|e| format!("connection {k}: send: {e}"))?;
+        }
+    }
+    let expected: Arc<Vec<Message>> = Arc::new(msgs.iter().map(|(m, _)| m.clone()).collect());
+    let payload = expected.iter().map(|m| message_len(m) as u64).sum();
+    let mut tasks = Vec::new();
+    for (k, (mut t, counters)) in conns.into_iter().enumerate() {
+        let expected = expected.clone();
+        tasks.push(tokio::spawn(async move {
+            for (i, want) in expected.iter().enumerate() {
+                match t.recv().await {
+                    Some(Ok(got)) if got == *want => {}
+                    Some(Ok(got)) => {
+                        return Err(format!(
+                            "connection {k}, message {i}: the peer sent back {}",
+                            differ(want, &got)
+                        ))
+                    }
+                    other => {
+                        return Err(format!(
+                            "connection {k}, message {i}: {other:?} (the peer's Close: {:?})",
+                            t.close_frame()
+                        ))
+                    }
+                }
+            }
+            t.close()
+                .await
+                .map_err(|e| format!("connection {k}: close: {e}"))?;
+            while let Some(m) = t.recv().await {
+                m.map_err(|e| format!("connection {k}: after close: {e}"))?;
+            }
+            Ok(counters.written())
+        }));
+    }
+    let mut written = Vec::new();
+    for t in tasks {
+        written.push(t.await.map_err(|e| e.to_string())??);
+    }
+    Ok(FanoutReport {
+        negotiated,
+        written,
+        payload,
+    })
+}
+
+/// Checks our server's side of a fan-out whose connections had `sets`.
+pub(crate) fn assert_fanout(peer: &str, sets: &[DeflateSet], r: &FanoutReport) {
+    for (k, (d, set)) in r.negotiated.iter().zip(sets).enumerate() {
+        let got = d.map(|d| {
+            (
+                d.server_no_context_takeover,
+                d.client_no_context_takeover,
+                d.server_max_window_bits,
+            )
+        });
+        assert_eq!(
+            got,
+            set.params(),
+            "{peer}, connection {k}: negotiated {d:?}"
+        );
+    }
+    for (k, (w, set)) in r.written.iter().zip(sets).enumerate() {
+        assert_wire(
+            &format!("server → {peer} {k}, {set:?}"),
+            *w,
+            r.payload,
+            set.params().is_some(),
+        );
+    }
+}
+
+/// Runs a prepared-message fan-out from our server to peer clients, one
+/// client per element of `sets` (connected one after the other, so the
+/// k-th gets `sets[k]`), each started by `client(url)` and returning its
+/// `result` records; `extensions` is the key under which a client reports
+/// the `Sec-WebSocket-Extensions` it saw accepted.
+pub(crate) async fn fanout_to_peers<F>(peer: &str, sets: &[DeflateSet], extensions: &str, client: F)
+where
+    F: Fn(&str) -> BTreeMap<String, String> + Clone + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+    let (tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let owned = sets.to_vec();
+    let server = tokio::spawn(async move {
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            prepared_fanout(listener, &owned, tx),
+        )
+        .await
+    });
+    let mut clients = Vec::new();
+    for _ in sets {
+        let (client, url) = (client.clone(), url.clone());
+        clients.push(tokio::task::spawn_blocking(move || client(&url)));
+        // The next client connects once this one was accepted.
+        if tokio::time::timeout(STEP, accepted.recv())
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            break; // the server failed: its error is reported below
+        }
+    }
+    let report = server
+        .await
+        .expect("server task")
+        .expect("fan-out within 90 s")
+        .unwrap_or_else(|e| panic!("{peer}, {sets:?}: {e}"));
+    assert_fanout(peer, sets, &report);
+    let sent = fanout_messages().len().to_string();
+    for (c, set) in clients.into_iter().zip(sets) {
+        let res = c.await.expect("client thread");
+        set.check_peer_extensions(peer, &res[extensions]);
+        assert_eq!(res["mirrored"], sent, "{peer}, {set:?}: {res:?}");
+        assert_eq!(res["close.rcvd_code"], "1000", "{peer}, {set:?}: {res:?}");
+    }
 }
