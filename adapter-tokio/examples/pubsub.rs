@@ -32,10 +32,11 @@
 //!
 //! **Slow subscribers.** A subscriber that does not read its messages sees
 //! its unsent output grow. Past [`HIGH_WATER`] the send says so
-//! (`SendStatus::Backpressure`, the message is still queued); past
-//! [`MAX_PENDING`] the subscriber is dropped: taken off every topic, its
-//! unsent output discarded and its connection closed, and the server
-//! prints `dropped ADDR: N bytes unsent`.
+//! (`SendStatus::Backpressure`, the message is still queued); a send that
+//! finds more than [`MAX_PENDING`] unsent fails: the library drops that
+//! connection's output and closes it (`Config::max_pending_output`), and
+//! the hub takes the subscriber off every topic and prints
+//! `dropped ADDR: REASON`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -43,7 +44,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use wsmachine_tokio::{
     accept_with, Accept, Config, DeflateConfig, Error, Message, PreparedMessage, SendStatus,
     WebSocketWriter,
@@ -51,7 +51,7 @@ use wsmachine_tokio::{
 
 /// Unsent output above which a send reports `Backpressure`.
 const HIGH_WATER: usize = 64 << 10;
-/// Unsent output above which a subscriber is dropped.
+/// Unsent output past which a subscriber is dropped.
 const MAX_PENDING: usize = 1 << 20;
 
 type Writer = WebSocketWriter<TcpStream>;
@@ -73,10 +73,9 @@ async fn main() {
     let _ = std::io::stdout().flush();
     let config = Arc::new(Config {
         write_buffer_high_water: HIGH_WATER,
-        // The library's own limit, once `Config` has it: a send that finds
-        // more than MAX_PENDING unsent then fails and closes the connection
-        // by itself, and the check in `offer` can go.
-        // max_pending_output: Some(MAX_PENDING),
+        // A send that finds more than this unsent fails and closes the
+        // connection: the reader's task then ends by itself.
+        max_pending_output: Some(MAX_PENDING),
         deflate: Some(DeflateConfig {
             server_no_context_takeover: true,
             ..DeflateConfig::default()
@@ -115,15 +114,9 @@ async fn serve(
     // The writer goes to the hub, where publishes reach it; reading stays
     // here, and also writes out whatever the hub queued.
     let (mut reader, writer) = ws.split();
-    let dropped = Arc::new(Notify::new());
-    let id = lock(&hub).join(writer, peer, dropped.clone());
+    let id = lock(&hub).join(writer, peer);
     let result = loop {
-        // Both branches are cancel-safe.
-        let msg = tokio::select! {
-            msg = reader.recv() => msg,
-            _ = dropped.notified() => break Ok(()),
-        };
-        match msg {
+        match reader.recv().await {
             Some(Ok(Message::Text(cmd))) => lock(&hub).command(id, &cmd),
             Some(Ok(Message::Binary(_))) => lock(&hub).reply(id, "error commands are text".into()),
             Some(Err(e)) => break Err(e),
@@ -152,18 +145,15 @@ struct Client {
     writer: Writer,
     peer: SocketAddr,
     topics: BTreeSet<String>,
-    /// Tells the connection's task to end (it was dropped).
-    dropped: Arc<Notify>,
 }
 
 impl Hub {
-    fn join(&mut self, writer: Writer, peer: SocketAddr, dropped: Arc<Notify>) -> u64 {
+    fn join(&mut self, writer: Writer, peer: SocketAddr) -> u64 {
         self.next_id += 1;
         let client = Client {
             writer,
             peer,
             topics: BTreeSet::new(),
-            dropped,
         };
         self.clients.insert(self.next_id, client);
         self.next_id
@@ -238,24 +228,22 @@ impl Hub {
     }
 
     /// Queues `msg` for client `id`, or drops the client when it is gone
-    /// or too far behind.
+    /// or was too far behind.
     fn offer(&mut self, id: u64, msg: &PreparedMessage) -> bool {
         let Some(client) = self.clients.get_mut(&id) else {
             return false;
         };
-        let w = &mut client.writer;
-        let why = match w.try_send_prepared(msg) {
-            Ok(SendStatus::Queued) => return true,
-            // Queued, over HIGH_WATER: tolerated up to MAX_PENDING. (With
-            // max_pending_output the send itself fails past the limit.)
-            Ok(_) if w.pending_output() <= MAX_PENDING => return true,
-            Ok(_) => format!("{} bytes unsent", w.pending_output()),
-            // The connection is over (or failed by max_pending_output).
-            Err(e) => e.to_string(),
-        };
-        println!("dropped {}: {why}", client.peer);
-        client.dropped.notify_one();
-        self.leave(id);
-        false
+        match client.writer.try_send_prepared(msg) {
+            // Queued; over HIGH_WATER (`Backpressure`) is tolerated until
+            // the library's limit ends the connection.
+            Ok(SendStatus::Queued | SendStatus::Backpressure) => true,
+            // Over MAX_PENDING, or the connection is over anyway.
+            Err(e) => {
+                println!("dropped {}: {e}", client.peer);
+                self.leave(id);
+                false
+            }
+            Ok(_) => true,
+        }
     }
 }
