@@ -392,6 +392,7 @@ impl SendHalf {
             if let Reply::ReleaseCompressor = reply {
                 if let Some(d) = &mut self.compressor {
                     d.codec.release();
+                    d.scratch = BytesMut::new();
                 }
                 continue;
             }
