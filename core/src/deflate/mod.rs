@@ -33,6 +33,7 @@ mod compress;
 mod history;
 mod inflate;
 mod negotiate;
+mod pool;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,9 @@ pub use compress::Compressor;
 pub(crate) use compress::SharedClass;
 pub use inflate::Decompressor;
 pub use negotiate::{DeflateConfig, DeflateParams};
+#[cfg(test)]
+pub(crate) use pool::FREE_PER_CLASS;
+pub use pool::{clear_thread_pool, thread_pool_len};
 
 /// The empty stored block a sync flush ends with (RFC 7692 §7.2.1).
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];

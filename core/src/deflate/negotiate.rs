@@ -138,6 +138,60 @@ impl Default for DeflateConfig {
     }
 }
 
+impl DeflateConfig {
+    /// No context takeover either way, so both directions use the
+    /// thread's shared streams: no zlib memory per connection (see
+    /// [Presets](Self#presets)). The defaults otherwise (window 12,
+    /// memLevel 5): on this mix a larger window or memLevel compresses no
+    /// better, as each message starts from an empty window, and would make
+    /// the per-thread compressor larger (594 KiB at 15/8).
+    ///
+    /// A server demands `client_no_context_takeover` of every client (RFC
+    /// 7692 §7.1.1.2 lets it, whether offered or not), so that what clients
+    /// send is inflated by the shared decompressor too; a client offers
+    /// both parameters, and fails the handshake of a server that does not
+    /// grant `server_no_context_takeover` (§7.1.1.1).
+    ///
+    /// ```
+    /// use wsmachine::{parse_extensions, DeflateConfig};
+    /// let browser = parse_extensions("permessage-deflate; client_max_window_bits").unwrap();
+    /// let (params, response) = DeflateConfig::shared().negotiate(&browser).unwrap();
+    /// assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+    /// assert_eq!(
+    ///     response,
+    ///     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+    ///      server_max_window_bits=12; client_max_window_bits=12"
+    /// );
+    /// ```
+    pub fn shared() -> Self {
+        DeflateConfig {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..DeflateConfig::default()
+        }
+    }
+
+    /// Context takeover both ways with 1 KiB windows (10 bits) and memLevel
+    /// 5: each connection has its own streams, and when idle keeps only 1
+    /// KiB of history per direction (see [Presets](Self#presets)). Going
+    /// lower does not pay: memLevel 1 (at window 9 or 10) compresses the
+    /// mix worse than [`shared`](Self::shared) does, for under 15 KiB less.
+    ///
+    /// ```
+    /// use wsmachine::{parse_extensions, DeflateConfig};
+    /// let browser = parse_extensions("permessage-deflate; client_max_window_bits").unwrap();
+    /// let (_, response) = DeflateConfig::small_windows().negotiate(&browser).unwrap();
+    /// assert_eq!(response, "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10");
+    /// ```
+    pub fn small_windows() -> Self {
+        DeflateConfig {
+            server_max_window_bits: 10,
+            client_max_window_bits: 10,
+            ..DeflateConfig::default()
+        }
+    }
+}
+
 /// The negotiated parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeflateParams {
@@ -657,6 +711,63 @@ mod tests {
                 assert_eq!(sp, cp, "{resp}");
             }
         }
+    }
+
+    #[test]
+    fn rfc7692_7_1_1_2_server_adds_client_no_context_takeover_unoffered() {
+        // A server that demands it puts it in the response whatever the
+        // client offered, and every client offer we make accepts that.
+        let demanding = DeflateConfig {
+            client_no_context_takeover: true,
+            ..DeflateConfig::default()
+        };
+        for server in [demanding, DeflateConfig::shared()] {
+            for client in [
+                DeflateConfig::default(),
+                DeflateConfig::small_windows(),
+                DeflateConfig {
+                    request_server_max_window_bits: true,
+                    ..DeflateConfig::default()
+                },
+            ] {
+                let offer = client.offer_header();
+                assert!(!offer.contains(CLIENT_NO_CONTEXT_TAKEOVER), "{offer}");
+                let (sp, resp) = server.negotiate(&offers(&offer)).unwrap();
+                assert!(sp.client_no_context_takeover, "{offer}");
+                assert!(resp.contains("; client_no_context_takeover"), "{resp}");
+                let cp = client.check_response(&one(&resp)).unwrap();
+                assert_eq!(sp, cp, "{resp}");
+            }
+        }
+        // A bare offer (no client_max_window_bits) too.
+        let (p, r) = DeflateConfig::shared()
+            .negotiate(&offers("permessage-deflate"))
+            .unwrap();
+        assert_eq!(p, params(true, true, 12, 15));
+        assert_eq!(
+            r,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=12"
+        );
+    }
+
+    #[test]
+    fn presets() {
+        let shared = DeflateConfig::shared();
+        assert!(shared.server_no_context_takeover && shared.client_no_context_takeover);
+        assert_eq!(
+            shared.offer_header(),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             client_max_window_bits"
+        );
+        // A client with the shared preset fails a server that keeps its context.
+        assert!(shared.check_response(&one("permessage-deflate")).is_err());
+        let small = DeflateConfig::small_windows();
+        assert!(!small.server_no_context_takeover && !small.client_no_context_takeover);
+        assert_eq!(
+            (small.server_max_window_bits, small.client_max_window_bits),
+            (10, 10)
+        );
     }
 
     // ---- check_response (client) -----------------------------------------------
