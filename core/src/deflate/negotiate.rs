@@ -61,15 +61,49 @@ const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 /// | 10 | 5 | 150 KiB | 47 KiB | 198 KiB |
 /// | 9 or 8 | 1 | 135 KiB | 47 KiB | 181 KiB |
 ///
-/// `no_context_takeover` does not reduce these: the streams are reset, not
-/// freed, between messages, so that steady-state sending and receiving do not
-/// allocate. What does reduce them is idleness: after
+/// Without context takeover in a direction, that direction's stream is not
+/// the connection's: it comes from a per-thread pool for each message and
+/// goes back, reset, at the message's end, so one compressor per class and
+/// one decompressor serve every such connection of a thread (a message in
+/// pieces holds its stream until its last piece; the pool keeps at most 4
+/// free streams per class and frees the rest). Steady-state sending and
+/// receiving still allocate no stream. With context takeover, what reduces
+/// the cost is idleness: after
 /// [`release_after_idle`](Self::release_after_idle) (1 s by default) without
 /// traffic both streams are freed, and a connection keeps only each
 /// direction's last window of plaintext for context takeover (`2^w` bytes
 /// per direction, 4 KiB each at the default window 12; nothing without
 /// context takeover). `core/tests/deflate_memory.rs` measures two connected
 /// ends at about 430 KiB busy and 18 KiB idle at the defaults.
+///
+/// # Presets
+///
+/// Three useful points, measured on a deterministic mix of JSON chat
+/// messages and market-data batches of 100 B to 4 KiB (log-uniform
+/// sizes, median ~640 B): 50 server connections, each sending 40 messages
+/// to a client that offers the defaults (as browsers do) and receiving them
+/// back. "compressed / plain" is what the servers sent on the wire over
+/// the plain size (messages under `min_compress_size` go uncompressed);
+/// "busy" is the heap a server connection holds right after the traffic,
+/// everything counted (struct, buffers, zlib streams), "idle" after
+/// `release_after_idle`; "per thread" is the pool of shared streams, paid
+/// once per thread that sends or receives compressed messages. zlib-rs 0.6,
+/// x86-64, reproduced by
+/// `cargo test -p wsmachine --release --test deflate_presets -- --nocapture`.
+///
+/// | preset | compressed / plain | per connection, busy | per connection, idle | per thread | when to use |
+/// |---|---|---|---|---|---|
+/// | [`shared()`](Self::shared) | 0.338 | 22 KiB | 4.3 KiB | 209 KiB | many connections, fan-out, memory first: no zlib stream per connection, each message compressed on its own (a [`PreparedMessage`](crate::PreparedMessage) is compressed once for all of them) |
+/// | [`small_windows()`](Self::small_windows) | 0.312 | 221 KiB | 6.4 KiB | — | mostly idle connections of small, repetitive messages where the bytes on the wire count: context takeover over a 1 KiB window |
+/// | [`default()`](Self::default) | 0.285 | 238 KiB | 12 KiB | — | fewer, busier connections: context takeover over a 4 KiB window, the best ratio of the three |
+/// | no compression | 1 | 11.5 KiB | 11.5 KiB | — | already-compressed or tiny payloads |
+///
+/// "busy" for `shared()` is message buffers, not zlib state: the compressed
+/// payload of the largest message sent and the inflate output of the last
+/// message received, freed on idle like the streams. A dedicated connection
+/// costs over 200 KiB busy whatever its window, as zlib-rs's 128 KiB hash
+/// table does not shrink with it (see the table above); small windows pay
+/// off once idle, when only the `2^w`-byte history per direction stays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeflateConfig {
     /// Client: ask the server not to keep its context; server: demand it.
@@ -100,8 +134,9 @@ pub struct DeflateConfig {
     pub request_server_max_window_bits: bool,
     /// Free both zlib streams of a connection that has neither sent nor
     /// received anything for this long (they are freed between one and two
-    /// such periods after the last traffic); `None` keeps them for the
-    /// connection's life.
+    /// such periods after the last traffic), along with the buffers kept
+    /// for the next compressed message (its compressed payload, its
+    /// inflate output); `None` keeps them for the connection's life.
     ///
     /// A released stream keeps only the last `2^window` bytes of its
     /// plaintext (4 KiB at window 12; nothing without context takeover),
