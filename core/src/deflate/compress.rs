@@ -123,11 +123,11 @@ impl Compressor {
     }
 
     /// Frees the zlib stream (about 160 KiB at the default settings) if no
-    /// message is in progress (without context takeover there is none
-    /// between messages: it went back to the pool); the next message allocates a new one, primed
+    /// message is in progress; the next message allocates a new one, primed
     /// with the last window of plaintext when context takeover is on, so
     /// what goes on the wire stays valid for the peer's decompressor.
-    /// Returns whether a stream was freed.
+    /// Returns whether a stream was freed. Without context takeover there
+    /// is none to free between messages: it went back to the thread's pool.
     pub fn release(&mut self) -> bool {
         if self.in_message {
             return false;

@@ -1,5 +1,7 @@
 //! permessage-deflate (RFC 7692): negotiation ([`DeflateConfig`]) and the
-//! per-message codec ([`Compressor`], [`Decompressor`]).
+//! per-message codec ([`Compressor`], [`Decompressor`]). A direction
+//! without context takeover borrows its zlib stream from a per-thread pool
+//! for each message (`pool.rs`) instead of owning one per connection.
 //!
 //! The codec drives `zlib-rs` directly (the same implementation flate2 uses
 //! here) rather than through flate2, for three reasons: flate2 does not
