@@ -1021,8 +1021,11 @@ fn rfc7692_shared_preset_connections_share_the_thread_streams() {
         )))
     ));
     assert_eq!(thread_pool_len().1, free + 1);
-    // The peer closes mid-message.
+    // The peer closes mid-message: its compressor's stream goes back on
+    // its Close, our decompressor's on receiving it.
+    assert_eq!(thread_pool_len().0, 0, "three clients mid-message");
     pairs[1].client.close(now, CloseCode::NORMAL, "").unwrap();
+    assert_eq!(thread_pool_len().0, 1);
     let w = drain_output(&mut pairs[1].client);
     pairs[1].server.receive(now, &w);
     assert!(matches!(
