@@ -75,7 +75,7 @@ pub use proxy::{Proxy, ProxyError, ProxyHandshake, ProxyKind, ProxyStep};
 pub mod internals {
     pub use crate::client_options::{ConnectOptions, PreparedConnect, ProxySetting};
     pub use crate::connection::KEEP_ANSWERED;
-    pub use crate::deflate::{Compressor, Decompressor};
+    pub use crate::deflate::{clear_thread_pool, thread_pool_len, Compressor, Decompressor};
     pub use crate::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
     pub use crate::handshake::{ClientHandshake, ClientOutcome};
 }

@@ -404,6 +404,7 @@ impl SendHalf {
             if let Reply::ReleaseCompressor = reply {
                 if let Some(d) = &mut self.compressor {
                     d.codec.release();
+                    d.scratch = BytesMut::new();
                 }
                 continue;
             }
@@ -425,6 +426,10 @@ impl SendHalf {
         let payload = frame.encode();
         self.write_frame(OpCode::Close, 0, true, &payload, None);
         self.close_sent = true;
+        if let Some(d) = &mut self.compressor {
+            // No data follows a Close: a message in progress stays unfinished.
+            d.codec.abandon();
+        }
         let _ = self.link.close_sent_at.set(now);
     }
 

@@ -920,6 +920,129 @@ fn rfc7692_compressed_messages_round_trip_through_the_connection() {
     }
 }
 
+/// Everything `c` has to send, in one piece.
+fn drain_output(c: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(b) = c.poll_transmit() {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+#[test]
+fn rfc7692_shared_preset_connections_share_the_thread_streams() {
+    use crate::budget::MemoryBudget;
+    use crate::deflate::{clear_thread_pool, thread_pool_len, DeflateConfig};
+    clear_thread_pool();
+    let budget = MemoryBudget::new(16 << 20);
+    let server_cfg = Config {
+        deflate: Some(DeflateConfig::shared()),
+        memory_budget: Some(budget.clone()),
+        ..Config::default()
+    };
+    // Clients offer the defaults; the server demands no context takeover
+    // both ways (RFC 7692 §7.1.1.2), so both ends share their streams.
+    let mut pairs: Vec<Pair> = (0..8)
+        .map(|_| Pair::new(Config::with_deflate(), server_cfg.clone(), usize::MAX))
+        .collect();
+    for p in &pairs {
+        let d = p.client.negotiated().deflate.expect("negotiated");
+        assert!(d.server_no_context_takeover && d.client_no_context_takeover);
+    }
+    // Each client streams a 60 KB message in three fragments; each server
+    // receives it 1000 bytes per `receive`, the servers in turn, so all
+    // eight inflate at once, each past its free allowance in the budget.
+    let msg: Vec<u8> = payload(60_000);
+    let mut wires: Vec<Vec<u8>> = pairs
+        .iter_mut()
+        .map(|p| {
+            for (i, piece) in msg.chunks(20_000).enumerate() {
+                p.client
+                    .send_fragment(MessageKind::Binary, piece, i == 2)
+                    .unwrap();
+            }
+            drain_output(&mut p.client)
+        })
+        .collect();
+    let mut pos = 0;
+    let mut in_flight_seen = false;
+    while wires.iter().any(|w| pos < w.len()) {
+        for (p, w) in pairs.iter_mut().zip(&wires) {
+            if pos < w.len() {
+                p.server.receive(p.now, &w[pos..(pos + 1000).min(w.len())]);
+            }
+        }
+        pos += 1000;
+        if thread_pool_len().1 == 0 && budget.in_use() > 0 {
+            in_flight_seen = true;
+        }
+    }
+    assert!(in_flight_seen, "eight messages inflating at once");
+    for p in &mut pairs {
+        assert_eq!(
+            p.server.poll_event(),
+            Some(Event::Binary(msg.clone().into()))
+        );
+    }
+    assert_eq!(budget.in_use(), 0);
+    assert_eq!(thread_pool_len().1, crate::deflate::FREE_PER_CLASS);
+
+    // The servers answer with whole messages: one compressor for all.
+    for p in &mut pairs {
+        p.server.send_binary(&msg[..5000]).unwrap();
+        assert_eq!(thread_pool_len().0, 1);
+        p.drive();
+        assert_eq!(
+            p.client_events.pop(),
+            Some(Event::Binary(msg[..5000].to_vec().into()))
+        );
+    }
+
+    // Mid-message: a failure, a Close and a dropped connection each give
+    // the stream and the budget back at once.
+    wires.clear();
+    for p in &mut pairs[..3] {
+        p.client
+            .send_fragment(MessageKind::Binary, &msg[..30_000], false)
+            .unwrap();
+        let w = drain_output(&mut p.client);
+        p.server.receive(p.now, &w);
+    }
+    let free = thread_pool_len().1;
+    let now = pairs[0].now;
+    assert!(budget.in_use() > 0);
+    // Garbage as the next fragment: 1007 (invalid payload data).
+    let bad = client_frame(0x00, &[0xff; 8]);
+    pairs[0].server.receive(now, &bad);
+    assert!(matches!(
+        pairs[0].server.poll_event(),
+        Some(Event::Error(ConnectionError::Protocol(
+            ProtocolError::Inflate(_)
+        )))
+    ));
+    assert_eq!(thread_pool_len().1, free + 1);
+    // The peer closes mid-message: its compressor's stream goes back on
+    // its Close, our decompressor's on receiving it.
+    assert_eq!(thread_pool_len().0, 0, "three clients mid-message");
+    pairs[1].client.close(now, CloseCode::NORMAL, "").unwrap();
+    assert_eq!(thread_pool_len().0, 1);
+    let w = drain_output(&mut pairs[1].client);
+    pairs[1].server.receive(now, &w);
+    assert!(matches!(
+        pairs[1].server.poll_event(),
+        Some(Event::Close(_))
+    ));
+    assert_eq!(thread_pool_len().1, free + 2);
+    // The application drops the connection.
+    let gone = pairs.remove(2);
+    drop(gone);
+    assert_eq!(
+        thread_pool_len().1,
+        (free + 3).min(crate::deflate::FREE_PER_CLASS)
+    );
+    assert_eq!(budget.in_use(), 0);
+}
+
 #[test]
 fn rfc7692_compressed_bit_and_uncompressed_opt_out() {
     let cfg = Config::with_deflate();

@@ -4,6 +4,7 @@ use bytes::BytesMut;
 use zlib_rs::{Deflate, DeflateFlush};
 
 use super::history::History;
+use super::pool;
 use super::{clamp_bits, DeflateConfig, DeflateParams, TRAILER};
 use crate::Role;
 
@@ -11,9 +12,12 @@ use crate::Role;
 ///
 /// One per connection (per sending half), created from the negotiated
 /// [`DeflateParams`]. Call [`compress`](Self::compress) once per frame of a
-/// message; the zlib stream is kept (context takeover) or reset between
-/// messages as negotiated, and not re-allocated unless
-/// [`release`](Self::release) freed it.
+/// message. With context takeover the zlib stream is the connection's own,
+/// kept between messages and not re-allocated unless
+/// [`release`](Self::release) freed it. Without it, the stream is borrowed
+/// from the thread's pool for the message and given back at its end (see
+/// `deflate/pool.rs`): such a compressor holds no zlib memory between
+/// messages.
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -29,8 +33,10 @@ use crate::Role;
 /// assert_eq!(&msg[..], b"Hello");
 /// ```
 pub struct Compressor {
-    /// Created on the first compressed message: a connection that only
-    /// sends small (uncompressed) messages never pays for it.
+    /// With context takeover: created on the first compressed message (a
+    /// connection that only sends small, uncompressed messages never pays
+    /// for it). Without: a pooled stream, held while a message is in
+    /// progress only.
     stream: Option<Deflate>,
     config: zlib_rs::DeflateConfig,
     no_context_takeover: bool,
@@ -48,6 +54,26 @@ pub(crate) struct SharedClass {
     level: i32,
     window_bits: i32,
     mem_level: i32,
+}
+
+impl SharedClass {
+    pub(super) fn zlib_config(self) -> zlib_rs::DeflateConfig {
+        zlib_rs::DeflateConfig {
+            level: self.level,
+            method: zlib_rs::Method::Deflated,
+            window_bits: self.window_bits,
+            mem_level: self.mem_level,
+            strategy: zlib_rs::Strategy::Default,
+        }
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // A message cut short (the connection dropped mid-fragment) gives
+        // its pooled stream back for the next one.
+        self.give_back();
+    }
 }
 
 impl std::fmt::Debug for Compressor {
@@ -100,7 +126,8 @@ impl Compressor {
     /// message is in progress; the next message allocates a new one, primed
     /// with the last window of plaintext when context takeover is on, so
     /// what goes on the wire stays valid for the peer's decompressor.
-    /// Returns whether a stream was freed.
+    /// Returns whether a stream was freed. Without context takeover there
+    /// is none to free between messages: it went back to the thread's pool.
     pub fn release(&mut self) -> bool {
         if self.in_message {
             return false;
@@ -131,25 +158,42 @@ impl Compressor {
     /// message, so one compressed encoding serves them all. `None` with
     /// context takeover.
     pub(crate) fn shared_class(&self) -> Option<SharedClass> {
-        self.no_context_takeover.then_some(SharedClass {
+        self.no_context_takeover.then(|| self.class())
+    }
+
+    fn class(&self) -> SharedClass {
+        SharedClass {
             level: self.config.level,
             window_bits: self.config.window_bits,
             mem_level: self.config.mem_level,
-        })
+        }
+    }
+
+    /// Ends the message in progress without its last frame (our Close went
+    /// out in the middle of it, so no more of it will be sent): a pooled
+    /// stream goes back to the pool now rather than when the connection is
+    /// dropped. With context takeover nothing changes.
+    pub(crate) fn abandon(&mut self) {
+        if self.no_context_takeover {
+            self.give_back();
+            self.in_message = false;
+        }
+    }
+
+    fn give_back(&mut self) {
+        if self.no_context_takeover {
+            if let Some(stream) = self.stream.take() {
+                pool::give_back_deflate(self.class(), stream);
+            }
+        }
     }
 
     /// Compresses `data` as one whole message the way every compressor of
-    /// `class` would, with a zlib stream of its own (freed on return).
+    /// `class` would, with a stream from the thread's pool.
     pub(crate) fn compress_standalone(class: SharedClass, data: &[u8], out: &mut BytesMut) {
         let mut c = Compressor {
             stream: None,
-            config: zlib_rs::DeflateConfig {
-                level: class.level,
-                method: zlib_rs::Method::Deflated,
-                window_bits: class.window_bits,
-                mem_level: class.mem_level,
-                strategy: zlib_rs::Strategy::Default,
-            },
+            config: class.zlib_config(),
             no_context_takeover: true,
             min_compress_size: 0,
             history: History::default(),
@@ -173,10 +217,14 @@ impl Compressor {
         // zlib's bound for the data plus room for the flush markers, so that
         // one call usually finishes; the loop handles the rest.
         let mut want = zlib_rs::compress_bound(input.len()) + 16;
-        let config = self.config;
+        let (config, class) = (self.config, self.class());
         let history = &mut self.history;
         let stream = self.stream.get_or_insert_with(|| {
-            history.prime(Deflate::new_with_config(config), Deflate::set_dictionary)
+            if self.no_context_takeover {
+                pool::take_deflate(class)
+            } else {
+                history.prime(Deflate::new_with_config(config), Deflate::set_dictionary)
+            }
         });
         self.history.push(data);
         self.in_message = !fin;
@@ -217,9 +265,9 @@ impl Compressor {
                 // `00 00 00 ff ff`. For an empty message this is §7.2.3.6.
                 out.extend_from_slice(&[0x00]);
             }
-            if self.no_context_takeover {
-                stream.reset();
-            }
+            // Reset on its way back to the pool: the next message, this
+            // connection's or another's, starts from an empty window.
+            self.give_back();
         }
     }
 }

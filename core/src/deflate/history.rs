@@ -90,11 +90,6 @@ impl History {
         &self.buf
     }
 
-    pub(super) fn clear(&mut self) {
-        self.buf.clear();
-        self.pos = 0;
-    }
-
     pub(super) fn bytes_held(&self) -> usize {
         self.buf.capacity()
     }

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use zlib_rs::{Inflate, InflateFlush, Status};
 
 use super::history::History;
+use super::pool;
 use super::{DeflateParams, TRAILER};
 use crate::error::ProtocolError;
 use crate::Role;
@@ -20,9 +21,15 @@ const INFLATE_CHUNK: usize = 64 << 10;
 ///
 /// One per connection (per receiving half). Call
 /// [`decompress`](Self::decompress) with each frame's payload of a
-/// compressed message in order; `fin` on the last.
+/// compressed message in order; `fin` on the last. When the peer keeps its
+/// context the zlib stream is the connection's own; when it does not, the
+/// stream is borrowed from the thread's pool for each message (see
+/// `deflate/pool.rs`) and given back when the message ends or fails, so
+/// the decompressor holds no zlib memory between messages.
 pub struct Decompressor {
-    /// Created on the first compressed message received.
+    /// With context takeover: created on the first compressed message
+    /// received. Without: a pooled stream, held while a message is in
+    /// progress only.
     stream: Option<Inflate>,
     /// The peer resets its context after each message, so we do too.
     no_context_takeover: bool,
@@ -50,13 +57,21 @@ impl std::fmt::Debug for Decompressor {
     }
 }
 
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        // A message cut short (the connection dropped mid-fragment) gives
+        // its pooled stream back for the next one.
+        self.give_back();
+    }
+}
+
 impl Decompressor {
     /// A decompressor for what the peer of `role` sends (the other
     /// direction's parameters). It inflates with a 15-bit window whatever
-    /// was negotiated (see the module doc), and resets its stream, which
-    /// clears the window without re-allocating, after each message when the
-    /// peer has no context takeover; a message that refers back into an
-    /// earlier one then fails to inflate.
+    /// was negotiated (see the module doc). When the peer has no context
+    /// takeover each message starts on a reset stream, whose window is
+    /// empty: a message that refers back into an earlier one (its own
+    /// connection's or, through the pool, another's) fails to inflate.
     pub fn new(p: &DeflateParams, role: Role) -> Self {
         let (no_context_takeover, bits) = match role {
             Role::Client => (p.server_no_context_takeover, p.server_max_window_bits),
@@ -98,6 +113,26 @@ impl Decompressor {
         self.history.bytes_held()
     }
 
+    /// Ends the message in progress without its last frame (the
+    /// connection failed, the peer closed or the transport ended in the
+    /// middle of it): a pooled stream goes back to the pool now rather than
+    /// when the connection is dropped, and the size count restarts.
+    pub(crate) fn abandon(&mut self) {
+        self.give_back();
+        self.in_message = false;
+        self.total = 0;
+        self.ended = false;
+        self.tail_len = 0;
+    }
+
+    fn give_back(&mut self) {
+        if self.no_context_takeover {
+            if let Some(stream) = self.stream.take() {
+                pool::give_back_inflate(stream);
+            }
+        }
+    }
+
     /// Whether the zlib stream is allocated.
     pub fn is_allocated(&self) -> bool {
         self.stream.is_some()
@@ -137,6 +172,23 @@ impl Decompressor {
         limit: usize,
         grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
+        let result = self.decompress_frame(input, fin, out, limit, grant);
+        if result.is_err() && self.no_context_takeover {
+            // The message is over: its pooled stream goes back (reset, so
+            // whatever state the error left it in is gone).
+            self.abandon();
+        }
+        result
+    }
+
+    fn decompress_frame(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        limit: usize,
+        grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
         self.remember_tail(input);
         self.in_message = !fin;
         let start = out.len();
@@ -159,10 +211,9 @@ impl Decompressor {
                 self.inflate(&TRAILER, out, limit, grant)?;
             }
             if self.no_context_takeover {
-                if let Some(stream) = &mut self.stream {
-                    stream.reset(false);
-                }
-                self.history.clear();
+                // Reset on its way back to the pool: the next message, this
+                // connection's or another's, starts from an empty window.
+                self.give_back();
             } else if self.ended {
                 // The peer ended its deflate stream but keeps its context
                 // (RFC 7692 §7.2.3.4 allows the BFINAL block, §7.2.1 the
@@ -211,9 +262,16 @@ impl Decompressor {
         }
         let limit64 = limit as u64;
         let history = &mut self.history;
-        let stream = self
-            .stream
-            .get_or_insert_with(|| history.prime(Inflate::new(false, 15), Inflate::set_dictionary));
+        let stream = self.stream.get_or_insert_with(|| {
+            if self.no_context_takeover {
+                pool::take_inflate()
+            } else {
+                history.prime(
+                    Inflate::new(false, pool::INFLATE_BITS),
+                    Inflate::set_dictionary,
+                )
+            }
+        });
         // Output space starts at a few times the input and doubles while
         // inflate fills it, so a short message does not pin a 64 KiB buffer
         // (found by fuzzing: streamed fragments held 128 KiB each).

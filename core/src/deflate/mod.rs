@@ -1,5 +1,7 @@
 //! permessage-deflate (RFC 7692): negotiation ([`DeflateConfig`]) and the
-//! per-message codec ([`Compressor`], [`Decompressor`]).
+//! per-message codec ([`Compressor`], [`Decompressor`]). A direction
+//! without context takeover borrows its zlib stream from a per-thread pool
+//! for each message (`pool.rs`) instead of owning one per connection.
 //!
 //! The codec drives `zlib-rs` directly (the same implementation flate2 uses
 //! here) rather than through flate2, for three reasons: flate2 does not
@@ -33,6 +35,7 @@ mod compress;
 mod history;
 mod inflate;
 mod negotiate;
+mod pool;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +43,9 @@ pub use compress::Compressor;
 pub(crate) use compress::SharedClass;
 pub use inflate::Decompressor;
 pub use negotiate::{DeflateConfig, DeflateParams};
+#[cfg(test)]
+pub(crate) use pool::FREE_PER_CLASS;
+pub use pool::{clear_thread_pool, thread_pool_len};
 
 /// The empty stored block a sync flush ends with (RFC 7692 §7.2.1).
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];

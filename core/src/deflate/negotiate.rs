@@ -61,15 +61,49 @@ const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 /// | 10 | 5 | 150 KiB | 47 KiB | 198 KiB |
 /// | 9 or 8 | 1 | 135 KiB | 47 KiB | 181 KiB |
 ///
-/// `no_context_takeover` does not reduce these: the streams are reset, not
-/// freed, between messages, so that steady-state sending and receiving do not
-/// allocate. What does reduce them is idleness: after
+/// Without context takeover in a direction, that direction's stream is not
+/// the connection's: it comes from a per-thread pool for each message and
+/// goes back, reset, at the message's end, so one compressor per class and
+/// one decompressor serve every such connection of a thread (a message in
+/// pieces holds its stream until its last piece; the pool keeps at most 4
+/// free streams per class and frees the rest). Steady-state sending and
+/// receiving still allocate no stream. With context takeover, what reduces
+/// the cost is idleness: after
 /// [`release_after_idle`](Self::release_after_idle) (1 s by default) without
 /// traffic both streams are freed, and a connection keeps only each
 /// direction's last window of plaintext for context takeover (`2^w` bytes
 /// per direction, 4 KiB each at the default window 12; nothing without
 /// context takeover). `core/tests/deflate_memory.rs` measures two connected
 /// ends at about 430 KiB busy and 18 KiB idle at the defaults.
+///
+/// # Presets
+///
+/// Three useful points, measured on a deterministic mix of JSON chat
+/// messages and market-data batches of 100 B to 4 KiB (log-uniform
+/// sizes, median ~640 B): 50 server connections, each sending 40 messages
+/// to a client that offers the defaults (as browsers do) and receiving them
+/// back. "compressed / plain" is what the servers sent on the wire over
+/// the plain size (messages under `min_compress_size` go uncompressed);
+/// "busy" is the heap a server connection holds right after the traffic,
+/// everything counted (struct, buffers, zlib streams), "idle" after
+/// `release_after_idle`; "per thread" is the pool of shared streams, paid
+/// once per thread that sends or receives compressed messages. zlib-rs 0.6,
+/// x86-64, reproduced by
+/// `cargo test -p wsmachine --release --test deflate_presets -- --nocapture`.
+///
+/// | preset | compressed / plain | per connection, busy | per connection, idle | per thread | when to use |
+/// |---|---|---|---|---|---|
+/// | [`shared()`](Self::shared) | 0.338 | 22 KiB | 4.3 KiB | 209 KiB | many connections, fan-out, memory first: no zlib stream per connection, each message compressed on its own (a [`PreparedMessage`](crate::PreparedMessage) is compressed once for all of them) |
+/// | [`small_windows()`](Self::small_windows) | 0.312 | 221 KiB | 6.4 KiB | — | mostly idle connections of small, repetitive messages where the bytes on the wire count: context takeover over a 1 KiB window |
+/// | [`default()`](Self::default) | 0.285 | 238 KiB | 12 KiB | — | fewer, busier connections: context takeover over a 4 KiB window, the best ratio of the three |
+/// | no compression | 1 | 11.5 KiB | 11.5 KiB | — | already-compressed or tiny payloads |
+///
+/// "busy" for `shared()` is message buffers, not zlib state: the compressed
+/// payload of the largest message sent and the inflate output of the last
+/// message received, freed on idle like the streams. A dedicated connection
+/// costs over 200 KiB busy whatever its window, as zlib-rs's 128 KiB hash
+/// table does not shrink with it (see the table above); small windows pay
+/// off once idle, when only the `2^w`-byte history per direction stays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeflateConfig {
     /// Client: ask the server not to keep its context; server: demand it.
@@ -100,8 +134,9 @@ pub struct DeflateConfig {
     pub request_server_max_window_bits: bool,
     /// Free both zlib streams of a connection that has neither sent nor
     /// received anything for this long (they are freed between one and two
-    /// such periods after the last traffic); `None` keeps them for the
-    /// connection's life.
+    /// such periods after the last traffic), along with the buffers kept
+    /// for the next compressed message (its compressed payload, its
+    /// inflate output); `None` keeps them for the connection's life.
     ///
     /// A released stream keeps only the last `2^window` bytes of its
     /// plaintext (4 KiB at window 12; nothing without context takeover),
@@ -134,6 +169,60 @@ impl Default for DeflateConfig {
             min_compress_size: 128,
             request_server_max_window_bits: false,
             release_after_idle: Some(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// No context takeover either way, so both directions use the
+    /// thread's shared streams: no zlib memory per connection (see
+    /// [Presets](Self#presets)). The defaults otherwise (window 12,
+    /// memLevel 5): on this mix a larger window or memLevel compresses no
+    /// better, as each message starts from an empty window, and would make
+    /// the per-thread compressor larger (594 KiB at 15/8).
+    ///
+    /// A server demands `client_no_context_takeover` of every client (RFC
+    /// 7692 §7.1.1.2 lets it, whether offered or not), so that what clients
+    /// send is inflated by the shared decompressor too; a client offers
+    /// both parameters, and fails the handshake of a server that does not
+    /// grant `server_no_context_takeover` (§7.1.1.1).
+    ///
+    /// ```
+    /// use wsmachine::{parse_extensions, DeflateConfig};
+    /// let browser = parse_extensions("permessage-deflate; client_max_window_bits").unwrap();
+    /// let (params, response) = DeflateConfig::shared().negotiate(&browser).unwrap();
+    /// assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+    /// assert_eq!(
+    ///     response,
+    ///     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+    ///      server_max_window_bits=12; client_max_window_bits=12"
+    /// );
+    /// ```
+    pub fn shared() -> Self {
+        DeflateConfig {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..DeflateConfig::default()
+        }
+    }
+
+    /// Context takeover both ways with 1 KiB windows (10 bits) and memLevel
+    /// 5: each connection has its own streams, and when idle keeps only 1
+    /// KiB of history per direction (see [Presets](Self#presets)). Going
+    /// lower does not pay: memLevel 1 (at window 9 or 10) compresses the
+    /// mix worse than [`shared`](Self::shared) does, for under 15 KiB less.
+    ///
+    /// ```
+    /// use wsmachine::{parse_extensions, DeflateConfig};
+    /// let browser = parse_extensions("permessage-deflate; client_max_window_bits").unwrap();
+    /// let (_, response) = DeflateConfig::small_windows().negotiate(&browser).unwrap();
+    /// assert_eq!(response, "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10");
+    /// ```
+    pub fn small_windows() -> Self {
+        DeflateConfig {
+            server_max_window_bits: 10,
+            client_max_window_bits: 10,
+            ..DeflateConfig::default()
         }
     }
 }
@@ -657,6 +746,63 @@ mod tests {
                 assert_eq!(sp, cp, "{resp}");
             }
         }
+    }
+
+    #[test]
+    fn rfc7692_7_1_1_2_server_adds_client_no_context_takeover_unoffered() {
+        // A server that demands it puts it in the response whatever the
+        // client offered, and every client offer we make accepts that.
+        let demanding = DeflateConfig {
+            client_no_context_takeover: true,
+            ..DeflateConfig::default()
+        };
+        for server in [demanding, DeflateConfig::shared()] {
+            for client in [
+                DeflateConfig::default(),
+                DeflateConfig::small_windows(),
+                DeflateConfig {
+                    request_server_max_window_bits: true,
+                    ..DeflateConfig::default()
+                },
+            ] {
+                let offer = client.offer_header();
+                assert!(!offer.contains(CLIENT_NO_CONTEXT_TAKEOVER), "{offer}");
+                let (sp, resp) = server.negotiate(&offers(&offer)).unwrap();
+                assert!(sp.client_no_context_takeover, "{offer}");
+                assert!(resp.contains("; client_no_context_takeover"), "{resp}");
+                let cp = client.check_response(&one(&resp)).unwrap();
+                assert_eq!(sp, cp, "{resp}");
+            }
+        }
+        // A bare offer (no client_max_window_bits) too.
+        let (p, r) = DeflateConfig::shared()
+            .negotiate(&offers("permessage-deflate"))
+            .unwrap();
+        assert_eq!(p, params(true, true, 12, 15));
+        assert_eq!(
+            r,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=12"
+        );
+    }
+
+    #[test]
+    fn presets() {
+        let shared = DeflateConfig::shared();
+        assert!(shared.server_no_context_takeover && shared.client_no_context_takeover);
+        assert_eq!(
+            shared.offer_header(),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             client_max_window_bits"
+        );
+        // A client with the shared preset fails a server that keeps its context.
+        assert!(shared.check_response(&one("permessage-deflate")).is_err());
+        let small = DeflateConfig::small_windows();
+        assert!(!small.server_no_context_takeover && !small.client_no_context_takeover);
+        assert_eq!(
+            (small.server_max_window_bits, small.client_max_window_bits),
+            (10, 10)
+        );
     }
 
     // ---- check_response (client) -----------------------------------------------

@@ -47,6 +47,7 @@ impl ReceiveHalf {
                 // message it interrupted go now, with their reservation.
                 self.buf = BytesMut::new();
                 self.current = Current::default();
+                self.abandon_inflate();
                 // Echo the code, as RFC 6455 §5.5.1 suggests; no reason. It
                 // leaves when the application takes this event (poll_event),
                 // after whatever it sends in answer to the messages before.

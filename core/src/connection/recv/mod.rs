@@ -438,6 +438,7 @@ impl ReceiveHalf {
             self.buf = BytesMut::new();
             self.header = None;
             self.current = Current::default();
+            self.abandon_inflate();
             self.held.settle(&self.config, 0);
         }
         if !self.failed && !self.close_received() {
@@ -694,6 +695,15 @@ impl ReceiveHalf {
         }
     }
 
+    /// The compressed message in progress, if any, will never complete: a
+    /// pooled zlib stream it holds goes back now, not when the connection
+    /// is dropped.
+    fn abandon_inflate(&mut self) {
+        if let Some(inflate) = &mut self.inflate {
+            inflate.codec.abandon();
+        }
+    }
+
     fn fail(&mut self, err: ProtocolError, now: Instant) {
         if self.failed {
             return;
@@ -704,6 +714,7 @@ impl ReceiveHalf {
         self.buf = BytesMut::new();
         self.header = None;
         self.current = Current::default();
+        self.abandon_inflate();
         self.held.settle(&self.config, 0);
         let mut reason = err.to_string();
         truncate_at_char(&mut reason, 123);

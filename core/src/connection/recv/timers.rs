@@ -143,6 +143,12 @@ impl ReceiveHalf {
                     inflate.released_at = None;
                 } else {
                     inflate.codec.release();
+                    if self.current.kind.is_none() {
+                        // The inflate output buffer kept for the next
+                        // message goes with the stream: an idle connection
+                        // keeps nothing sized by its last message.
+                        self.current.data = bytes::BytesMut::new();
+                    }
                     self.link.push(Reply::ReleaseCompressor);
                     inflate.released_at = Some(now);
                 }
