@@ -435,11 +435,7 @@ impl ReceiveHalf {
             // its budget reservation go now, not when the application drops
             // the connection.
             self.materialize();
-            self.buf = BytesMut::new();
-            self.header = None;
-            self.current = Current::default();
-            self.abandon_inflate();
-            self.held.settle(&self.config, 0);
+            self.drop_message_in_progress();
         }
         if !self.failed && !self.close_received() {
             self.failed = true;
@@ -500,10 +496,7 @@ impl ReceiveHalf {
             return None;
         }
         self.failed = true;
-        self.buf = BytesMut::new();
-        self.header = None;
-        self.current = Current::default();
-        self.held.settle(&self.config, 0);
+        self.drop_message_in_progress();
         self.set_transport_done();
         Some(Event::Error(ConnectionError::PendingOutputLimit))
     }
@@ -698,6 +691,16 @@ impl ReceiveHalf {
     /// The compressed message in progress, if any, will never complete: a
     /// pooled zlib stream it holds goes back now, not when the connection
     /// is dropped.
+    /// Frees the input and the message in progress, which can never
+    /// complete now, with its budget reservation and pooled zlib stream.
+    fn drop_message_in_progress(&mut self) {
+        self.buf = BytesMut::new();
+        self.header = None;
+        self.current = Current::default();
+        self.abandon_inflate();
+        self.held.settle(&self.config, 0);
+    }
+
     fn abandon_inflate(&mut self) {
         if let Some(inflate) = &mut self.inflate {
             inflate.codec.abandon();
@@ -711,11 +714,7 @@ impl ReceiveHalf {
         // The frames before the bad one are delivered before the Error.
         self.materialize();
         self.failed = true;
-        self.buf = BytesMut::new();
-        self.header = None;
-        self.current = Current::default();
-        self.abandon_inflate();
-        self.held.settle(&self.config, 0);
+        self.drop_message_in_progress();
         let mut reason = err.to_string();
         truncate_at_char(&mut reason, 123);
         // Messages that came before the bad frame are delivered, and the
