@@ -18,8 +18,8 @@
 # the next: nothing is dropped). Needs N+ file descriptors: the limit is
 # raised to the hard limit (common.sh); 10,000 connections need it >= 10,100.
 #
-# Results: target/bench/fanout-results.txt (RESULT lines) and the table in
-# target/bench/fanout-table.md.
+# Results: target/bench/NAME-results.txt (RESULT lines) and the table in
+# target/bench/NAME-table.md (NAME=fanout unless set).
 source "$(dirname "$0")/common.sh"
 
 REPS=${REPS:-3}
@@ -41,6 +41,7 @@ CASES=(
   "wsmachine-prepared-try|wsmachine-prepared-try|none|"
   "tokio-tungstenite|tokio-tungstenite|none|"
   "raw-tcp|raw-tcp|none|--raw"
+  "raw-tcp-batched|raw-tcp-batched|none|--raw"
   "wsmachine+deflate|wsmachine|default|--deflate"
   "wsmachine-prepared+deflate|wsmachine-prepared|default|--deflate"
   "wsmachine-prepared+shared|wsmachine-prepared|shared|--deflate"
@@ -56,7 +57,8 @@ fi
 wait_for_quiet
 [ "$(ulimit -n)" -gt 10100 ] || echo "warning: ulimit -n is $(ulimit -n); 10,000 connections will fail" >&2
 
-RESULTS="$OUT/fanout-results.txt"
+NAME=${NAME:-fanout}
+RESULTS="$OUT/$NAME-results.txt"
 : >"$RESULTS"
 {
   echo "# $(date -u +%FT%TZ) $(uname -srm); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
@@ -106,4 +108,4 @@ for n in $CONNS; do
 done
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS"
 
-python3 "$ROOT/conformance/bench/summarize.py" fanout "$RESULTS" | tee "$OUT/fanout-table.md"
+python3 "$ROOT/conformance/bench/summarize.py" fanout "$RESULTS" | tee "$OUT/$NAME-table.md"

@@ -131,7 +131,7 @@ def fanout(path):
         msgs = sorted({r["messages"] for r in at})
         print(f"\n### {n:,} connections ({'/'.join(msgs)} messages each)\n")
         head = ["server", "runs", "server CPU µs/msg (stat)", "(schedstat)", "wire B/msg",
-                "× tokio-tungstenite", "× raw-tcp", "× wsmachine+deflate"]
+                "× tokio-tungstenite", "× raw-tcp", "× raw-tcp-batched", "× wsmachine+deflate"]
         print("| " + " | ".join(head) + " |")
         print("|---|" + "---:|" * (len(head) - 1))
         m = {}
@@ -152,6 +152,7 @@ def fanout(path):
                 fmt(med(rs, "wire_bytes_per_msg"), 0),
                 "–" if comp else ratio(m[lab], m.get("tokio-tungstenite", float("nan"))),
                 "–" if comp else ratio(m[lab], m.get("raw-tcp", float("nan"))),
+                "–" if comp else ratio(m[lab], m.get("raw-tcp-batched", float("nan"))),
                 ratio(m[lab], m.get("wsmachine+deflate", float("nan"))) if comp else "–",
             ]
             print("| " + " | ".join(cells) + " |")

@@ -27,6 +27,9 @@
 //!   (a write and a flush per message, tokio-tungstenite's `Sink::send`);
 //! - `raw-tcp`: no WebSocket at all (no handshake): each task writes the
 //!   same frame bytes with `write_all`, the floor for writing them;
+//! - `raw-tcp-batched`: the same, but each task takes every message waiting
+//!   in its channel (at most a burst) and writes them with one vectored
+//!   write: the floor for a library that coalesces its writes;
 //! - `echo`: not a fan-out: a wsmachine echo server with the chosen
 //!   deflate preset, for `loadgen --idle` memory measurements.
 //!
@@ -71,7 +74,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const LISTEN_BACKLOG: u32 = 16384;
 
 const USAGE: &str = "usage:
-  fanout_server ADDR --variant wsmachine|wsmachine-prepared|wsmachine-prepared-try|tokio-tungstenite|raw-tcp
+  fanout_server ADDR --variant wsmachine|wsmachine-prepared|wsmachine-prepared-try|tokio-tungstenite|
+                          raw-tcp|raw-tcp-batched
                 --conns N --messages M [--burst B] [--size BYTES] [--preset none|default|shared|small]
                 [--max-secs SECS]
   fanout_server ADDR --variant echo [--preset ...] [--max-secs SECS]";
@@ -83,6 +87,7 @@ enum Variant {
     PreparedTry,
     Tungstenite,
     RawTcp,
+    RawTcpBatched,
     Echo,
 }
 
@@ -147,6 +152,7 @@ fn parse_args() -> Result<Args, String> {
                     "wsmachine-prepared-try" => Variant::PreparedTry,
                     "tokio-tungstenite" => Variant::Tungstenite,
                     "raw-tcp" => Variant::RawTcp,
+                    "raw-tcp-batched" => Variant::RawTcpBatched,
                     "echo" => Variant::Echo,
                     other => return Err(format!("unknown variant {other}")),
                 }
@@ -168,7 +174,12 @@ fn parse_args() -> Result<Args, String> {
     if a.conns == 0 || a.messages == 0 || a.burst == 0 {
         return Err("--conns, --messages and --burst must be at least 1".into());
     }
-    if a.preset.is_some() && matches!(a.variant, Variant::Tungstenite | Variant::RawTcp) {
+    if a.preset.is_some()
+        && matches!(
+            a.variant,
+            Variant::Tungstenite | Variant::RawTcp | Variant::RawTcpBatched
+        )
+    {
         return Err("--preset is for the wsmachine variants".into());
     }
     Ok(a)
@@ -268,9 +279,14 @@ async fn run(a: &Args) -> Result<(), BoxError> {
                 .collect();
             fan_out_tasks(conns, &pace, |i| texts[i].clone()).await?
         }
-        Variant::RawTcp => {
+        Variant::RawTcp | Variant::RawTcpBatched => {
+            let batched = a.variant == Variant::RawTcpBatched;
             let conns = accept_n(&listener, a.conns, |tcp| async move { Ok(tcp) });
-            let conns = conns.await?.into_iter().map(RawConn).collect();
+            let conns = conns
+                .await?
+                .into_iter()
+                .map(|tcp| RawConn { tcp, batched })
+                .collect();
             // The very bytes a WebSocket server sends: the unmasked frame.
             let frames: Vec<Bytes> = texts
                 .into_iter()
@@ -344,6 +360,22 @@ trait Conn: Send + 'static {
     type Item: Clone + Send + Sync + 'static;
     /// Sends one message the way the library's users do.
     fn send(&mut self, item: &Self::Item) -> impl Future<Output = Result<(), BoxError>> + Send;
+    /// Whether the task hands over every message waiting at once.
+    fn batched(&self) -> bool {
+        false
+    }
+    /// Sends several messages (only called when `batched`).
+    fn send_batch(
+        &mut self,
+        items: &[Self::Item],
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async move {
+            for item in items {
+                self.send(item).await?;
+            }
+            Ok(())
+        }
+    }
     /// After the last message: flushes and waits for the client to close.
     fn finish(self) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
@@ -394,16 +426,44 @@ impl Conn for TtConn {
     }
 }
 
-struct RawConn(TcpStream);
+struct RawConn {
+    tcp: TcpStream,
+    /// Write everything waiting in one call (`raw-tcp-batched`).
+    batched: bool,
+}
 
 impl Conn for RawConn {
     type Item = Bytes;
+    fn batched(&self) -> bool {
+        self.batched
+    }
     async fn send(&mut self, item: &Bytes) -> Result<(), BoxError> {
-        Ok(self.0.write_all(item).await?)
+        Ok(self.tcp.write_all(item).await?)
+    }
+    async fn send_batch(&mut self, items: &[Bytes]) -> Result<(), BoxError> {
+        // write_all over the slices (IoSlice::advance_slices needs a newer
+        // Rust than the workspace's minimum).
+        let (mut i, mut off) = (0, 0);
+        while i < items.len() {
+            let mut slices = Vec::with_capacity(items.len() - i);
+            slices.push(std::io::IoSlice::new(&items[i][off..]));
+            slices.extend(items[i + 1..].iter().map(|b| std::io::IoSlice::new(b)));
+            let mut n = self.tcp.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err("the socket accepts no more bytes".into());
+            }
+            while i < items.len() && n >= items[i].len() - off {
+                n -= items[i].len() - off;
+                i += 1;
+                off = 0;
+            }
+            off += n;
+        }
+        Ok(())
     }
     async fn finish(mut self) -> Result<(), BoxError> {
         let mut buf = [0u8; 256];
-        while let Ok(1..) = self.0.read(&mut buf).await {}
+        while let Ok(1..) = self.tcp.read(&mut buf).await {}
         Ok(())
     }
 }
@@ -413,12 +473,27 @@ async fn conn_task<C: Conn>(
     mut rx: broadcast::Receiver<C::Item>,
     pace: Arc<Pace>,
 ) -> Result<(), BoxError> {
-    for seq in 0..pace.messages {
+    let mut batch = Vec::with_capacity(pace.burst);
+    let mut seq = 0;
+    while seq < pace.messages {
         // Lagged is impossible with the pacing; it would be an error.
         let item = rx.recv().await?;
-        c.send(&item).await?;
+        if c.batched() {
+            // Everything already waiting: the rest of this burst at most,
+            // as the next is only sent once every connection took this one.
+            batch.push(item);
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            c.send_batch(&batch).await?;
+        } else {
+            c.send(&item).await?;
+        }
+        let sent = batch.len().max(1);
+        batch.clear();
+        seq += sent;
         // The last of a burst: one fewer connection to wait for.
-        let burst_end = (seq + 1) % pace.burst == 0 || seq + 1 == pace.messages;
+        let burst_end = seq % pace.burst == 0 || seq == pace.messages;
         if burst_end && pace.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             pace.notify.notify_one();
         }
