@@ -84,6 +84,9 @@ start_server() {
   # the PID stays the server's).
   local pin=()
   [ -n "${PIN_SERVER:-}" ] && pin=(taskset -c "$PIN_SERVER")
+  # A log left by an earlier server of the same name would say "listening"
+  # before this one does.
+  rm -f "$log"
   # shellcheck disable=SC2046
   "${pin[@]}" env "$@" $(server_cmd "$name") "127.0.0.1:$port" >"$log" 2>&1 &
   SPID=$!
@@ -98,8 +101,15 @@ start_server() {
   return 1
 }
 
+# Bounded: SIGTERM, up to 5 s to exit, then SIGKILL (by PID).
 stop_server() {
   kill "$1" 2>/dev/null || true
+  local i
+  for i in $(seq 50); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
 

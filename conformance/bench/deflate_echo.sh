@@ -53,7 +53,7 @@ RESULTS="$OUT/deflate-echo-results.txt"
 } >>"$RESULTS"
 
 declare -A PID ADDR
-port=9450
+port=21450
 for s in $SERVERS; do
   start_server "$s" "$port"
   PID[$s]=$SPID

@@ -65,7 +65,7 @@ RESULTS="$OUT/$NAME-results.txt"
   echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg); reps=$REPS burst=$BURST deliveries=$DELIVERIES/$DELIVERIES_DEFLATE server on CPU $SERVER_CPU, load on CPU $CLIENT_CPU"
 } >>"$RESULTS"
 
-port=9700
+port=21700
 for n in $CONNS; do
   for rep in $(seq "$REPS"); do
     for c in "${CASES[@]}"; do
@@ -76,6 +76,8 @@ for n in $CONNS; do
       msgs=$(((total + n - 1) / n))
       port=$((port + 1))
       log="$OUT/fanout-server.log"
+      # The last run's log says "listening" too: start from none.
+      rm -f "$log"
       echo "==> $label: $n connections x $msgs messages, rep $rep" >&2
       # shellcheck disable=SC2086
       taskset -c "$SERVER_CPU" "$BIN/fanout_server" "127.0.0.1:$port" --variant "$variant" \
@@ -83,7 +85,7 @@ for n in $CONNS; do
       spid=$!
       STARTED+=("$spid")
       for _ in $(seq 100); do
-        grep -q "listening on" "$log" && break
+        grep -q "listening on" "$log" 2>/dev/null && break
         sleep 0.1
       done
       # shellcheck disable=SC2086

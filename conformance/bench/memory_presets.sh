@@ -36,10 +36,14 @@ RESULTS="$OUT/memory-results.txt"
 : >"$RESULTS"
 echo "# $(date -u +%FT%TZ) $(uname -srm); ulimit -n $(ulimit -n); load $(cut -d' ' -f1-3 /proc/loadavg); idle=$IDLE msgs=$MSGS hold=$HOLD" >>"$RESULTS"
 
-port=9550
+port=21550
 for rep in $(seq "$REPS"); do
   for p in $PRESETS; do
-    start_server "preset-$p" "$port"
+    if ! start_server "preset-$p" "$port"; then
+      echo "RESULT label=$p rep=$rep failed=1" >>"$RESULTS"
+      port=$((port + 1))
+      continue
+    fi
     echo "==> preset $p, rep $rep: $IDLE connections" >&2
     flags="--deflate --json-msgs $MSGS --size 1024"
     [ "$p" = none ] && flags=""
