@@ -200,10 +200,17 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let max = Duration::from_secs(args.max_secs);
-    let result = rt.block_on(async {
-        match tokio::time::timeout(max, run(&args)).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("gave up after --max-secs {}", args.max_secs).into()),
+    let max_secs = args.max_secs;
+    // The server (accept loop, publisher) is a task on the worker, like the
+    // connection tasks: `block_on` would run it on the main thread, and the
+    // publisher and the connections would then be two threads taking turns
+    // on the one CPU, waking each other across threads, and coalescing
+    // depending on when the scheduler switches.
+    let result = rt.block_on(async move {
+        match tokio::time::timeout(max, tokio::spawn(async move { run(&args).await })).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(format!("gave up after --max-secs {max_secs}").into()),
         }
     });
     // Do not wait for tasks still blocked on a peer that went away.
