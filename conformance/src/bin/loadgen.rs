@@ -962,4 +962,17 @@ mod tests {
             assert_eq!(total, 6, "step {step}");
         }
     }
+
+    #[test]
+    fn counter_counts_compressed_echoes() {
+        // A server's unmasked frames: one compressed (RSV1), one not.
+        let mut wire = vec![0xc1, 0x03, 1, 2, 3];
+        wire.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        let mut c = FrameCounter::default();
+        assert_eq!(c.feed(&wire).unwrap(), 2);
+        assert_eq!((c.frames, c.compressed), (2, 1));
+        // The frames --deflate sends are compressed text.
+        let f = compressed_text_frame(json_message(0, 1024).as_bytes());
+        assert_eq!(f[0], 0xc1);
+    }
 }
