@@ -3,7 +3,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-R="$ROOT/target/release"
+# Cargo puts release binaries here (CARGO_TARGET_DIR when set).
+R="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 # The load generator and servers run from here (see build_all).
 BIN="$ROOT/target/bench-bin"
 OUT="$ROOT/target/bench"
@@ -65,6 +66,11 @@ server_cmd() {
     tokio-websockets) echo "$BIN/peer_tokio_websockets_echo" ;;
     wtx) echo "$BIN/peer_wtx_echo" ;;
     raw-tcp) echo "$BIN/loadgen --max-secs 3600 --raw-echo-server" ;;
+    # Compressed echo (deflate_echo.sh): wtx and Node ws with permessage-deflate.
+    wtx+deflate) echo "WTX_DEFLATE=1 $BIN/peer_wtx_echo" ;;
+    node-ws+deflate) echo "NODE_PATH=$NODE_MODULES node $ROOT/conformance/bench/node_ws_echo.js deflate" ;;
+    # A wsmachine echo server with a deflate preset (memory_presets.sh).
+    preset-*) echo "$BIN/fanout_server --variant echo --max-secs 3600 --preset ${1#preset-}" ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac
 }
@@ -74,8 +80,15 @@ server_cmd() {
 start_server() {
   local name=$1 port=$2 log="$OUT/server-$1.log"
   shift 2
+  # PIN_SERVER=CPU runs the server on that CPU only (taskset execs it:
+  # the PID stays the server's).
+  local pin=()
+  [ -n "${PIN_SERVER:-}" ] && pin=(taskset -c "$PIN_SERVER")
+  # A log left by an earlier server of the same name would say "listening"
+  # before this one does.
+  rm -f "$log"
   # shellcheck disable=SC2046
-  env "$@" $(server_cmd "$name") "127.0.0.1:$port" >"$log" 2>&1 &
+  "${pin[@]}" env "$@" $(server_cmd "$name") "127.0.0.1:$port" >"$log" 2>&1 &
   SPID=$!
   STARTED+=("$SPID")
   local i
@@ -88,8 +101,15 @@ start_server() {
   return 1
 }
 
+# Bounded: SIGTERM, up to 5 s to exit, then SIGKILL (by PID).
 stop_server() {
   kill "$1" 2>/dev/null || true
+  local i
+  for i in $(seq 50); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
 

@@ -1,7 +1,10 @@
 //! Peer echo server for the load benchmarks (issue 7): wtx 0.46, the newest
 //! release that builds on stable Rust 1.95 (the releases after it declare
 //! 1.96 and use library features unstable on 1.95), no compression, tokio's
-//! default multi-threaded runtime.
+//! default multi-threaded runtime. With `WTX_DEFLATE=1` it accepts
+//! permessage-deflate with wtx's own `Flate2::default()` (windows of 12
+//! bits, flate2's default level, zlib-rs backend) and compresses its
+//! echoes: the compressed echo benchmark's Rust peer (issue 15).
 //!
 //! The connection loop is the one of wtx's own echo servers
 //! (`wtx-instances/web-socket-examples/web-socket-server.rs` and the
@@ -24,10 +27,12 @@ use std::io::Write;
 
 use tokio::net::{TcpListener, TcpStream};
 use wtx::collection::Vector;
+use wtx::web_socket::compression::Flate2;
 use wtx::web_socket::{OpCode, WebSocketAcceptor, WebSocketPayloadOrigin};
 
 #[tokio::main]
 async fn main() {
+    let deflate = std::env::var("WTX_DEFLATE").is_ok_and(|v| v == "1");
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9105".into());
@@ -46,7 +51,7 @@ async fn main() {
             Ok((tcp, _)) => {
                 let _ = tcp.set_nodelay(true);
                 tokio::spawn(async move {
-                    let _ = serve(tcp).await;
+                    let _ = serve(tcp, deflate).await;
                 });
             }
             Err(e) => {
@@ -57,19 +62,34 @@ async fn main() {
     }
 }
 
-async fn serve(tcp: TcpStream) -> wtx::Result<()> {
-    let mut ws = WebSocketAcceptor::default().accept(tcp).await?;
-    let (mut common, mut reader, mut writer) = ws.split_mut();
-    let mut buffer = Vector::new();
-    loop {
-        let mut frame = reader
-            .read_frame(&mut buffer, &mut common, WebSocketPayloadOrigin::Adaptive)
-            .await?;
-        match frame.op_code() {
-            OpCode::Binary | OpCode::Text => writer.write_frame(&mut common, &mut frame).await?,
-            OpCode::Close => break,
-            _ => {}
+/// The echo loop, for either acceptor (their WebSocket types differ by
+/// the compression type parameter).
+macro_rules! echo {
+    ($ws:expr) => {{
+        let mut ws = $ws;
+        let (mut common, mut reader, mut writer) = ws.split_mut();
+        let mut buffer = Vector::new();
+        loop {
+            let mut frame = reader
+                .read_frame(&mut buffer, &mut common, WebSocketPayloadOrigin::Adaptive)
+                .await?;
+            match frame.op_code() {
+                OpCode::Binary | OpCode::Text => {
+                    writer.write_frame(&mut common, &mut frame).await?
+                }
+                OpCode::Close => break,
+                _ => {}
+            }
         }
+        Ok(())
+    }};
+}
+
+async fn serve(tcp: TcpStream, deflate: bool) -> wtx::Result<()> {
+    if deflate {
+        let acceptor = WebSocketAcceptor::default().compression(Flate2::default());
+        echo!(acceptor.accept(tcp).await?)
+    } else {
+        echo!(WebSocketAcceptor::default().accept(tcp).await?)
     }
-    Ok(())
 }

@@ -276,6 +276,7 @@
 //! (gitignored).
 
 pub mod adapter;
+pub mod bench;
 pub mod driver;
 pub mod record;
 pub mod replay;

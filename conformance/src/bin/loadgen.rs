@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! loadgen --addr HOST:PORT [--conns 64] [--size 16] [--window 16]
-//!         [--duration 5] [--warmup 1] [--server-pid PID] [--raw] [--label NAME]
-//! loadgen --idle N --addr HOST:PORT [--deflate] [--compressed-msg]
+//!         [--duration 5] [--warmup 1] [--server-pid PID] [--raw | --deflate] [--label NAME]
+//! loadgen --idle N --addr HOST:PORT [--deflate] [--compressed-msg | --json-msgs K --size BYTES]
 //!         [--server-pid PID] [--hold 2] [--label NAME]
 //! loadgen --raw-echo-server ADDR [--max-secs 900]
 //! ```
@@ -26,6 +26,15 @@
 //! single-threaded tokio (`--threads N` for more) so the server keeps a core.
 //! Its own CPU time per message is reported too (`client_cpu_us`).
 //!
+//! `--deflate` offers permessage-deflate (the server must accept it) and
+//! sends compressed text instead: 64 different JSON-like messages of
+//! `--size` bytes (`bench::json_message`), each compressed once at startup
+//! as a fresh deflate stream with a 512-byte window (legal whatever window
+//! and context takeover the server answers), cycled through in order. The
+//! server inflates each and compresses its echo; the echoes are counted,
+//! not inflated, and the share of them that came back compressed (RSV1) is
+//! reported (`compressed_pct`), so a server that echoes uncompressed is seen.
+//!
 //! `--raw` speaks to a plain TCP echo (`--raw-echo-server`): no handshake,
 //! the same masked frames; the echo comes back masked and is parsed the
 //! same way, so the byte pattern on the wire is the same as with a
@@ -36,9 +45,12 @@
 //! addresses spread over 127.0.0.2–127.0.0.201, does one small echo on each
 //! (16 B binary; with `--deflate` permessage-deflate is offered, and with
 //! `--compressed-msg` the one message is a compressed 256-byte text so the
-//! server's inflate and deflate streams are both in use), holds them all open
-//! for `--hold` seconds, and reports the server's VmRSS growth per
-//! connection (from `/proc/PID/status`), then closes them all. N needs N file
+//! server's inflate and deflate streams are both in use; `--json-msgs K`
+//! instead sends K compressed JSON-like messages of `--size` bytes and waits
+//! for their K echoes), holds them all open for `--hold` seconds, and
+//! reports the server's VmRSS growth per connection (from
+//! `/proc/PID/status`) right after the last connection's traffic and after
+//! the hold, then closes them all. N needs N file
 //! descriptors here and in the server: raise `ulimit -n` before starting
 //! both.
 //!
@@ -59,6 +71,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use wsmachine::internals::{Compressor, FrameHeader, RSV1};
 use wsmachine::{apply_mask, DeflateConfig, DeflateParams, OpCode, Role};
+use wsmachine_conformance::bench::json_message;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -67,12 +80,16 @@ const MAX_DURATION: f64 = 60.0;
 const READ_BUF: usize = 64 << 10;
 /// Connections opened at once in idle mode.
 const CONNECT_BATCH: usize = 256;
+/// Different messages `--deflate` cycles through: enough that a server
+/// keeping its compression context cannot echo a message as one
+/// back-reference to its previous copy (its window is at most 32 KiB).
+const DEFLATE_PERIOD: usize = 64;
 
 const USAGE: &str = "usage:
   loadgen --addr HOST:PORT [--conns N] [--size BYTES] [--window W] [--duration SECS]
-          [--warmup SECS] [--server-pid PID] [--raw] [--threads N] [--label NAME]
-  loadgen --idle N --addr HOST:PORT [--deflate] [--compressed-msg] [--server-pid PID]
-          [--hold SECS] [--label NAME]
+          [--warmup SECS] [--server-pid PID] [--raw | --deflate] [--threads N] [--label NAME]
+  loadgen --idle N --addr HOST:PORT [--deflate] [--compressed-msg | --json-msgs K --size BYTES]
+          [--server-pid PID] [--hold SECS] [--label NAME]
   loadgen --raw-echo-server ADDR [--max-secs SECS]";
 
 #[derive(Clone, Debug)]
@@ -90,6 +107,7 @@ struct Args {
     idle: Option<usize>,
     deflate: bool,
     compressed_msg: bool,
+    json_msgs: usize,
     hold: f64,
     raw_echo_server: Option<String>,
     max_secs: u64,
@@ -111,6 +129,7 @@ impl Default for Args {
             idle: None,
             deflate: false,
             compressed_msg: false,
+            json_msgs: 0,
             hold: 2.0,
             raw_echo_server: None,
             max_secs: 900,
@@ -144,6 +163,7 @@ fn parse_args() -> Result<Args, String> {
             "--idle" => a.idle = Some(num("--idle", value("--idle")?)?),
             "--deflate" => a.deflate = true,
             "--compressed-msg" => a.compressed_msg = true,
+            "--json-msgs" => a.json_msgs = num("--json-msgs", value("--json-msgs")?)?,
             "--hold" => a.hold = num("--hold", value("--hold")?)?,
             "--raw-echo-server" => a.raw_echo_server = Some(value("--raw-echo-server")?),
             "--max-secs" => a.max_secs = num("--max-secs", value("--max-secs")?)?,
@@ -156,6 +176,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.addr.is_some_and(|s| !s.ip().is_loopback()) {
         return Err("loopback addresses only".into());
+    }
+    if a.raw && a.deflate {
+        return Err("--raw and --deflate exclude each other".into());
+    }
+    if (a.compressed_msg || a.json_msgs > 0) && !a.deflate {
+        return Err("--compressed-msg and --json-msgs need --deflate".into());
     }
     if a.conns == 0 || a.window == 0 || a.threads == 0 {
         return Err("--conns, --window and --threads must be at least 1".into());
@@ -233,6 +259,25 @@ fn masked_frame(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// A masked, compressed text frame: `text` as a fresh deflate stream with
+/// a 512-byte window, legal under any `client_max_window_bits` (>= 9) and
+/// any context takeover the server may answer, so one encoding serves
+/// every connection.
+fn compressed_text_frame(text: &[u8]) -> Vec<u8> {
+    let params = DeflateParams {
+        client_max_window_bits: 9,
+        ..DeflateParams::default()
+    };
+    let cfg = DeflateConfig {
+        client_max_window_bits: 9,
+        ..DeflateConfig::default()
+    };
+    let mut c = Compressor::new(&params, &cfg, Role::Client);
+    let mut out = BytesMut::new();
+    c.compress(text, true, &mut out);
+    masked_frame(OpCode::Text, RSV1, &out)
+}
+
 fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i * 7 + 1) as u8).collect()
 }
@@ -245,6 +290,9 @@ struct FrameCounter {
     skip: u64,
     /// A header split across reads.
     partial: Vec<u8>,
+    /// Data frames seen, and those with RSV1 set (compressed).
+    frames: u64,
+    compressed: u64,
 }
 
 /// Parses a frame header: `(header length, payload length, opcode byte)`.
@@ -326,6 +374,10 @@ impl FrameCounter {
             if opcode != 1 && opcode != 2 {
                 return Err(format!("unexpected frame with opcode {opcode}"));
             }
+            self.frames += 1;
+            // RSV1 in the first byte of the frame (`internals::RSV1` is
+            // the bit in `FrameHeader::rsv`, not in the byte).
+            self.compressed += u64::from(b0 & 0x40 != 0);
             if len == 0 {
                 done += 1;
             } else {
@@ -422,9 +474,14 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
 // ---------------------------------------------------------------- throughput
 
 struct Shared {
-    /// Shared by every connection: `window + 1` copies of the frame.
+    /// Shared by every connection: the period (`lens.len()` frames, sent
+    /// in this order, over and over) repeated enough times that any
+    /// `window` consecutive frames starting in the first period are one
+    /// contiguous slice.
     frames: Vec<u8>,
-    frame_len: usize,
+    /// The length of each frame of the period, and of the period.
+    lens: Vec<usize>,
+    period: usize,
     window: usize,
     measuring: AtomicBool,
     stop: AtomicBool,
@@ -435,6 +492,9 @@ struct ConnStats {
     msgs: u64,
     latencies_ns: Vec<u64>,
     error: Option<String>,
+    /// Echoes seen, and those compressed (over the whole run).
+    frames: u64,
+    compressed: u64,
 }
 
 async fn drive(mut tcp: TcpStream, leftover: Vec<u8>, sh: Arc<Shared>) -> ConnStats {
@@ -454,14 +514,28 @@ async fn drive_inner(
     sh: &Shared,
     st: &mut ConnStats,
 ) -> Result<(), BoxError> {
-    let flen = sh.frame_len;
     let mut counter = FrameCounter::default();
+    let r = drive_frames(tcp, leftover, sh, st, &mut counter).await;
+    st.frames = counter.frames;
+    st.compressed = counter.compressed;
+    r
+}
+
+async fn drive_frames(
+    tcp: &mut TcpStream,
+    leftover: Vec<u8>,
+    sh: &Shared,
+    st: &mut ConnStats,
+    counter: &mut FrameCounter,
+) -> Result<(), BoxError> {
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(sh.window);
     let mut rbuf = vec![0u8; READ_BUF];
-    // Bytes queued but not yet written, and the offset of the next byte to
-    // write within the periodic frame buffer.
-    let mut pending = sh.window * flen;
+    // Bytes queued but not yet written, the offset of the next byte to
+    // write within the periodic frame buffer, and the frame (index in the
+    // period) the next reply lets us queue.
+    let mut pending: usize = (0..sh.window).map(|i| sh.lens[i % sh.lens.len()]).sum();
     let mut off = 0usize;
+    let mut next = sh.window % sh.lens.len();
     let start = Instant::now();
     for _ in 0..sh.window {
         sent_at.push_back(start);
@@ -485,8 +559,9 @@ async fn drive_inner(
             }
             for _ in 0..replies {
                 sent_at.push_back(now);
+                pending += sh.lens[next];
+                next = (next + 1) % sh.lens.len();
             }
-            pending += replies * flen;
             replies = 0;
         }
         let interest = if pending > 0 {
@@ -499,7 +574,7 @@ async fn drive_inner(
             match tcp.try_write(&sh.frames[off..off + pending]) {
                 Ok(n) => {
                     pending -= n;
-                    off = (off + n) % flen;
+                    off = (off + n) % sh.period;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e.into()),
@@ -529,15 +604,22 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 async fn throughput(a: &Args) -> Result<(), BoxError> {
     let addr = a.addr.ok_or("--addr is required")?;
-    let frame = masked_frame(OpCode::Binary, 0, &payload(a.size));
-    let frame_len = frame.len();
-    let mut frames = Vec::with_capacity(frame_len * (a.window + 1));
-    for _ in 0..=a.window {
-        frames.extend_from_slice(&frame);
-    }
+    let period: Vec<Vec<u8>> = if a.deflate {
+        (0..DEFLATE_PERIOD as u64)
+            .map(|i| compressed_text_frame(json_message(i, a.size).as_bytes()))
+            .collect()
+    } else {
+        vec![masked_frame(OpCode::Binary, 0, &payload(a.size))]
+    };
+    let lens: Vec<usize> = period.iter().map(Vec::len).collect();
+    let period: Vec<u8> = period.concat();
+    let max_len = lens.iter().copied().max().unwrap_or(0);
+    // One period to start anywhere in, plus room for a full window after.
+    let copies = 1 + (a.window * max_len).div_ceil(period.len());
     let sh = Arc::new(Shared {
-        frames,
-        frame_len,
+        frames: period.repeat(copies),
+        lens,
+        period: period.len(),
         window: a.window,
         measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
@@ -549,13 +631,13 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
         for chunk in (0..a.conns).collect::<Vec<_>>().chunks(CONNECT_BATCH) {
             let mut set = tokio::task::JoinSet::new();
             for _ in chunk {
-                let raw = a.raw;
+                let (raw, deflate) = (a.raw, a.deflate);
                 set.spawn(async move {
                     let mut tcp = connect(addr, None).await?;
                     let leftover = if raw {
                         Vec::new()
                     } else {
-                        handshake(&mut tcp, addr, false).await?
+                        handshake(&mut tcp, addr, deflate).await?
                     };
                     Ok::<_, BoxError>((tcp, leftover))
                 });
@@ -588,6 +670,7 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
     sh.stop.store(true, Ordering::Relaxed);
 
     let mut msgs = 0u64;
+    let (mut frames, mut compressed) = (0u64, 0u64);
     let mut lat = Vec::new();
     let mut errors = Vec::new();
     let gather = async {
@@ -595,6 +678,8 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
             match r {
                 Ok(st) => {
                     msgs += st.msgs;
+                    frames += st.frames;
+                    compressed += st.compressed;
                     lat.extend_from_slice(&st.latencies_ns);
                     errors.extend(st.error);
                 }
@@ -625,10 +710,16 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
     let mbps = rate * a.size as f64 / 1e6;
     let p50 = percentile(&lat, 0.50) / 1e3;
     let p99 = percentile(&lat, 0.99) / 1e3;
-    let mode = if a.window == 1 {
-        "ping-pong"
+    let mode = match (a.window, a.deflate) {
+        (1, false) => "ping-pong",
+        (_, false) => "pipelined",
+        (1, true) => "ping-pong, deflate",
+        (_, true) => "pipelined, deflate",
+    };
+    let compressed_pct = if frames > 0 {
+        format!("{:.1}", compressed as f64 * 100.0 / frames as f64)
     } else {
-        "pipelined"
+        "nan".into()
     };
     if !errors.is_empty() {
         errors.sort();
@@ -646,7 +737,8 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
     }
     println!(
         "{}: {} conns x {} B {mode} (window {}), {elapsed:.2} s: {rate:.0} msg/s, {mbps:.1} MB/s, \
-         p50 {p50:.1} us, p99 {p99:.1} us, server CPU {} us/msg ({}%), loadgen CPU {} us/msg ({}%)",
+         p50 {p50:.1} us, p99 {p99:.1} us, server CPU {} us/msg ({}%), loadgen CPU {} us/msg ({}%), \
+         {compressed_pct}% of echoes compressed",
         a.label,
         a.conns,
         a.size,
@@ -659,7 +751,7 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
     println!(
         "RESULT label={} conns={} size={} window={} secs={elapsed:.3} msgs={msgs} msgs_per_s={rate:.0} \
          mb_per_s={mbps:.2} p50_us={p50:.1} p99_us={p99:.1} server_cpu_us={} server_cpu_pct={} \
-         client_cpu_us={} client_cpu_pct={} errors={}",
+         client_cpu_us={} client_cpu_pct={} deflate={} compressed_pct={compressed_pct} errors={}",
         a.label,
         a.conns,
         a.size,
@@ -668,6 +760,7 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
         util(s0, s1),
         per_msg(c0, c1),
         util(c0, c1),
+        a.deflate,
         errors.len(),
     );
     let _ = std::io::stdout().flush();
@@ -679,12 +772,14 @@ async fn throughput(a: &Args) -> Result<(), BoxError> {
 
 // ---------------------------------------------------------------- idle
 
-/// One message (`frame`) and its echo, on a fresh connection.
+/// `msgs` messages (`frame`, all of them) and their echoes, on a fresh
+/// connection.
 async fn open_idle(
     addr: SocketAddr,
     source: Ipv4Addr,
     deflate: bool,
     frame: Arc<Vec<u8>>,
+    msgs: usize,
 ) -> Result<TcpStream, BoxError> {
     let mut tcp = connect(addr, Some(source)).await?;
     let leftover = handshake(&mut tcp, addr, deflate).await?;
@@ -692,12 +787,12 @@ async fn open_idle(
     let mut counter = FrameCounter::default();
     let mut got = counter.feed(&leftover)?;
     let mut buf = [0u8; 2048];
-    while got == 0 {
+    while got < msgs {
         let n = tcp.read(&mut buf).await?;
         if n == 0 {
             return Err("closed before the echo".into());
         }
-        got = counter.feed(&buf[..n])?;
+        got += counter.feed(&buf[..n])?;
     }
     Ok(tcp)
 }
@@ -706,32 +801,22 @@ async fn idle(a: &Args) -> Result<(), BoxError> {
     let addr = a.addr.ok_or("--addr is required")?;
     let n = a.idle.unwrap_or(0);
     let pid = a.server_pid.ok_or("--idle needs --server-pid")?;
-    let frame = if a.compressed_msg {
-        if !a.deflate {
-            return Err("--compressed-msg needs --deflate".into());
-        }
-        // A fresh-context raw deflate stream with a 512-byte window: legal
-        // under any client_max_window_bits the server may answer (>= 9).
-        let params = DeflateParams {
-            client_max_window_bits: 9,
-            ..DeflateParams::default()
-        };
-        let cfg = DeflateConfig {
-            client_max_window_bits: 9,
-            ..DeflateConfig::default()
-        };
-        let mut c = Compressor::new(&params, &cfg, Role::Client);
+    // The messages each connection sends (all at once) and waits to see echoed.
+    let (frame, msgs) = if a.json_msgs > 0 {
+        let frames: Vec<Vec<u8>> = (0..a.json_msgs as u64)
+            .map(|i| compressed_text_frame(json_message(i, a.size).as_bytes()))
+            .collect();
+        (frames.concat(), a.json_msgs)
+    } else if a.compressed_msg {
         let text: Vec<u8> = b"idle connection, one compressed message; "
             .iter()
             .copied()
             .cycle()
             .take(256)
             .collect();
-        let mut out = BytesMut::new();
-        c.compress(&text, true, &mut out);
-        masked_frame(OpCode::Text, RSV1, &out)
+        (compressed_text_frame(&text), 1)
     } else {
-        masked_frame(OpCode::Binary, 0, &payload(16))
+        (masked_frame(OpCode::Binary, 0, &payload(16)), 1)
     };
     let frame = Arc::new(frame);
 
@@ -743,6 +828,7 @@ async fn idle(a: &Args) -> Result<(), BoxError> {
             Ipv4Addr::new(127, 0, 0, 2 + i),
             a.deflate,
             frame.clone(),
+            msgs,
         )
         .await?;
         drop(c);
@@ -757,7 +843,7 @@ async fn idle(a: &Args) -> Result<(), BoxError> {
             let mut set = tokio::task::JoinSet::new();
             for i in start..(start + CONNECT_BATCH).min(n) {
                 let source = Ipv4Addr::new(127, 0, 0, 2 + (i % 200) as u8);
-                set.spawn(open_idle(addr, source, a.deflate, frame.clone()));
+                set.spawn(open_idle(addr, source, a.deflate, frame.clone(), msgs));
             }
             while let Some(r) = set.join_next().await {
                 conns.push(r??);
@@ -774,32 +860,41 @@ async fn idle(a: &Args) -> Result<(), BoxError> {
     {
         eprintln!("loadgen: stopped opening after {opened_n} connections: {e}");
     }
+    // Right after the last connection's echoes: what the traffic left.
+    let traffic = vm_rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
     tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
     let after = vm_rss_kib(pid).ok_or("cannot read the server's VmRSS")?;
-    let per_conn = if opened_n > 0 {
-        (after as f64 - before as f64) / opened_n as f64
-    } else {
-        f64::NAN
+    let growth = |rss: u64| {
+        if opened_n > 0 {
+            (rss as f64 - before as f64) / opened_n as f64
+        } else {
+            f64::NAN
+        }
     };
+    let (per_conn_traffic, per_conn) = (growth(traffic), growth(after));
     let close = masked_frame(OpCode::Close, 0, &1000u16.to_be_bytes());
     for c in &conns {
         let _ = c.try_write(&close);
     }
     drop(conns);
     println!(
-        "{}: {opened_n} idle connections (opened in {open_secs:.1} s{}): server VmRSS {before} KiB -> {after} KiB, \
-         {per_conn:.2} KiB per connection",
+        "{}: {opened_n} idle connections (opened in {open_secs:.1} s{}): server VmRSS {before} KiB -> \
+         {traffic} KiB right after the traffic ({per_conn_traffic:.2} KiB per connection) -> {after} KiB \
+         after {:.1} s idle ({per_conn:.2} KiB per connection)",
         a.label,
-        match (a.deflate, a.compressed_msg) {
-            (false, _) => "",
-            (true, false) => ", deflate negotiated, 16 B echo",
-            (true, true) => ", deflate negotiated, compressed 256 B echo",
-        }
+        match (a.deflate, a.compressed_msg, a.json_msgs) {
+            (false, _, _) => String::new(),
+            (true, _, k @ 1..) => format!(", deflate negotiated, {k} compressed {} B echoes", a.size),
+            (true, false, _) => ", deflate negotiated, 16 B echo".into(),
+            (true, true, _) => ", deflate negotiated, compressed 256 B echo".into(),
+        },
+        a.hold,
     );
     println!(
-        "RESULT label={} idle={opened_n} deflate={} compressed_msg={} rss_before_kib={before} \
-         rss_after_kib={after} kib_per_conn={per_conn:.3}",
-        a.label, a.deflate, a.compressed_msg
+        "RESULT label={} idle={opened_n} deflate={} compressed_msg={} json_msgs={} size={} \
+         rss_before_kib={before} rss_traffic_kib={traffic} rss_after_kib={after} \
+         kib_per_conn_traffic={per_conn_traffic:.3} kib_per_conn={per_conn:.3}",
+        a.label, a.deflate, a.compressed_msg, a.json_msgs, a.size
     );
     let _ = std::io::stdout().flush();
     if opened_n < n {
@@ -866,5 +961,18 @@ mod tests {
             let total: usize = wire.chunks(step).map(|ch| c.feed(ch).unwrap()).sum();
             assert_eq!(total, 6, "step {step}");
         }
+    }
+
+    #[test]
+    fn counter_counts_compressed_echoes() {
+        // A server's unmasked frames: one compressed (RSV1), one not.
+        let mut wire = vec![0xc1, 0x03, 1, 2, 3];
+        wire.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        let mut c = FrameCounter::default();
+        assert_eq!(c.feed(&wire).unwrap(), 2);
+        assert_eq!((c.frames, c.compressed), (2, 1));
+        // The frames --deflate sends are compressed text.
+        let f = compressed_text_frame(json_message(0, 1024).as_bytes());
+        assert_eq!(f[0], 0xc1);
     }
 }

@@ -1,0 +1,104 @@
+//! Shared by the benchmark tools (`fanout`, `loadgen`, the `fanout_server`
+//! example): the deterministic message text both ends build, so a receiver
+//! can check every byte it got without the sender telling it what to expect,
+//! and the process CPU and memory readings from `/proc`.
+
+/// The `i`-th benchmark message: `size` bytes of JSON-like text (a
+/// market-data tick with a few price levels), the same on every call.
+///
+/// Compression benchmarks need text that compresses like real traffic:
+/// repeated keys and structure, varying numbers. Consecutive messages
+/// differ, so a compressor that keeps its context between messages
+/// (context takeover) gains from the shared structure, as in a real feed,
+/// but cannot send a whole message as one back-reference.
+///
+/// ```
+/// let m = wsmachine_conformance::bench::json_message(7, 1024);
+/// assert_eq!(m.len(), 1024);
+/// assert!(m.starts_with("{\"seq\":7,") && m.ends_with("]}"));
+/// assert_eq!(m, wsmachine_conformance::bench::json_message(7, 1024));
+/// ```
+pub fn json_message(i: u64, size: usize) -> String {
+    const TOPICS: [&str; 4] = ["AAPL", "MSFT", "NVDA", "AMZN"];
+    let mut s = format!(
+        "{{\"seq\":{i},\"topic\":\"quotes.eq.{}\",\"levels\":[",
+        TOPICS[(i % 4) as usize]
+    );
+    // xorshift64: deterministic and cheap; `| 1` keeps the state non-zero.
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut first = true;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let entry = format!(
+            "{}{{\"px\":{}.{:02},\"qty\":{},\"side\":\"{}\"}}",
+            if first { "" } else { "," },
+            100 + x % 400,
+            (x >> 12) % 100,
+            (x >> 20) % 5000,
+            if x & 1 == 0 { "bid" } else { "ask" }
+        );
+        if s.len() + entry.len() + 2 > size {
+            break;
+        }
+        s.push_str(&entry);
+        first = false;
+    }
+    // JSON whitespace fills the message to its exact size.
+    while s.len() + 2 < size {
+        s.push(' ');
+    }
+    s.push_str("]}");
+    s.truncate(size);
+    s
+}
+
+/// utime + stime of process `pid` (`"self"` for this one) from
+/// `/proc/PID/stat`, in clock ticks, all threads included.
+pub fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may contain spaces) start
+    // after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Time on CPU of every thread of process `pid`, in nanoseconds, from
+/// `/proc/PID/task/*/schedstat`: the same quantity as [`cpu_ticks`] with
+/// nanosecond resolution (ticks are 10 ms, too coarse for short runs), for
+/// threads alive when it is read.
+pub fn cpu_ns(pid: &str) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread may end between listing and reading: skip it.
+        let Ok(s) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux we know).
+pub fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn vm_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
