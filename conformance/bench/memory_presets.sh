@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Memory per compressed connection by deflate preset (issue 15): a wsmachine
-# echo server (fanout_server --variant echo --preset P: plain DeflateConfig
-# fields) holds IDLE (10,000) connections, each of which exchanged MSGS
+# echo server (fanout_server --variant echo --preset P) holds IDLE (10,000) connections, each of which exchanged MSGS
 # compressed JSON-like 1 KiB messages; the server's VmRSS growth per
 # connection right after the last connection's traffic, and after HOLD
 # seconds idle. Default glibc allocator, no environment knobs. A fresh
@@ -10,9 +9,11 @@
 #   conformance/bench/memory_presets.sh
 #   IDLE=2000 REPS=1 PRESETS="shared" conformance/bench/memory_presets.sh
 #
-# Presets: default (context takeover, windows 12, memLevel 5), shared
-# (server_ and client_no_context_takeover), small (windows 9, memLevel 1,
-# context takeover), none (no compression: the baseline).
+# Presets: default (`DeflateConfig::default()`: context takeover, windows
+# 12, memLevel 5), shared (`DeflateConfig::shared()`: no context takeover
+# either way, one zlib stream per thread), small
+# (`DeflateConfig::small_windows()`: context takeover, windows 10), none (no
+# compression: the baseline).
 # Results: target/bench/memory-results.txt and target/bench/memory-table.md.
 source "$(dirname "$0")/common.sh"
 

@@ -107,22 +107,8 @@ fn preset(name: &str) -> Result<Option<DeflateConfig>, String> {
     Ok(match name {
         "none" => None,
         "default" => Some(DeflateConfig::default()),
-        // No context on either side: one compressed encoding of a prepared
-        // message serves every connection, and no connection keeps a
-        // compression context between messages.
-        "shared" => Some(DeflateConfig {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-            ..DeflateConfig::default()
-        }),
-        // Context takeover with the smallest windows zlib supports for raw
-        // deflate (9; 8 is raised to 9) and the smallest hash table.
-        "small" => Some(DeflateConfig {
-            server_max_window_bits: 9,
-            client_max_window_bits: 9,
-            mem_level: 1,
-            ..DeflateConfig::default()
-        }),
+        "shared" => Some(DeflateConfig::shared()),
+        "small" => Some(DeflateConfig::small_windows()),
         other => return Err(format!("unknown preset {other}")),
     })
 }

@@ -35,7 +35,7 @@ pub struct SendHalf {
     mask: Option<Box<dyn MaskSource>>,
     /// Boxed: a connection without compression keeps one pointer, not
     /// the codec's ~200 bytes of state.
-    compressor: Option<Box<Deflate>>,
+    compressor: Option<Box<Compressor>>,
     close_sent: bool,
     /// A message being sent in fragments: its kind and whether it is compressed.
     streaming: Option<(MessageKind, bool)>,
@@ -82,12 +82,7 @@ impl SendHalf {
     }
 
     pub(crate) fn set_open(&mut self, compressor: Option<Compressor>) {
-        self.compressor = compressor.map(|codec| {
-            Box::new(Deflate {
-                codec,
-                scratch: BytesMut::new(),
-            })
-        });
+        self.compressor = compressor.map(Box::new);
         self.open = true;
     }
 
@@ -155,11 +150,11 @@ impl SendHalf {
         let opcode = data_opcode(msg.kind());
         let payload = msg.payload();
         match &self.compressor {
-            Some(d) if d.codec.should_compress(payload.len()) => match d.codec.shared_class() {
+            Some(d) if d.should_compress(payload.len()) => match d.shared_class() {
                 Some(class) => self.queue_encoded(opcode, RSV1, &msg.compressed(class)),
                 // Context takeover: only this connection's compressor knows
                 // what the peer's decompressor holds.
-                None => self.compress_and_write(opcode, payload),
+                None => self.compress_and_write(opcode, RSV1, payload, true),
             },
             _ => self.queue_encoded(opcode, 0, msg.plain()),
         }
@@ -191,16 +186,8 @@ impl SendHalf {
         };
         self.streaming = if last { None } else { Some((kind, compressed)) };
         if compressed {
-            let d = self
-                .compressor
-                .as_mut()
-                .expect("compressed implies a compressor");
-            let mut scratch = std::mem::take(&mut d.scratch);
-            scratch.clear();
-            d.codec.compress(data, last, &mut scratch);
             let rsv = if first { RSV1 } else { 0 };
-            self.write_frame(opcode, rsv, last, &scratch, None);
-            self.give_back_scratch(scratch);
+            self.compress_and_write(opcode, rsv, data, last);
         } else {
             self.write_frame(opcode, 0, last, data, None);
         }
@@ -403,8 +390,7 @@ impl SendHalf {
         for reply in self.link.take_replies() {
             if let Reply::ReleaseCompressor = reply {
                 if let Some(d) = &mut self.compressor {
-                    d.codec.release();
-                    d.scratch = BytesMut::new();
+                    d.release();
                 }
                 continue;
             }
@@ -428,7 +414,7 @@ impl SendHalf {
         self.close_sent = true;
         if let Some(d) = &mut self.compressor {
             // No data follows a Close: a message in progress stays unfinished.
-            d.codec.abandon();
+            d.abandon();
         }
         let _ = self.link.close_sent_at.set(now);
     }
@@ -490,26 +476,31 @@ impl SendHalf {
         }
         let opcode = data_opcode(kind);
         match &mut self.compressor {
-            Some(d) if allow_compress && d.codec.should_compress(data.len()) => {
-                self.compress_and_write(opcode, data)
+            Some(d) if allow_compress && d.should_compress(data.len()) => {
+                self.compress_and_write(opcode, RSV1, data, true)
             }
             _ => self.write_frame(opcode, 0, true, data, owned),
         }
         Ok(())
     }
 
-    /// Compresses a whole message with this connection's compressor and
-    /// encodes its frame.
-    fn compress_and_write(&mut self, opcode: OpCode, data: &[u8]) {
+    /// Compresses a message (or one frame of it) with this connection's
+    /// compressor and encodes its frame.
+    fn compress_and_write(&mut self, opcode: OpCode, rsv: u8, data: &[u8], fin: bool) {
         let d = self
             .compressor
             .as_mut()
             .expect("compress_and_write needs a compressor");
-        let mut scratch = std::mem::take(&mut d.scratch);
+        // The compressed payload only lives between the two steps: its
+        // buffer is the thread's, not every connection's (a connection
+        // then holds no compression buffer between messages).
+        let mut scratch = SCRATCH.take();
         scratch.clear();
-        d.codec.compress(data, true, &mut scratch);
-        self.write_frame(opcode, RSV1, true, &scratch, None);
-        self.give_back_scratch(scratch);
+        d.compress(data, fin, &mut scratch);
+        self.write_frame(opcode, rsv, fin, &scratch, None);
+        if scratch.capacity() <= KEEP_SCRATCH {
+            SCRATCH.set(scratch);
+        }
     }
 
     /// Queues a prepared frame: as is on a server (shared, no copy); a
@@ -576,14 +567,6 @@ impl SendHalf {
         }
     }
 
-    /// The compressed-payload buffer goes back to the codec's box for the
-    /// next message.
-    fn give_back_scratch(&mut self, scratch: BytesMut) {
-        if let Some(d) = &mut self.compressor {
-            d.scratch = scratch;
-        }
-    }
-
     /// Chunks carry the handshake response and large payloads only, so the
     /// queue is rare on the message path: it is given back once drained
     /// rather than kept by every idle connection.
@@ -601,12 +584,15 @@ impl SendHalf {
     }
 }
 
-/// The compressor and the buffer it compresses each message into, behind
-/// one box.
-struct Deflate {
-    codec: Compressor,
-    scratch: BytesMut,
+thread_local! {
+    /// The buffer messages are compressed into before their frame is
+    /// encoded (see `SendHalf::compress_and_write`).
+    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
 }
+
+/// A compression buffer that grew past this (a large message) is freed
+/// rather than kept by the thread.
+const KEEP_SCRATCH: usize = 64 << 10;
 
 fn data_opcode(kind: MessageKind) -> OpCode {
     match kind {
