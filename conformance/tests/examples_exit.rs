@@ -10,6 +10,8 @@
 //! The deadline only catches a client that never exits: it is a minute,
 //! where a client that works takes milliseconds.
 
+mod interop_support;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -27,46 +29,7 @@ const HANG: Duration = Duration::from_secs(60);
 fn client_binary(pkg: &str) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "-p", pkg, "--example", "client"])
-        .args(["--message-format=json-render-diagnostics"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit());
-    // What `cargo test` sets for this test only (not in the shell that ran
-    // it): ring's build script reruns when these change, so with them ring
-    // would be rebuilt here, and again by the next `cargo test`.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("CARGO_PKG_")
-            || k.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "OUT_DIR",
-            ]
-            .contains(&&*k)
-        {
-            cargo.env_remove(&*k);
-        }
-    }
-    let out = cargo.output().expect("run cargo");
-    assert!(
-        out.status.success(),
-        "cargo build -p {pkg} --example client failed"
-    );
-    let stdout = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
-    // The artifact line of the example: `"executable":"<path>"`.
-    let exe = stdout
-        .lines()
-        .filter(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(pkg))
-        .filter(|l| l.contains(r#""kind":["example"]"#))
-        .find_map(|l| {
-            let (_, rest) = l.split_once(r#""executable":""#)?;
-            Some(rest[..rest.find('"')?].to_owned())
-        })
-        .unwrap_or_else(|| panic!("no client executable in cargo's output for {pkg}"));
+    let exe = interop_support::build_example(pkg, "client");
     static COPIES: AtomicUsize = AtomicUsize::new(0);
     let copy = std::env::temp_dir().join(format!(
         "wsmachine-examples-exit-{}-{}-{pkg}-client",

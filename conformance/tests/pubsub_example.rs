@@ -15,7 +15,7 @@ mod interop_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use futures_util::{SinkExt, StreamExt};
@@ -28,47 +28,8 @@ use wsmachine_tokio::{ConnectBuilder, MaybeTlsStream, Message, WebSocket};
 /// Builds the example once per test binary and returns its path.
 fn example() -> PathBuf {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args(["build", "-p", "wsmachine-tokio", "--example", "pubsub"])
-            .args(["--message-format=json-render-diagnostics"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit());
-        // What `cargo test` sets for this test only (not in the shell that
-        // ran it): ring's build script reruns when these change, so with
-        // them ring would be rebuilt here, and again by the next `cargo test`.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "OUT_DIR",
-                ]
-                .contains(&&*k)
-            {
-                cargo.env_remove(&*k);
-            }
-        }
-        let out = cargo.output().expect("run cargo");
-        assert!(out.status.success(), "cargo build --example pubsub failed");
-        let stdout = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
-        // The artifact line of the example: `"executable":"<path>"`.
-        let exe = stdout
-            .lines()
-            .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
-            .filter(|l| l.contains(r#""kind":["example"]"#))
-            .find_map(|l| {
-                let (_, rest) = l.split_once(r#""executable":""#)?;
-                Some(rest[..rest.find('"')?].to_owned())
-            })
-            .expect("no pubsub executable in cargo's output");
-        PathBuf::from(exe)
-    })
-    .clone()
+    EXE.get_or_init(|| interop_support::build_example("wsmachine-tokio", "pubsub"))
+        .clone()
 }
 
 /// Starts the example on a free port (killed by PID when the guard drops).

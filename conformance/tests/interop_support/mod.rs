@@ -1,4 +1,5 @@
-//! Support shared by the real-peer interop tests (`interop_*.rs`): setting up
+//! Support shared by the real-peer interop tests (`interop_*.rs`) and the
+//! tests that run the examples (building one, `build_example`): setting up
 //! peers no one here wrote (a Python venv with `websockets`, Node's `ws`
 //! under `target/`, the system's Chromium), running their scripts from
 //! `conformance/peers/` as child processes that are killed by PID when the
@@ -59,6 +60,56 @@ pub(crate) fn peer<T>(test: &str, peer: Result<T, String>, install: &str) -> T {
         Ok(p) => p,
         Err(why) => panic!("{test}: peer unavailable: {why}\n  install: {install}"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Examples
+
+/// Builds example `name` of package `pkg` with `cargo build` and returns
+/// the path cargo reports for it (examples of different packages may share
+/// that path: copy it aside before building another).
+pub(crate) fn build_example(pkg: &str, name: &str) -> PathBuf {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "-p", pkg, "--example", name])
+        .args(["--message-format=json-render-diagnostics"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit());
+    // What `cargo test` sets for this test only (not in the shell that ran
+    // it): ring's build script reruns when these change, so with them ring
+    // would be rebuilt here, and again by the next `cargo test`.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&&*k)
+        {
+            cargo.env_remove(&*k);
+        }
+    }
+    let out = cargo.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo build -p {pkg} --example {name} failed"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
+    // The artifact line of the example: `"executable":"<path>"`.
+    let exe = stdout
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#) && l.contains(pkg))
+        .filter(|l| l.contains(r#""kind":["example"]"#))
+        .find_map(|l| {
+            let (_, rest) = l.split_once(r#""executable":""#)?;
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {name} executable in cargo's output for {pkg}"));
+    PathBuf::from(exe)
 }
 
 // ---------------------------------------------------------------------------
