@@ -1,7 +1,8 @@
 //! Shared by the benchmark tools (`fanout`, `loadgen`, the `fanout_server`
 //! example): the deterministic message text both ends build, so a receiver
 //! can check every byte it got without the sender telling it what to expect,
-//! and the process CPU and memory readings from `/proc`.
+//! the frame-header parse of their receivers, and the process CPU and
+//! memory readings from `/proc`.
 
 /// The `i`-th benchmark message: `size` bytes of JSON-like text (a
 /// market-data tick with a few price levels), the same on every call.
@@ -101,4 +102,34 @@ pub fn vm_rss_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Parses a frame header: `(header length, payload length, first byte,
+/// masked)`.
+pub fn parse_header(b: &[u8]) -> Option<(usize, u64, u8, bool)> {
+    if b.len() < 2 {
+        return None;
+    }
+    let masked = b[1] & 0x80 != 0;
+    let (mut hlen, len) = match b[1] & 0x7f {
+        126 => {
+            if b.len() < 4 {
+                return None;
+            }
+            (4, u64::from(u16::from_be_bytes([b[2], b[3]])))
+        }
+        127 => {
+            if b.len() < 10 {
+                return None;
+            }
+            let mut l = [0u8; 8];
+            l.copy_from_slice(&b[2..10]);
+            (10, u64::from_be_bytes(l))
+        }
+        n => (2, u64::from(n)),
+    };
+    if masked {
+        hlen += 4;
+    }
+    (b.len() >= hlen).then_some((hlen, len, b[0], masked))
 }

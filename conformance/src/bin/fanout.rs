@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use wsmachine::{apply_mask, DeflateConfig, Message};
-use wsmachine_conformance::bench::{clk_tck, cpu_ns, cpu_ticks, json_message};
+use wsmachine_conformance::bench::{clk_tck, cpu_ns, cpu_ticks, json_message, parse_header};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -266,36 +266,6 @@ struct Checker<'a> {
     /// A header split across reads.
     partial: Vec<u8>,
     mismatches: usize,
-}
-
-/// Parses a frame header: `(header length, payload length, first byte,
-/// masked)`.
-fn parse_header(b: &[u8]) -> Option<(usize, u64, u8, bool)> {
-    if b.len() < 2 {
-        return None;
-    }
-    let masked = b[1] & 0x80 != 0;
-    let (mut hlen, len) = match b[1] & 0x7f {
-        126 => {
-            if b.len() < 4 {
-                return None;
-            }
-            (4, u64::from(u16::from_be_bytes([b[2], b[3]])))
-        }
-        127 => {
-            if b.len() < 10 {
-                return None;
-            }
-            let mut l = [0u8; 8];
-            l.copy_from_slice(&b[2..10]);
-            (10, u64::from_be_bytes(l))
-        }
-        n => (2, u64::from(n)),
-    };
-    if masked {
-        hlen += 4;
-    }
-    (b.len() >= hlen).then_some((hlen, len, b[0], masked))
 }
 
 impl<'a> Checker<'a> {

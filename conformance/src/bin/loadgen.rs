@@ -71,7 +71,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use wsmachine::internals::{Compressor, FrameHeader, RSV1};
 use wsmachine::{apply_mask, DeflateConfig, DeflateParams, OpCode, Role};
-use wsmachine_conformance::bench::json_message;
+use wsmachine_conformance::bench::{json_message, parse_header};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -295,35 +295,6 @@ struct FrameCounter {
     compressed: u64,
 }
 
-/// Parses a frame header: `(header length, payload length, opcode byte)`.
-fn parse_header(b: &[u8]) -> Option<(usize, u64, u8)> {
-    if b.len() < 2 {
-        return None;
-    }
-    let masked = b[1] & 0x80 != 0;
-    let (mut hlen, len) = match b[1] & 0x7f {
-        126 => {
-            if b.len() < 4 {
-                return None;
-            }
-            (4, u64::from(u16::from_be_bytes([b[2], b[3]])))
-        }
-        127 => {
-            if b.len() < 10 {
-                return None;
-            }
-            let mut l = [0u8; 8];
-            l.copy_from_slice(&b[2..10]);
-            (10, u64::from_be_bytes(l))
-        }
-        n => (2, u64::from(n)),
-    };
-    if masked {
-        hlen += 4;
-    }
-    (b.len() >= hlen).then_some((hlen, len, b[0]))
-}
-
 impl FrameCounter {
     /// Feeds bytes; returns how many frames completed. `Err` on a frame
     /// that is not a data frame (e.g. the server's Close).
@@ -366,7 +337,7 @@ impl FrameCounter {
                     }
                 }
             };
-            let Some((_, len, b0)) = parsed else {
+            let Some((_, len, b0, _)) = parsed else {
                 self.partial.extend_from_slice(data);
                 return Ok(done);
             };
