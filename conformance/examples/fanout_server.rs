@@ -521,6 +521,15 @@ async fn fan_out_tasks<C: Conn>(
         secs: t0.elapsed().as_secs_f64(),
         cpu_ns: cpu_ns("self").unwrap_or(0).saturating_sub(c0),
     };
+    join_connections(set).await?;
+    Ok(timing)
+}
+
+/// Waits for every connection task; the first failure is printed, the
+/// count of them is the error.
+async fn join_connections(
+    mut set: tokio::task::JoinSet<Result<(), BoxError>>,
+) -> Result<(), BoxError> {
     let mut errors = 0usize;
     while let Some(r) = set.join_next().await {
         if let Err(e) = r.map_err(BoxError::from).and_then(|r| r) {
@@ -533,7 +542,7 @@ async fn fan_out_tasks<C: Conn>(
     if errors > 0 {
         return Err(format!("{errors} connections failed").into());
     }
-    Ok(timing)
+    Ok(())
 }
 
 /// The publisher loop sends to every connection's split writer without
@@ -587,18 +596,7 @@ async fn fan_out_try(
         println!("backpressure reported {backpressure} times");
     }
     drop(writers);
-    let mut errors = 0usize;
-    while let Some(r) = set.join_next().await {
-        if let Err(e) = r.map_err(BoxError::from).and_then(|r| r) {
-            if errors == 0 {
-                eprintln!("fanout_server: a connection failed: {e}");
-            }
-            errors += 1;
-        }
-    }
-    if errors > 0 {
-        return Err(format!("{errors} connections failed").into());
-    }
+    join_connections(set).await?;
     Ok(timing)
 }
 
