@@ -19,6 +19,11 @@
 //! 5. at the end nothing is left unsent: the pipe carried exactly the
 //!    bytes of every frame the client encoded, and `pending_output` is 0.
 //!
+//! The pipe keeps a waiting task's waker only until an operation in that
+//! direction succeeds, as smol's `TcpStream` does: the reader writing the
+//! writer's output (or a Pong) while the writer waits for room must wake
+//! the writer itself.
+//!
 //! Run it with its own target directory (the flag rebuilds everything):
 //!
 //! ```text
@@ -196,6 +201,11 @@ impl Io<End> for Rt {
         for (d, s) in buf.iter_mut().zip(p.buf.drain(..n)) {
             *d = s;
         }
+        // Like smol's `TcpStream` (async-net), a read that succeeds drops
+        // whatever task waited for readability on this stream: a waiting
+        // task must not rely on its registration surviving another task's
+        // read.
+        p.read_waker = None;
         let w = p.write_waker.take();
         drop(p);
         wake(w);
@@ -230,6 +240,10 @@ impl Io<End> for Rt {
             }
         }
         p.written += n;
+        // Likewise a write that succeeds drops the registration of a task
+        // waiting for writability (async-net keeps one pending `writable()`
+        // future per stream, not per task).
+        p.write_waker = None;
         let w = p.read_waker.take();
         drop(p);
         wake(w);

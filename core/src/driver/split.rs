@@ -48,6 +48,22 @@ impl WakerList {
             w.wake();
         }
     }
+
+    /// Wakes every task in the list but `me`'s.
+    fn wake_others(&self, me: &Waker) {
+        let others: Vec<Waker> = {
+            let mut list = self.lock();
+            if list.iter().all(|w| w.will_wake(me)) {
+                return;
+            }
+            let (mine, others) = list.drain(..).partition(|w| w.will_wake(me));
+            *list = mine;
+            others
+        };
+        for w in others {
+            w.wake();
+        }
+    }
 }
 
 impl Wake for WakerList {
@@ -87,7 +103,10 @@ impl<S> Shared<S> {
     }
 
     /// Runs `f` on the sending side with a waker that wakes every task
-    /// waiting to write (the transport keeps only one).
+    /// waiting to write (the transport keeps only one). When a write went
+    /// through, the other tasks waiting to write are woken: their wait on
+    /// the transport may be gone with it (see `WriteState::take_wrote`),
+    /// and the room they wait for may be there.
     fn with<T>(
         &self,
         cx: &mut Context<'_>,
@@ -95,9 +114,13 @@ impl<S> Shared<S> {
     ) -> T {
         self.write_wakers.register(cx.waker());
         let mut side = self.lock();
-        let mut cx = Context::from_waker(&self.write_waker);
-        let out = f(&mut side, &mut cx);
+        let out = f(&mut side, &mut Context::from_waker(&self.write_waker));
         self.dirty.store(side.w.pending() > 0, Ordering::Release);
+        let wrote = side.w.take_wrote();
+        drop(side);
+        if wrote {
+            self.write_wakers.wake_others(cx.waker());
+        }
         out
     }
 

@@ -63,6 +63,8 @@ pub(crate) struct ReadState<R: Runtime> {
     timer_at: Option<Instant>,
     /// The transport reached end of stream or failed: never read again.
     eof: bool,
+    /// A read went through since [`ReadState::take_read`] last looked.
+    read: bool,
     end: Option<Box<EndState>>,
     _rt: PhantomData<fn() -> R>,
 }
@@ -89,6 +91,7 @@ impl<R: Runtime> ReadState<R> {
             timer: R::timer(),
             timer_at: None,
             eof: false,
+            read: false,
             end: None,
             _rt: PhantomData,
         }
@@ -192,6 +195,12 @@ impl<R: Runtime> ReadState<R> {
         }
     }
 
+    /// Whether a read went through since the last call (see
+    /// `WebSocket::after_io`).
+    pub(crate) fn take_read(&mut self) -> bool {
+        std::mem::take(&mut self.read)
+    }
+
     /// Whether reading more would be useful: the transport is still open and
     /// the core has not finished with it.
     pub(crate) fn can_read(&self) -> bool {
@@ -269,6 +278,7 @@ impl<R: Runtime> ReadState<R> {
                     return Poll::Ready(Err(e));
                 }
             };
+            self.read = true;
             if n == 0 {
                 self.eof = true;
                 self.rx.receive_eof(R::now());
@@ -313,6 +323,8 @@ impl<R: Runtime> ReadState<R> {
 pub(crate) struct WriteState {
     pub(crate) tx: SendHalf,
     needs_flush: bool,
+    /// A write went through since [`WriteState::take_wrote`] last looked.
+    wrote: bool,
     high_water: usize,
     /// The transport's write side has been shut down.
     pub(crate) shut_down: bool,
@@ -323,6 +335,7 @@ impl WriteState {
         WriteState {
             tx,
             needs_flush: false,
+            wrote: false,
             high_water,
             shut_down: false,
         }
@@ -336,6 +349,14 @@ impl WriteState {
     /// Bytes encoded and not yet accepted by the transport.
     pub(crate) fn pending(&self) -> usize {
         self.tx.pending_output()
+    }
+
+    /// Whether a write went through since the last call. A transport may
+    /// drop another task's wait for writability when a write succeeds
+    /// (smol's `TcpStream` keeps one pending `writable()` per stream, not
+    /// per task), so whoever wrote wakes the tasks that wait to write.
+    pub(crate) fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.wrote)
     }
 
     /// Writes until nothing is pending and the transport is flushed.
@@ -411,6 +432,7 @@ impl WriteState {
             Err(e) => return Poll::Ready(Err(e)),
         };
         self.needs_flush = true;
+        self.wrote = true;
         // A stream claiming more than it was given is buggy: the core
         // clamps, never panics.
         self.tx.advance_transmit(n);

@@ -517,6 +517,23 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         }
     }
 
+    /// After side `which` polled the transport: when a read or a write went
+    /// through and the other side waits in another task, wakes it. Its
+    /// wait on the transport may be gone (smol's `TcpStream` keeps one
+    /// pending readiness future per stream and drops it when an operation
+    /// succeeds, whichever task made it), and what we read or wrote may be
+    /// what it waits for.
+    fn after_io(&mut self, which: usize, cx: &Context<'_>) {
+        if !(self.w.take_wrote() | self.r.take_read()) {
+            return;
+        }
+        if let Some(other) = &self.seen[1 - which] {
+            if !other.will_wake(cx.waker()) {
+                other.wake_by_ref();
+            }
+        }
+    }
+
     fn closed(&self) -> Error {
         Error::Closed(self.r.ended(self.done))
     }
@@ -611,6 +628,12 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Event, Error>>> {
+        let out = self.poll_recv_event_io(cx);
+        self.after_io(RECV, cx);
+        out
+    }
+
+    fn poll_recv_event_io(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
         if self.closing {
             // Reading ended with `close`; its result reports the error.
             return Poll::Ready(None);
@@ -667,6 +690,12 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// Ready when a message may be queued: the connection is usable and the
     /// pending output is at or below the high-water mark.
     pub(crate) fn poll_ready_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let out = self.poll_ready_send_io(cx);
+        self.after_io(SEND, cx);
+        out
+    }
+
+    fn poll_ready_send_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // Not the core's state: after a protocol error it is `Closed` while
         // the application may still answer the messages before the error
         // (the core itself refuses sends once that is over).
@@ -708,6 +737,12 @@ impl<S, R: Io<S>> WebSocket<S, R> {
 
     /// Writes what the transport accepts now, without waiting.
     pub(crate) fn poll_write_now(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        let out = self.poll_write_now_io(cx);
+        self.after_io(SEND, cx);
+        out
+    }
+
+    fn poll_write_now_io(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
         with_waker!(self, SEND, cx);
         self.deferred = true;
         match self.flush_out(cx) {
@@ -717,6 +752,12 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     }
 
     pub(crate) fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let out = self.poll_flush_all_io(cx);
+        self.after_io(SEND, cx);
+        out
+    }
+
+    fn poll_flush_all_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.done {
             return Poll::Ready(Ok(()));
         }
@@ -753,6 +794,12 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// Drives the connection to its end, discarding messages; the first
     /// connection error becomes the result.
     pub(crate) fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let out = self.poll_close_handshake_io(cx);
+        self.after_io(SEND, cx);
+        out
+    }
+
+    fn poll_close_handshake_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         with_waker!(self, SEND, cx);
         loop {
             ready!(self.poll_progress(cx))?;
