@@ -761,16 +761,40 @@ mod runtimes {
 
         choppy_futures_io!(::smol::net::TcpStream);
 
+        /// The suite's executor: four threads. smol's global executor has
+        /// one (`SMOL_THREADS`), which one test's heavy task (a 16 MiB
+        /// compressed echo in a debug build) can hold for seconds on a
+        /// loaded machine while another test's server task waits. Several
+        /// threads also run a split connection's halves truly in parallel,
+        /// as applications' executors do (a lost wake-up between them was
+        /// found that way: `core/tests/driver_wakeups.rs`).
+        fn executor() -> &'static ::smol::Executor<'static> {
+            static EX: std::sync::OnceLock<&'static ::smol::Executor<'static>> =
+                std::sync::OnceLock::new();
+            EX.get_or_init(|| {
+                let ex: &'static ::smol::Executor<'static> =
+                    Box::leak(Box::new(::smol::Executor::new()));
+                for _ in 0..4 {
+                    // Detached: they serve every test until the process ends.
+                    std::thread::spawn(move || {
+                        ::smol::block_on(ex.run(::smol::future::pending::<()>()))
+                    });
+                }
+                ex
+            })
+        }
+
         /// Detached (dropping a smol `Task` cancels it); the output comes
         /// back through a channel.
         pub(crate) fn spawn<T: Send + 'static>(
             f: impl Future<Output = T> + Send + 'static,
         ) -> impl Future<Output = T> {
             let (tx, rx) = ::smol::channel::bounded(1);
-            ::smol::spawn(async move {
-                let _ = tx.send(f.await).await;
-            })
-            .detach();
+            executor()
+                .spawn(async move {
+                    let _ = tx.send(f.await).await;
+                })
+                .detach();
             async move { rx.recv().await.expect("task panicked") }
         }
 
