@@ -88,6 +88,9 @@ pub struct WebSocket<S, R: Runtime> {
     /// The wakers last registered for each side, to skip the lock while a
     /// side keeps polling from the same task (the steady state).
     seen: [Option<Waker>; 2],
+    /// The two sides were last polled from different tasks (see
+    /// [`WebSocket::after_io`]).
+    two_tasks: bool,
     _rt: PhantomData<fn() -> R>,
 }
 
@@ -197,6 +200,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             waker: Waker::from(wakers.clone()),
             wakers,
             seen: [None, None],
+            two_tasks: false,
             _rt: PhantomData,
         }
     }
@@ -512,8 +516,14 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             self.seen[which] = Some(waker.clone());
         }
         match &self.seen[1 - which] {
-            Some(other) if !other.will_wake(waker) => Some(self.waker.clone()),
-            _ => None,
+            Some(other) if !other.will_wake(waker) => {
+                self.two_tasks = true;
+                Some(self.waker.clone())
+            }
+            _ => {
+                self.two_tasks = false;
+                None
+            }
         }
     }
 
@@ -522,15 +532,13 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// wait on the transport may be gone (smol's `TcpStream` keeps one
     /// pending readiness future per stream and drops it when an operation
     /// succeeds, whichever task made it), and what we read or wrote may be
-    /// what it waits for.
-    fn after_io(&mut self, which: usize, cx: &Context<'_>) {
-        if !(self.w.take_wrote() | self.r.take_read()) {
+    /// what it waits for. In one task (the common case) this tests a flag.
+    fn after_io(&mut self, which: usize) {
+        if !self.two_tasks || !(self.w.take_wrote() | self.r.take_read()) {
             return;
         }
         if let Some(other) = &self.seen[1 - which] {
-            if !other.will_wake(cx.waker()) {
-                other.wake_by_ref();
-            }
+            other.wake_by_ref();
         }
     }
 
@@ -628,12 +636,6 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Event, Error>>> {
-        let out = self.poll_recv_event_io(cx);
-        self.after_io(RECV, cx);
-        out
-    }
-
-    fn poll_recv_event_io(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
         if self.closing {
             // Reading ended with `close`; its result reports the error.
             return Poll::Ready(None);
@@ -642,7 +644,9 @@ impl<S, R: Io<S>> WebSocket<S, R> {
         // An event already decoded is handed out without I/O (the batch's
         // output is written by the `recv` that finds none left).
         if !self.r.has_events() {
-            if let Err(e) = ready!(self.poll_progress(cx)) {
+            let progress = self.poll_progress(cx);
+            self.after_io(RECV);
+            if let Err(e) = ready!(progress) {
                 self.io_reported = true;
                 return Poll::Ready(Some(Err(e)));
             }
@@ -662,6 +666,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             // answer to a protocol error): best effort to get it onto the
             // wire now, in case the application stops here.
             let _ = self.flush_out(cx);
+            self.after_io(RECV);
         }
         match ev {
             Some(Event::Error(e)) => Poll::Ready(Some(Err(Error::Ws(e)))),
@@ -690,12 +695,6 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// Ready when a message may be queued: the connection is usable and the
     /// pending output is at or below the high-water mark.
     pub(crate) fn poll_ready_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let out = self.poll_ready_send_io(cx);
-        self.after_io(SEND, cx);
-        out
-    }
-
-    fn poll_ready_send_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // Not the core's state: after a protocol error it is `Closed` while
         // the application may still answer the messages before the error
         // (the core itself refuses sends once that is over).
@@ -708,13 +707,15 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             return Poll::Ready(Ok(()));
         }
         with_waker!(self, SEND, cx);
-        if let Err(e) = self
+        let background = self
             .r
-            .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
-        {
-            return Poll::Ready(Err(self.fail(e)));
-        }
-        match self.w.poll_room::<R, S>(&mut self.io, cx) {
+            .poll_background(&mut self.io, cx, ReadState::wants_read_ahead);
+        let room = match background {
+            Ok(()) => self.w.poll_room::<R, S>(&mut self.io, cx),
+            Err(e) => Poll::Ready(Err(e)),
+        };
+        self.after_io(SEND);
+        match room {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(self.fail(e))),
             Poll::Pending => Poll::Pending,
@@ -737,40 +738,32 @@ impl<S, R: Io<S>> WebSocket<S, R> {
 
     /// Writes what the transport accepts now, without waiting.
     pub(crate) fn poll_write_now(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
-        let out = self.poll_write_now_io(cx);
-        self.after_io(SEND, cx);
-        out
-    }
-
-    fn poll_write_now_io(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
         with_waker!(self, SEND, cx);
         self.deferred = true;
-        match self.flush_out(cx) {
+        let written = self.flush_out(cx);
+        self.after_io(SEND);
+        match written {
             Poll::Ready(Err(e)) => Err(self.fail(e)),
             _ => Ok(()),
         }
     }
 
     pub(crate) fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let out = self.poll_flush_all_io(cx);
-        self.after_io(SEND, cx);
-        out
-    }
-
-    fn poll_flush_all_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.done {
             return Poll::Ready(Ok(()));
         }
         with_waker!(self, SEND, cx);
-        if let Err(e) = self
+        let background = self
             .r
-            .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
-        {
-            return Poll::Ready(Err(self.fail(e)));
-        }
+            .poll_background(&mut self.io, cx, ReadState::wants_read_ahead);
         // Dropped before it finished, the flush is finished by the next operation.
         self.deferred = true;
-        match ready!(self.flush_out(cx)) {
+        let flushed = match background {
+            Ok(()) => self.flush_out(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        };
+        self.after_io(SEND);
+        match ready!(flushed) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(self.fail(e))),
         }
@@ -794,15 +787,11 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// Drives the connection to its end, discarding messages; the first
     /// connection error becomes the result.
     pub(crate) fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let out = self.poll_close_handshake_io(cx);
-        self.after_io(SEND, cx);
-        out
-    }
-
-    fn poll_close_handshake_io(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         with_waker!(self, SEND, cx);
         loop {
-            ready!(self.poll_progress(cx))?;
+            let progress = self.poll_progress(cx);
+            self.after_io(SEND);
+            ready!(progress)?;
             // Discarded; the connection's error is remembered by `pop`.
             while self.r.pop().is_some() {}
             if self.done {
