@@ -115,9 +115,11 @@ impl Request {
     /// The subprotocol to accept: the first one the client offered (its
     /// order of preference, RFC 6455 §4.1) that `supported` lists.
     ///
-    /// `Ok(None)` when the client offered none: RFC 6455 §4.2.2 lets the
-    /// server answer without one. A client that offered subprotocols, none
-    /// of them in `supported`, is refused with
+    /// `Ok(None)` when the client offered none, or when `supported` is
+    /// empty (a server that speaks no subprotocol takes no part in the
+    /// choice): RFC 6455 §4.2.2 lets the server answer without one. A
+    /// client that offered subprotocols, none of them in a non-empty
+    /// `supported`, is refused with
     /// [`HandshakeError::NoCommonSubprotocol`] (400 from [`error_response`]):
     /// the RFC would also let the server accept without a subprotocol, but
     /// then both ends would talk on, each assuming a protocol the other does
@@ -133,12 +135,13 @@ impl Request {
     ///     req.select_subprotocol(&["mqtt"]),
     ///     Err(HandshakeError::NoCommonSubprotocol("v2.chat, v1.chat".into()))
     /// );
+    /// assert_eq!(req.select_subprotocol::<&str>(&[]), Ok(None));
     /// ```
     pub fn select_subprotocol<S: AsRef<str>>(
         &self,
         supported: &[S],
     ) -> Result<Option<&str>, HandshakeError> {
-        if self.subprotocols.is_empty() {
+        if self.subprotocols.is_empty() || supported.is_empty() {
             return Ok(None);
         }
         self.subprotocols
