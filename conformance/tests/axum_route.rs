@@ -182,21 +182,7 @@ async fn python_websockets_client_through_the_extractor() {
     );
     let addr = serve().await;
     let url = format!("ws://{addr}/ws");
-    let out = tokio::task::block_in_place(|| {
-        run_bounded(
-            python_script(&py, "client.py").args([url.as_str(), "deflate", "echo"]),
-            Duration::from_secs(90),
-        )
-    })
-    .unwrap_or_else(|e| panic!("python client: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let res = results(&stdout);
-    assert!(
-        out.status.success() && res.get("done").map(String::as_str) == Some("1"),
-        "python client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let res = tokio::task::block_in_place(|| run_python_client(&py, &url, true, "echo"));
     assert_all_ok("python client", &res, &echo_check_keys());
     assert!(
         res["extensions"].contains("permessage-deflate"),
