@@ -6,8 +6,10 @@
 //! cargo run -p wsmachine-tokio --example client -- ws://127.0.0.1:9002/
 //! ```
 //!
-//! The request is validated by the core's `ServerHandshake` and the `101`
-//! is built by `accept_response`, so compression is negotiated exactly as
+//! Prints `listening on ws://ADDR` once ready. The core's `http` feature
+//! validates hyper's parsed request by the same rules as `accept` (a
+//! refusal gets the same status: 400, 426 with `Sec-WebSocket-Version: 13`,
+//! …) and builds the `101`, so compression is negotiated exactly as
 //! `accept` would, and `from_upgraded` gets matching parameters.
 
 use std::convert::Infallible;
@@ -18,10 +20,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use wsmachine::{accept_response, error_response, ServerHandshake};
+use wsmachine::{accept_http_response, error_http_response};
 use wsmachine_tokio::{Accept, Config, Role, WebSocket};
 
 #[tokio::main]
@@ -48,26 +50,18 @@ async fn main() -> std::io::Result<()> {
 
 async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let config = Config::with_deflate();
-    // Give the core the request head as it came (hyper has parsed it
-    // already; re-serialising keeps every check in one place, the core).
-    let mut head = format!("{} {} HTTP/1.1\r\n", req.method(), req.uri());
-    for (name, value) in req.headers() {
-        head.push_str(&format!(
-            "{}: {}\r\n",
-            name,
-            String::from_utf8_lossy(value.as_bytes())
-        ));
-    }
-    head.push_str("\r\n");
-    let ws_req = match ServerHandshake::new(&config).receive(head.as_bytes()) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(plain(StatusCode::BAD_REQUEST, "incomplete request\n")),
-        Err(e) => return Ok(raw_to_response(&error_response(&e))),
+    let ws_req = match wsmachine::Request::from_http(&req, &config) {
+        Ok(r) => r,
+        Err(e) => return Ok(error_http_response(&e).map(Full::new)),
     };
-    let (raw_101, negotiated) =
-        match accept_response(&ws_req, &Accept::new(), config.deflate.as_ref()) {
+    let (response, negotiated) =
+        match accept_http_response(&ws_req, &Accept::new(), config.deflate.as_ref()) {
             Ok(r) => r,
-            Err(e) => return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"))),
+            Err(e) => {
+                let mut r = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
+                *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                return Ok(r);
+            }
         };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -83,34 +77,5 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             }
         }
     });
-    Ok(raw_to_response(&raw_101))
-}
-
-/// Turns a response head built by the core into hyper's `Response`.
-fn raw_to_response(raw: &[u8]) -> Response<Full<Bytes>> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse::<u16>().ok())
-        .unwrap_or(500);
-    let mut resp = Response::builder().status(status);
-    for line in lines {
-        if let Some((n, v)) = line.split_once(": ") {
-            // hyper computes these itself for non-101 answers.
-            if !n.eq_ignore_ascii_case("content-length") {
-                resp = resp.header(n, v);
-            }
-        }
-    }
-    resp.body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad response\n"))
-}
-
-fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
-    *r.status_mut() = status;
-    r
+    Ok(response.map(|()| Full::default()))
 }

@@ -27,6 +27,10 @@
 //!
 //! A server calls [`accept`] (or [`accept_with`], to route and choose a
 //! subprotocol) on each accepted stream: see `examples/echo_server.rs`.
+//! Behind an HTTP server, the `axum` feature's `axum::WebSocketUpgrade`
+//! extractor upgrades an axum route (`examples/axum_echo.rs`), and the
+//! `http` feature validates a hyper request and builds its response
+//! (`examples/upgrade_hyper.rs`).
 //!
 //! How the connection is driven (no background task; every future
 //! cancel-safe) is the driver's: see [`driver::WebSocket`].
@@ -55,6 +59,15 @@ pub use wsmachine::{
     DeflateConfig, Event, HandshakeError, Message, Negotiated, PreparedMessage, Proxy, ProxyKind,
     Reject, Request, Response, Role, SendError, Timeout, Utf8Bytes,
 };
+
+#[cfg(feature = "axum")]
+pub mod axum;
+
+/// The core's handshake from and to the `http` crate's types (feature
+/// `http`), for streams an HTTP server upgraded (see
+/// `examples/upgrade_hyper.rs`).
+#[cfg(feature = "http")]
+pub use wsmachine::{accept_http_response, error_http_response, reject_http_response};
 
 /// The Tokio binding: Tokio's clock and timers (so `tokio::time::pause`
 /// drives the core's timers too), `getrandom`, and any

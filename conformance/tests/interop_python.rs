@@ -42,26 +42,6 @@ fn python(test: &str) -> PathBuf {
     peer(test, python_websockets(), INSTALL)
 }
 
-/// Runs `peers/python/client.py URL COMPRESSION SCENARIO` to completion and
-/// returns its `result` records.
-fn run_client(py: &Path, url: &str, deflate: bool, scenario: &str) -> BTreeMap<String, String> {
-    let compression = if deflate { "deflate" } else { "none" };
-    let out = run_bounded(
-        python_script(py, "client.py").args([url, compression, scenario]),
-        Duration::from_secs(90),
-    )
-    .unwrap_or_else(|e| panic!("python client: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let res = results(&stdout);
-    assert!(
-        out.status.success() && res.get("done").map(String::as_str) == Some("1"),
-        "python client {scenario} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    res
-}
-
 /// Starts `peers/python/server.py`; returns the guard and its address.
 fn start_server(py: &Path, deflate: bool) -> (Peer, SocketAddr) {
     let mut peer = Peer::spawn(
@@ -88,7 +68,7 @@ async fn python_client_echo(deflate: bool, test: &str) {
     let py = python(test);
     let mut server = TokioServer::start().await;
     let url = server.url("/echo");
-    let res = tokio::task::block_in_place(|| run_client(&py, &url, deflate, "echo"));
+    let res = tokio::task::block_in_place(|| run_python_client(&py, &url, deflate, "echo"));
     println!("python websockets {}", res["version"]);
     assert_all_ok("python client", &res, &echo_check_keys());
     assert_eq!(
@@ -135,7 +115,7 @@ async fn tokio_server_closes_python_client() {
     let py = python("tokio_server_closes_python_client");
     let mut server = TokioServer::start().await;
     let url = server.url("/server-close");
-    let res = tokio::task::block_in_place(|| run_client(&py, &url, true, "server-close"));
+    let res = tokio::task::block_in_place(|| run_python_client(&py, &url, true, "server-close"));
     assert_eq!(res["server_close"], "ok");
     // Python received our Close first and echoed it.
     assert_eq!(res["close.rcvd_code"], "4002");
@@ -329,7 +309,7 @@ macro_rules! python_client_to_adapter {
             })
             .await
         });
-        let res = tokio::task::block_in_place(|| run_client(&py, &url, true, "roundtrip"));
+        let res = tokio::task::block_in_place(|| run_python_client(&py, &url, true, "roundtrip"));
         assert_all_ok(
             "python client",
             &res,
@@ -465,7 +445,7 @@ async fn async_std_client_to_python_server() {
 async fn prepared_to_python_clients(sets: &[DeflateSet], test: &str) {
     let py = python(test);
     fanout_to_peers("python client", sets, "extensions", move |url| {
-        run_client(&py, url, true, "mirror")
+        run_python_client(&py, url, true, "mirror")
     })
     .await;
 }

@@ -239,6 +239,12 @@ pub enum HandshakeError {
     /// The server chose a subprotocol the client did not offer.
     #[error("server chose subprotocol {0:?} that was not offered")]
     Subprotocol(String),
+    /// The client offered subprotocols and the server speaks none of them
+    /// (the offer, as the client listed it); from
+    /// [`Request::select_subprotocol`](crate::Request::select_subprotocol).
+    /// The server answers 400.
+    #[error("none of the offered subprotocols ({0}) is supported")]
+    NoCommonSubprotocol(String),
     /// The extension negotiation failed.
     #[error("extension negotiation failed: {0}")]
     Extension(#[from] ExtensionError),

@@ -574,6 +574,31 @@ pub(crate) fn python_websockets() -> Result<PathBuf, String> {
     .clone()
 }
 
+/// Runs `peers/python/client.py URL COMPRESSION SCENARIO` to completion and
+/// returns its `result` records.
+pub(crate) fn run_python_client(
+    py: &Path,
+    url: &str,
+    deflate: bool,
+    scenario: &str,
+) -> BTreeMap<String, String> {
+    let compression = if deflate { "deflate" } else { "none" };
+    let out = run_bounded(
+        python_script(py, "client.py").args([url, compression, scenario]),
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| panic!("python client: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let res = results(&stdout);
+    assert!(
+        out.status.success() && res.get("done").map(String::as_str) == Some("1"),
+        "python client {scenario} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    res
+}
+
 /// A Python peer script of `peers/python` run with the venv's interpreter.
 pub(crate) fn python_script(py: &Path, script: &str) -> Command {
     let mut cmd = Command::new(py);

@@ -11,9 +11,13 @@
 //! [`ServerHandshake`]).
 
 mod client;
+#[cfg(feature = "http")]
+mod http_types;
 mod server;
 
 pub use client::{ClientHandshake, ClientOutcome, ClientRequest, WsUrl};
+#[cfg(feature = "http")]
+pub use http_types::{accept_http_response, error_http_response, reject_http_response};
 pub use server::{
     accept_response, error_response, reject_response, Accept, Request, ServerHandshake,
 };

@@ -111,6 +111,45 @@ impl Request {
     pub fn is_websocket_upgrade(&self) -> bool {
         self.upgrade
     }
+
+    /// The subprotocol to accept: the first one the client offered (its
+    /// order of preference, RFC 6455 §4.1) that `supported` lists.
+    ///
+    /// `Ok(None)` when the client offered none, or when `supported` is
+    /// empty (a server that speaks no subprotocol takes no part in the
+    /// choice): RFC 6455 §4.2.2 lets the server answer without one. A
+    /// client that offered subprotocols, none of them in a non-empty
+    /// `supported`, is refused with
+    /// [`HandshakeError::NoCommonSubprotocol`] (400 from [`error_response`]):
+    /// the RFC would also let the server accept without a subprotocol, but
+    /// then both ends would talk on, each assuming a protocol the other does
+    /// not speak; a refusal says why at once.
+    ///
+    /// ```
+    /// use wsmachine::{Config, HandshakeError, ServerHandshake};
+    /// let req = ServerHandshake::new(&Config::default()).receive(b"GET / HTTP/1.1\r\nHost: h\r\n\
+    ///     Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    ///     Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v2.chat, v1.chat\r\n\r\n").unwrap().unwrap();
+    /// assert_eq!(req.select_subprotocol(&["v1.chat", "v2.chat"]), Ok(Some("v2.chat")));
+    /// assert_eq!(
+    ///     req.select_subprotocol(&["mqtt"]),
+    ///     Err(HandshakeError::NoCommonSubprotocol("v2.chat, v1.chat".into()))
+    /// );
+    /// assert_eq!(req.select_subprotocol::<&str>(&[]), Ok(None));
+    /// ```
+    pub fn select_subprotocol<S: AsRef<str>>(
+        &self,
+        supported: &[S],
+    ) -> Result<Option<&str>, HandshakeError> {
+        if self.subprotocols.is_empty() || supported.is_empty() {
+            return Ok(None);
+        }
+        self.subprotocols
+            .iter()
+            .find(|offered| supported.iter().any(|s| s.as_ref() == offered.as_str()))
+            .map(|p| Some(p.as_str()))
+            .ok_or_else(|| HandshakeError::NoCommonSubprotocol(self.subprotocols.join(", ")))
+    }
 }
 
 /// How the application accepts a request.
@@ -268,16 +307,13 @@ impl ServerHandshake {
         let head = &self.head.buf[..end];
         check_line_endings(head)?;
         parsed_to_end(parsed.parse(head), end, self.max_headers, head)?;
-        let method = parsed.method.unwrap_or("");
-        if method != "GET" {
-            return Err(HandshakeError::Method(method.to_owned()));
-        }
-        if parsed.version != Some(1) {
-            return Err(HandshakeError::HttpVersion);
-        }
-        let target = parsed.path.unwrap_or("").to_owned();
-        let headers = Headers::from_httparse(parsed.headers);
-        let request = validate_request(&target, headers, self.plain_http)?;
+        let request = validate_head(
+            parsed.method.unwrap_or(""),
+            parsed.version == Some(1),
+            parsed.path.unwrap_or(""),
+            Headers::from_httparse(parsed.headers),
+            self.plain_http,
+        )?;
         let _ = self.head.buf.split_to(end);
         Ok(Some(request))
     }
@@ -287,6 +323,26 @@ impl ServerHandshake {
     pub fn take_rest(&mut self) -> Bytes {
         self.head.buf.split().freeze()
     }
+}
+
+/// Every rule of the table on [`ServerHandshake`] past the parsing of the
+/// head: the one validation behind both the byte path and a request an
+/// HTTP server parsed (the `http` feature's [`Request::from_http_parts`]).
+/// `http11`: the request is HTTP/1.1 (not 1.0, not HTTP/2).
+pub(super) fn validate_head(
+    method: &str,
+    http11: bool,
+    target: &str,
+    headers: Headers,
+    plain_http: bool,
+) -> Result<Request, HandshakeError> {
+    if method != "GET" {
+        return Err(HandshakeError::Method(method.to_owned()));
+    }
+    if !http11 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    validate_request(target, headers, plain_http)
 }
 
 fn validate_request(
@@ -435,6 +491,48 @@ fn origin_form(target: &str, host: &str) -> Result<String, HandshakeError> {
     })
 }
 
+/// An HTTP answer to a handshake, before it is written: as bytes
+/// ([`Answer::to_bytes`]) by the byte path, as an `http::Response` by the
+/// `http` feature. Both are built from this one value, so the two agree on
+/// every status and field. Its fields are valid (token names, no line
+/// breaks in values): whatever made one was checked.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub(super) status: u16,
+    /// The fields, without `Content-Length` and `Connection: close`, which
+    /// every non-101 answer gets when written.
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Bytes,
+}
+
+impl Answer {
+    fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(192 + self.body.len());
+        let reason = match self.status {
+            101 => "Switching Protocols",
+            s => reason_phrase(s),
+        };
+        out.put_slice(format!("HTTP/1.1 {} {reason}\r\n", self.status).as_bytes());
+        for (n, v) in &self.headers {
+            for part in [n.as_bytes(), b": ", v.as_bytes(), b"\r\n"] {
+                out.put_slice(part);
+            }
+        }
+        if self.status != 101 {
+            out.put_slice(
+                format!(
+                    "Content-Length: {}\r\nConnection: close\r\n",
+                    self.body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        out.put_slice(b"\r\n");
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+}
+
 /// The `101 Switching Protocols` response for `request`, and what it negotiated.
 ///
 /// `deflate` is the server's compression policy (`None`: never compress).
@@ -447,6 +545,15 @@ pub fn accept_response(
     accept: &Accept,
     deflate: Option<&DeflateConfig>,
 ) -> Result<(Bytes, Negotiated), SendError> {
+    accept_answer(request, accept, deflate).map(|(a, n)| (a.to_bytes(), n))
+}
+
+/// The 101 of [`accept_response`], before it is written.
+pub(super) fn accept_answer(
+    request: &Request,
+    accept: &Accept,
+    deflate: Option<&DeflateConfig>,
+) -> Result<(Answer, Negotiated), SendError> {
     if !request.upgrade {
         return Err(SendError::NotAnUpgrade);
     }
@@ -457,12 +564,13 @@ pub fn accept_response(
             )));
         }
     }
-    let mut out = BytesMut::with_capacity(192);
-    out.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-    out.put_slice(accept_key(&request.key).as_bytes());
-    out.put_slice(b"\r\n");
+    let mut headers = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        ("Sec-WebSocket-Accept".to_owned(), accept_key(&request.key)),
+    ];
     if let Some(p) = &accept.subprotocol {
-        put_header(&mut out, "Sec-WebSocket-Protocol", p)?;
+        push_header(&mut headers, "Sec-WebSocket-Protocol", p)?;
     }
     let mut negotiated = Negotiated {
         subprotocol: accept.subprotocol.clone(),
@@ -470,15 +578,19 @@ pub fn accept_response(
     };
     if let (true, Some(cfg)) = (accept.compression, deflate) {
         if let Some((params, header)) = cfg.negotiate(&request.extensions) {
-            put_header(&mut out, "Sec-WebSocket-Extensions", &header)?;
+            push_header(&mut headers, "Sec-WebSocket-Extensions", &header)?;
             negotiated.deflate = Some(params);
         }
     }
     for (n, v) in &accept.headers {
-        put_header(&mut out, n, v)?;
+        push_header(&mut headers, n, v)?;
     }
-    out.put_slice(b"\r\n");
-    Ok((out.freeze(), negotiated))
+    let answer = Answer {
+        status: 101,
+        headers,
+        body: Bytes::new(),
+    };
+    Ok((answer, negotiated))
 }
 
 /// A response that rejects the request, or answers a plain HTTP request
@@ -489,53 +601,66 @@ pub fn reject_response(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<Bytes, SendError> {
+    reject_answer(status, headers, Bytes::copy_from_slice(body)).map(|a| a.to_bytes())
+}
+
+/// The answer of [`reject_response`], before it is written.
+pub(super) fn reject_answer(
+    status: u16,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> Result<Answer, SendError> {
     if !(200..=599).contains(&status) || status == 101 {
         return Err(SendError::InvalidAccept(format!(
             "status {status} cannot reject a handshake"
         )));
     }
-    let mut out = BytesMut::with_capacity(128 + body.len());
-    out.put_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    let mut checked = Vec::with_capacity(headers.len());
     for (n, v) in headers {
-        put_header(&mut out, n, v)?;
+        push_header(&mut checked, n, v)?;
     }
-    out.put_slice(
-        format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    out.put_slice(body);
-    Ok(out.freeze())
+    Ok(Answer {
+        status,
+        headers: checked,
+        body,
+    })
 }
 
 /// The HTTP answer to a request that failed validation.
 pub fn error_response(err: &HandshakeError) -> Bytes {
-    let (status, extra): (u16, &[(String, String)]) = match err {
-        HandshakeError::UnsupportedVersion(_) => (426, &[]),
-        HandshakeError::HeadTooLarge { .. } | HandshakeError::TooManyHeaders { .. } => (431, &[]),
-        HandshakeError::Method(_) => (405, &[]),
-        _ => (400, &[]),
-    };
-    let mut headers = extra.to_vec();
-    match status {
-        426 => headers.push(("Sec-WebSocket-Version".into(), "13".into())),
-        405 => headers.push(("Allow".into(), "GET".into())),
-        _ => {}
-    }
-    let body = format!("{err}\n");
-    reject_response(status, &headers, body.as_bytes()).expect("static statuses are valid")
+    error_answer(err).to_bytes()
 }
 
-fn put_header(out: &mut BytesMut, name: &str, value: &str) -> Result<(), SendError> {
+/// The answer of [`error_response`], before it is written: the one place
+/// that maps a refusal to its status.
+pub(super) fn error_answer(err: &HandshakeError) -> Answer {
+    let (status, headers) = match err {
+        HandshakeError::UnsupportedVersion(_) => (426, vec![("Sec-WebSocket-Version", "13")]),
+        HandshakeError::HeadTooLarge { .. } | HandshakeError::TooManyHeaders { .. } => {
+            (431, vec![])
+        }
+        HandshakeError::Method(_) => (405, vec![("Allow", "GET")]),
+        _ => (400, vec![]),
+    };
+    Answer {
+        status,
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect(),
+        body: Bytes::from(format!("{err}\n")),
+    }
+}
+
+fn push_header(
+    headers: &mut Vec<(String, String)>,
+    name: &str,
+    value: &str,
+) -> Result<(), SendError> {
     if !is_token(name) || !is_field_value(value) {
         return Err(SendError::InvalidAccept(format!("invalid header {name:?}")));
     }
-    out.put_slice(name.as_bytes());
-    out.put_slice(b": ");
-    out.put_slice(value.as_bytes());
-    out.put_slice(b"\r\n");
+    headers.push((name.to_owned(), value.to_owned()));
     Ok(())
 }
 
