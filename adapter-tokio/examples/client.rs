@@ -16,7 +16,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use tokio::sync::mpsc;
-use wsmachine_tokio::{CloseCode, ConnectBuilder, Message};
+use wsmachine_tokio::{CloseCode, ConnectBuilder, Error, Message};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,62 +24,58 @@ async fn main() -> ExitCode {
         eprintln!("usage: client ws://HOST[:PORT]/PATH | wss://...");
         return ExitCode::from(2);
     };
-    let mut ws = match ConnectBuilder::new(&url).compression(true).connect().await {
-        Ok((ws, _response)) => ws,
+    let (mut reader, mut writer) = match ConnectBuilder::new(&url).compression(true).connect().await
+    {
+        Ok((ws, _response)) => ws.split(),
         Err(e) => {
             eprintln!("client: cannot connect to {url}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut lines = stdin_lines();
-    let mut stdin_open = true;
-    while stdin_open {
-        tokio::select! {
-            // Both branches are cancel-safe: nothing is lost when the other wins.
-            line = lines.recv() => match line {
-                Some(Ok(line)) => {
-                    if let Err(e) = ws.send(line).await {
-                        eprintln!("client: send failed: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-                None => stdin_open = false,
-                Some(Err(e)) => {
-                    eprintln!("client: reading stdin: {e}");
-                    stdin_open = false;
-                }
-            },
-            msg = ws.recv() => match msg {
+    // The reader prints until the server's Close, also after ours: an
+    // unsplit `close` would discard the echoes still on their way.
+    let mut printer = tokio::spawn(async move {
+        loop {
+            match reader.recv().await {
                 Some(Ok(m)) => print_message(&m),
-                Some(Err(e)) => {
-                    eprintln!("client: connection failed: {e}");
-                    return ExitCode::FAILURE;
-                }
-                None => {
-                    // The server closed first; the handshake is complete.
-                    return ExitCode::SUCCESS;
-                }
-            },
-        }
-    }
-    // No need to wait for the answers to the last lines: the server answers
-    // our Close only after its application has taken the messages before it
-    // (and sent its answers), and `recv` below still returns them.
-    let closed = ws.close(CloseCode::NORMAL, "").await;
-    // Messages that arrived before the server's Close are still queued.
-    while let Some(msg) = ws.recv().await {
-        match msg {
-            Ok(m) => print_message(&m),
-            Err(e) => {
-                eprintln!("client: connection failed: {e}");
-                return ExitCode::FAILURE;
+                Some(Err(e)) => return Err(e),
+                None => return Ok(reader.close_frame().is_some()),
             }
         }
+    });
+    let mut lines = stdin_lines();
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(Ok(line)) => {
+                    if let Err(e) = writer.send(line).await {
+                        eprintln!("client: send failed: {e}");
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    eprintln!("client: reading stdin: {e}");
+                    break;
+                }
+                None => break,
+            },
+            end = &mut printer => return outcome(end.expect("the printer"), Ok(())),
+        }
     }
-    match closed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("client: closing handshake failed: {e}");
+    let closed = writer.close(CloseCode::NORMAL, "").await;
+    outcome(printer.await.expect("the printer"), closed)
+}
+
+/// The exit status: 0 after a closing handshake, 1 with a message otherwise.
+fn outcome(end: Result<bool, Error>, closed: Result<(), Error>) -> ExitCode {
+    match (end, closed) {
+        (Ok(true), Ok(())) => ExitCode::SUCCESS,
+        (Ok(false), _) => {
+            eprintln!("client: connection ended without a closing handshake");
+            ExitCode::FAILURE
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            eprintln!("client: connection failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,12 +1,14 @@
 //! The `client` example of each adapter exits when the connection ends,
 //! even while its stdin is still open (DESIGN.md §4): 0 after a closing
 //! handshake the server started, non-zero with a message on stderr when the
-//! server just drops the connection.
+//! server just drops the connection. And when stdin ends first, the client
+//! closes and still prints every echo that was on its way.
 //!
 //! Each example is built with `cargo build -p <adapter> --example client`
 //! (the three share the output name `examples/client`, so each build is
 //! copied aside under a lock before the next one), then run against a
-//! Tokio server in this test, with a stdin pipe this test never closes.
+//! Tokio server in this test, with a stdin pipe left open (closed only
+//! after its lines by the tests of the end of stdin).
 //! The deadline only catches a client that never exits: it is a minute,
 //! where a client that works takes milliseconds.
 
@@ -45,6 +47,8 @@ enum Server {
     ClosesAfterOneMessage,
     /// Reads the client's first message, then drops the TCP connection.
     Vanishes,
+    /// Echoes every message until the client's Close (stdin ends first).
+    EchoesUntilClose,
 }
 
 struct Run {
@@ -54,8 +58,10 @@ struct Run {
 }
 
 /// Runs `pkg`'s client against a server that ends the connection as
-/// `server` says, with stdin open until the client has exited.
+/// `server` says, with stdin open until the client has exited (but for
+/// `EchoesUntilClose`: then stdin ends after its lines).
 fn run_client(pkg: &str, server: Server) -> Run {
+    let stdin_ends = matches!(server, Server::EchoesUntilClose);
     let exe = client_binary(pkg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -77,6 +83,12 @@ fn run_client(pkg: &str, server: Server) -> Run {
                 }
             }
             Server::Vanishes => drop(ws),
+            Server::EchoesUntilClose => {
+                ws.send(first).await.expect("echo");
+                while let Some(m) = ws.recv().await {
+                    ws.send(m.expect("a message")).await.expect("echo");
+                }
+            }
         }
     });
 
@@ -89,8 +101,17 @@ fn run_client(pkg: &str, server: Server) -> Run {
         .expect("start the client");
     // One line, and stdin stays open: the handle lives until the end.
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(b"one line\n").expect("write stdin");
-    stdin.flush().expect("flush stdin");
+    let stdin = if stdin_ends {
+        stdin
+            .write_all(b"first line\nsecond line\n")
+            .expect("write stdin");
+        drop(stdin);
+        None
+    } else {
+        stdin.write_all(b"one line\n").expect("write stdin");
+        stdin.flush().expect("flush stdin");
+        Some(stdin)
+    };
 
     let start = Instant::now();
     let status = loop {
@@ -141,6 +162,23 @@ fn exits_0_when_the_server_closes(pkg: &str) {
     assert_eq!(run.stdout, "one line\n", "{pkg}: what the client printed");
 }
 
+/// `printf 'first line\nsecond line\n' | client URL` (shared/contract-smoke.sh):
+/// the Close goes out right behind the two lines, and the echoes that
+/// arrive after it are printed all the same.
+fn prints_every_echo_when_stdin_ends_at_once(pkg: &str) {
+    let run = run_client(pkg, Server::EchoesUntilClose);
+    assert!(
+        run.status.success(),
+        "{pkg}: {} after its own clean close; stderr: {}",
+        run.status,
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout, "first line\nsecond line\n",
+        "{pkg}: what the client printed"
+    );
+}
+
 fn exits_non_zero_with_a_message_when_the_server_vanishes(pkg: &str) {
     let run = run_client(pkg, Server::Vanishes);
     assert!(
@@ -181,4 +219,19 @@ fn async_std_client_exits_0_when_the_server_closes_with_stdin_open() {
 #[test]
 fn async_std_client_exits_non_zero_when_the_server_vanishes_with_stdin_open() {
     exits_non_zero_with_a_message_when_the_server_vanishes("wsmachine-async-std");
+}
+
+#[test]
+fn tokio_client_prints_every_echo_when_stdin_ends_at_once() {
+    prints_every_echo_when_stdin_ends_at_once("wsmachine-tokio");
+}
+
+#[test]
+fn smol_client_prints_every_echo_when_stdin_ends_at_once() {
+    prints_every_echo_when_stdin_ends_at_once("wsmachine-smol");
+}
+
+#[test]
+fn async_std_client_prints_every_echo_when_stdin_ends_at_once() {
+    prints_every_echo_when_stdin_ends_at_once("wsmachine-async-std");
 }
