@@ -149,23 +149,28 @@ impl driver::Connector for SmolTcp {
         tcp: Self::Tcp,
         host: &str,
         config: Option<Arc<ClientConfig>>,
+        roots: TlsRoots,
     ) -> impl Future<Output = Result<Self::Stream, Error>> + Send {
-        connect_tls(tcp, host, config)
+        connect_tls(tcp, host, config, roots)
     }
 }
 
-/// Runs TLS over `tcp` for `host` with `config` (default
-/// [`default_tls_config`]): what the futures-io connectors share.
+/// Runs TLS over `tcp` for `host` with `config`, or else
+/// [`tls_config`]`(roots)`: what the futures-io connectors share.
 pub fn connect_tls<T: AsyncRead + AsyncWrite + Unpin + Send>(
     tcp: T,
     host: &str,
     config: Option<Arc<ClientConfig>>,
+    roots: TlsRoots,
 ) -> impl Future<Output = Result<MaybeTlsStream<T>, Error>> + Send {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| Error::Url(wsmachine::UrlError::Host(host.to_owned())));
     async move {
         let name = name?;
-        let config = config.unwrap_or_else(default_tls_config);
+        let config = match config {
+            Some(config) => config,
+            None => tls_config(roots)?,
+        };
         let stream = TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -182,16 +187,49 @@ pub fn default_tls_config() -> Arc<ClientConfig> {
         .get_or_init(|| {
             let mut roots = RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("the ring provider supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
+            client_config(roots)
         })
         .clone()
+}
+
+/// The TLS client configuration for `roots`: [`default_tls_config`], or
+/// the same with the operating system's roots (`rustls-native-certs`),
+/// loaded once per process; `Error::Tls` (kind `NotFound`) when the system
+/// store holds no usable certificate.
+pub fn tls_config(roots: TlsRoots) -> Result<Arc<ClientConfig>, Error> {
+    static NATIVE: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if roots != TlsRoots::Native {
+        return Ok(default_tls_config());
+    }
+    if let Some(config) = NATIVE.get() {
+        return Ok(config.clone());
+    }
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return Err(Error::Tls(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no root certificate in the system store ({:?})",
+                loaded.errors
+            ),
+        )));
+    }
+    Ok(NATIVE.get_or_init(|| client_config(store)).clone())
+}
+
+/// A client configuration trusting `roots`: the `ring` provider, TLS 1.2
+/// and 1.3, ALPN `http/1.1`.
+fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// A TCP stream `T`, plain (`ws://`) or under TLS (`wss://`, rustls).

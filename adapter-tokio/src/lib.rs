@@ -163,10 +163,14 @@ impl driver::Connector for TokioTcp {
         tcp: TcpStream,
         host: &str,
         config: Option<Arc<ClientConfig>>,
+        roots: TlsRoots,
     ) -> Result<MaybeTlsStream, Error> {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| Error::Url(wsmachine::UrlError::Host(host.to_owned())))?;
-        let config = config.unwrap_or_else(default_tls_config);
+        let config = match config {
+            Some(config) => config,
+            None => tls_config(roots)?,
+        };
         let stream = TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -182,21 +186,52 @@ pub fn default_tls_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = RootCertStore {
+            client_config(RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let mut cfg = ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
+            })
+        })
+        .clone()
+}
+
+/// The TLS client configuration for `roots`: [`default_tls_config`], or
+/// the same with the operating system's roots (`rustls-native-certs`),
+/// loaded once per process; `Error::Tls` (kind `NotFound`) when the system
+/// store holds no usable certificate.
+pub fn tls_config(roots: TlsRoots) -> Result<Arc<ClientConfig>, Error> {
+    static NATIVE: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if roots != TlsRoots::Native {
+        return Ok(default_tls_config());
+    }
+    if let Some(config) = NATIVE.get() {
+        return Ok(config.clone());
+    }
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return Err(Error::Tls(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no root certificate in the system store ({:?})",
+                loaded.errors
+            ),
+        )));
+    }
+    Ok(NATIVE.get_or_init(|| client_config(store)).clone())
+}
+
+/// A client configuration trusting `roots`: the `ring` provider, TLS 1.2
+/// and 1.3, ALPN `http/1.1`.
+fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let mut cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-            // WebSocket over TLS is HTTP/1.1 (RFC 6455 §4.1; RFC 8441 is h2).
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(cfg)
-        })
-        .clone()
+    // WebSocket over TLS is HTTP/1.1 (RFC 6455 §4.1; RFC 8441 is h2).
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
 }
 
 /// A TCP stream, with or without TLS: what [`connect`] returns for
