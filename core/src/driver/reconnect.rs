@@ -53,7 +53,7 @@
 //! reports [`Disconnect::Local`].
 
 use std::future::poll_fn;
-use std::task::Poll;
+use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
 use super::handshake::ConnectBuilder;
@@ -236,6 +236,9 @@ pub struct Reconnect<C: Connector> {
     failures: u32,
     /// Whether the next attempt is a retry (anything but the very first).
     retrying: bool,
+    /// Whether the last `next` gave a connection (the next call starts a
+    /// new run of retries).
+    connected: bool,
     /// The delay's end, once drawn: kept here so that a `next` dropped
     /// while waiting does not wait again from the start.
     wake_at: Option<Instant>,
@@ -269,6 +272,7 @@ impl<C: Connector> ConnectBuilder<C> {
             retry: 0,
             failures: 0,
             retrying: false,
+            connected: false,
             wake_at: None,
             at_least: Duration::ZERO,
             last_delay: None,
@@ -293,6 +297,10 @@ impl<C: Connector> Reconnect<C> {
     pub async fn next(
         &mut self,
     ) -> Option<Result<(WebSocket<C::Stream, C::Runtime>, Response), Error>> {
+        if std::mem::take(&mut self.connected) {
+            self.retry = 0;
+            self.failures = 0;
+        }
         loop {
             if self.done {
                 return None;
@@ -303,8 +311,7 @@ impl<C: Connector> Reconnect<C> {
             self.retrying = true;
             match self.builder.connect_ref().await {
                 Ok(conn) => {
-                    self.retry = 0;
-                    self.failures = 0;
+                    self.connected = true;
                     return Some(Ok(conn));
                 }
                 Err(e) => {
@@ -335,10 +342,13 @@ impl<C: Connector> Reconnect<C> {
         });
         let mut timer = <C::Runtime as Runtime>::timer();
         timer.reset(wake_at);
-        poll_fn(|cx| match timer.poll_elapsed(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending if <C::Runtime as Runtime>::now() >= wake_at => Poll::Ready(()),
-            Poll::Pending => Poll::Pending,
+        // Never earlier than drawn, whatever the timer's granularity.
+        poll_fn(|cx| loop {
+            ready!(timer.poll_elapsed(cx));
+            if <C::Runtime as Runtime>::now() >= wake_at {
+                return Poll::Ready(());
+            }
+            timer.reset(wake_at);
         })
         .await;
         self.wake_at = None;
@@ -367,7 +377,9 @@ impl<C: Connector> Reconnect<C> {
         self.last_delay
     }
 
-    /// Retries since the last established connection.
+    /// The retries (delays waited) in the current run: since the connection
+    /// before the latest one ended, or since the start. After `next` gave a
+    /// connection, how many it took (0: the first attempt succeeded).
     pub fn retries(&self) -> u32 {
         self.retry
     }
