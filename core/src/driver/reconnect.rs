@@ -2,55 +2,7 @@
 //! backoff with full jitter) and [`Reconnect`], the loop around
 //! [`ConnectBuilder::connect`] that hands out each new connection.
 //!
-//! # Shape
-//!
-//! ```text
-//! let mut conns = ConnectBuilder::new("wss://example.com/feed").reconnect(ReconnectPolicy::new());
-//! while let Some(conn) = conns.next().await {
-//!     let (mut ws, _response) = conn?;          // Err: retrying has stopped, this is why
-//!     let end = loop {
-//!         match ws.recv().await {
-//!             Some(Ok(msg)) => handle(msg),
-//!             Some(Err(e)) => break Disconnect::from(e),             // dropped: retry
-//!             None => break Disconnect::Peer(ws.close_frame().cloned()), // the peer closed
-//!         }
-//!     };
-//!     conns.report(end);                        // Disconnect::Local ends the loop
-//! }
-//! ```
-//!
-//! This is python-websockets' `async for ws in connect(uri)` with one step
-//! made explicit: the application owns each [`WebSocket`] outright (it may
-//! split it, move the halves to tasks, turn it into a byte stream), so the
-//! loop cannot watch it end; the application says how it ended with
-//! [`report`](Reconnect::report), and [`previous`](Reconnect::previous)
-//! gives that reason back next to the new connection. An `async fn next`
-//! rather than a `Stream`: the report between two items needs `&mut` access
-//! to the loop, which a `Stream` consumed by combinators would hide. A
-//! `next` without a report means "reconnect" (the reason is then unknown).
-//!
-//! # What retries
-//!
-//! Connecting ([`ReconnectPolicy::retries`]):
-//!
-//! | failure | retried |
-//! |---|---|
-//! | I/O: refused, reset, unreachable, DNS | yes |
-//! | the handshake deadline (`TimedOut`) | yes |
-//! | HTTP 5xx, 408, 429 (`Retry-After` in seconds raises the delay, up to the maximum) | yes |
-//! | any other HTTP status (401, 403, 404, 3xx…) | no |
-//! | TLS: certificate or protocol failure (rustls' `InvalidData`) | no; a TLS I/O failure: yes |
-//! | an invalid handshake response, URL or proxy answer | no |
-//!
-//! An established connection ([`Disconnect::retries`]): our own close
-//! ([`Disconnect::Local`]) ends the loop; the peer's Close with 1000, 1001
-//! (going away), 1011, 1012 (service restart), 1013 (try again later), 1014
-//! or no code, a vanished peer (1006), an I/O error or a timeout
-//! reconnects; 1002, 1003, 1007–1010 and the application codes 3000–4999
-//! (a protocol or policy problem that another attempt would repeat) end it.
-//! The peer's 1000 retries because a client that uses this loop wants to
-//! stay connected; an application for which the server's 1000 means "done"
-//! reports [`Disconnect::Local`].
+//! The loop's shape and what retries are documented on [`Reconnect`].
 
 use std::future::poll_fn;
 use std::task::{ready, Poll};
@@ -139,8 +91,8 @@ impl ReconnectPolicy {
         self.initial.saturating_mul(factor).min(self.max)
     }
 
-    /// Whether a failed connection attempt is worth another (see the
-    /// module's table).
+    /// Whether a failed connection attempt is worth another (see
+    /// [`Reconnect`]'s table).
     pub fn retries(&self, error: &Error) -> bool {
         match error {
             Error::Io(_) | Error::Ws(ConnectionError::TimedOut(_)) => true,
@@ -195,8 +147,8 @@ impl From<Error> for Disconnect {
 }
 
 impl Disconnect {
-    /// Whether [`Reconnect`] connects again after this (see the module's
-    /// rules).
+    /// Whether [`Reconnect`] connects again after this (see
+    /// [`Reconnect`]).
     pub fn retries(&self) -> bool {
         match self {
             Disconnect::Local => false,
@@ -223,10 +175,68 @@ fn close_code_retries(code: CloseCode) -> bool {
 }
 
 /// A client connection that is opened again by [`ReconnectPolicy`] each
-/// time it ends: see the [module](self) for the loop and what retries.
-/// From [`ConnectBuilder::reconnect`]; adapters name it
+/// time it ends. From [`ConnectBuilder::reconnect`]; adapters name it
 /// `wsmachine_tokio::Reconnect`. Works with everything the builder does:
 /// TLS, proxies, headers.
+///
+/// # Shape
+///
+/// ```text
+/// let mut conns = ConnectBuilder::new("wss://example.com/feed").reconnect(ReconnectPolicy::new());
+/// while let Some(conn) = conns.next().await {
+///     let (mut ws, _response) = conn?;          // Err: retrying has stopped, this is why
+///     let end = loop {
+///         match ws.recv().await {
+///             Some(Ok(msg)) => handle(msg),
+///             Some(Err(e)) => break Disconnect::from(e),             // dropped: retry
+///             None => break Disconnect::Peer(ws.close_frame().cloned()), // the peer closed
+///         }
+///     };
+///     conns.report(end);                        // Disconnect::Local ends the loop
+/// }
+/// ```
+///
+/// This is python-websockets' `async for ws in connect(uri)` with one step
+/// made explicit: the application owns each [`WebSocket`] outright (it may
+/// split it, move the halves to tasks, turn it into a byte stream), so the
+/// loop cannot watch it end; the application says how it ended with
+/// [`report`](Reconnect::report), and [`previous`](Reconnect::previous)
+/// gives that reason back next to the new connection. An `async fn next`
+/// rather than a `Stream`: the report between two items needs `&mut` access
+/// to the loop, which a `Stream` consumed by combinators would hide. A
+/// `next` without a report means "reconnect" (the reason is then unknown).
+///
+/// # What retries
+///
+/// Connecting ([`ReconnectPolicy::retries`]):
+///
+/// | failure | retried |
+/// |---|---|
+/// | I/O: refused, reset, unreachable, DNS | yes |
+/// | the handshake deadline (`TimedOut`) | yes |
+/// | HTTP 5xx, 408, 429 (`Retry-After` in seconds raises the delay, up to the maximum) | yes |
+/// | any other HTTP status (401, 403, 404, 3xx…) | no |
+/// | TLS: certificate or protocol failure (rustls' `InvalidData`) | no; a TLS I/O failure: yes |
+/// | an invalid handshake response, URL or proxy answer | no |
+///
+/// An established connection ([`Disconnect::retries`]): our own close
+/// ([`Disconnect::Local`]) ends the loop; the peer's Close with 1000, 1001
+/// (going away), 1011, 1012 (service restart), 1013 (try again later), 1014
+/// or no code, a vanished peer (1006), an I/O error or a timeout
+/// reconnects; 1002, 1003, 1007–1010 and the application codes 3000–4999
+/// (a protocol or policy problem that another attempt would repeat) end it.
+/// The peer's 1000 retries because a client that uses this loop wants to
+/// stay connected; an application for which the server's 1000 means "done"
+/// reports [`Disconnect::Local`].
+///
+/// # Delays
+///
+/// The first attempt is immediate; every other waits
+/// [`ReconnectPolicy::delay`] drawn with [`Runtime::fill_random`] and slept
+/// on the runtime's [`Timer`]. The run of retries (and the attempt limit)
+/// restarts at each established connection, so the first retry after a
+/// drop waits at most the initial delay: a server that accepts and drops
+/// at once is retried at most about twice per initial delay, on average.
 pub struct Reconnect<C: Connector> {
     builder: ConnectBuilder<C>,
     policy: ReconnectPolicy,
