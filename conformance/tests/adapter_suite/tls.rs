@@ -80,15 +80,22 @@ macro_rules! tls_tests {
             }));
         }
 
+        /// A TLS server with the self-signed certificate, for one client
+        /// that must refuse it.
+        async fn refusing_tls_server() -> std::net::SocketAddr {
+            let (server_cfg, _) = crate::tls::self_signed();
+            let (l, addr) = rt::listen().await;
+            let _detached = rt::spawn(async move {
+                let tcp = rt::accept(&l).await;
+                rt::tls_accept_fails(tcp, server_cfg).await
+            });
+            addr
+        }
+
         #[test]
         fn wss_rejects_an_unknown_certificate() {
             rt::block_on(rt::within_a_minute(async {
-                let (server_cfg, _) = crate::tls::self_signed();
-                let (l, addr) = rt::listen().await;
-                let _server = rt::spawn(async move {
-                    let tcp = rt::accept(&l).await;
-                    rt::tls_accept_fails(tcp, server_cfg).await
-                });
+                let addr = refusing_tls_server().await;
                 // The default roots (webpki) do not know our certificate.
                 let r = ws::connect(&format!("wss://127.0.0.1:{}/", addr.port()))
                     .await
@@ -114,12 +121,7 @@ macro_rules! tls_tests {
         #[test]
         fn native_roots_refuse_an_unknown_certificate_and_it_is_not_retried() {
             rt::block_on(rt::within_a_minute(async {
-                let (server_cfg, _) = crate::tls::self_signed();
-                let (l, addr) = rt::listen().await;
-                let _server = rt::spawn(async move {
-                    let tcp = rt::accept(&l).await;
-                    rt::tls_accept_fails(tcp, server_cfg).await
-                });
+                let addr = refusing_tls_server().await;
                 let r = ConnectBuilder::new(format!("wss://127.0.0.1:{}/", addr.port()))
                     .no_proxy()
                     .config(config())
