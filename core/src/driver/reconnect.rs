@@ -29,7 +29,7 @@ use crate::{CloseCode, CloseFrame, ConnectionError, HandshakeError, Response};
 ///     .max_attempts(5);
 /// // The random source is an argument: the sequence is a pure function.
 /// assert_eq!(p.delay(0, 0), Duration::ZERO);
-/// assert_eq!(p.delay(2, u64::MAX / 2), Duration::from_millis(20));
+/// assert_eq!(p.delay(2, 1 << 63), Duration::from_millis(20)); // half of 10 ms × 2²
 /// assert!(p.delay(30, u64::MAX) <= Duration::from_millis(50));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
