@@ -2,7 +2,8 @@
 //! that drops it at random points (a bounded number of times, in three
 //! ways, with refused attempts between), it receives every message sent
 //! after each reconnect, and its delays follow the policy; a 403 stops it
-//! after one attempt, and refused attempts stop at the attempt limit.
+//! after one attempt, refused attempts stop at the attempt limit, and a
+//! wss:// connection through an HTTP proxy is opened again after 1013.
 //!
 //! Timing is checked from recorded instants and only from below (a retry
 //! never starts before its drawn delay has passed); the drawn delays are
@@ -208,6 +209,12 @@ macro_rules! reconnect_tests {
             }));
         }
 
+        /// `next` can run on a multi-threaded executor's task.
+        #[allow(dead_code)]
+        fn next_is_send(conns: &mut ws::Reconnect) -> impl Send + '_ {
+            conns.next()
+        }
+
         #[test]
         fn a_403_ends_the_loop_after_one_attempt() {
             rt::block_on(rt::within_a_minute(async {
@@ -266,7 +273,7 @@ macro_rules! reconnect_tests {
         }
 
         #[test]
-        fn reconnects_over_tls_and_tells_why_the_previous_connection_ended() {
+        fn reconnects_over_tls_through_a_proxy_and_tells_why_the_previous_connection_ended() {
             rt::block_on(rt::within_a_minute(async {
                 let (server_cfg, client_cfg) = crate::tls::self_signed();
                 let (l, addr) = rt::listen().await;
@@ -289,8 +296,10 @@ macro_rules! reconnect_tests {
                         }
                     }
                 });
+                // Each attempt tunnels through the proxy (two connections).
+                let proxy = crate::proxies::http_proxy(None, 2);
                 let mut conns = ConnectBuilder::new(format!("wss://127.0.0.1:{}/", addr.port()))
-                    .no_proxy()
+                    .proxy(ws::Proxy::parse(&format!("http://{proxy}")).expect("proxy url"))
                     .config(config())
                     .tls(client_cfg)
                     .reconnect(policy());
