@@ -11,7 +11,10 @@ use wsmachine_tokio::{rustls, tokio_rustls::TlsAcceptor};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (cert, key) = (args.next().ok_or("CERT.pem")?, args.next().ok_or("KEY.pem")?);
+    let (cert, key) = (
+        args.next().ok_or("CERT.pem")?,
+        args.next().ok_or("KEY.pem")?,
+    );
     let addr = args.next().unwrap_or("127.0.0.1:9443".into());
     let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key)?;
@@ -28,8 +31,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tcp.set_nodelay(true)?;
         let tls = tls.clone();
         tokio::spawn(async move {
-            let Ok(stream) = tls.accept(tcp).await else { return };
-            let Ok(mut ws) = wsmachine_tokio::accept(stream).await else { return };
+            let Ok(stream) = tls.accept(tcp).await else {
+                return;
+            };
+            let Ok(mut ws) = wsmachine_tokio::accept(stream).await else {
+                return;
+            };
             while let Some(Ok(msg)) = ws.recv().await {
                 if ws.send(msg).await.is_err() {
                     break;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::handshake::ConnectBuilder;
 use super::{Connector, Ended, Error, Runtime, Timer, WebSocket};
-use crate::{CloseCode, CloseFrame, ConnectionError, HandshakeError, Response};
+use crate::{CloseCode, CloseFrame, ConnectionError, HandshakeError, ProxyError, Response};
 
 /// When and how often [`Reconnect`] tries again: exponential backoff with
 /// full jitter (the `k`-th retry since the last established connection,
@@ -101,8 +101,18 @@ impl ReconnectPolicy {
             }
             Error::Ws(ConnectionError::Eof) => true,
             // rustls reports its own failures (an unknown certificate, a
-            // protocol mismatch) as `InvalidData`; the rest is the socket.
-            Error::Tls(e) => e.kind() != std::io::ErrorKind::InvalidData,
+            // protocol mismatch) as `InvalidData`, an empty system store is
+            // `NotFound`: neither changes by trying again. The socket's
+            // failures under TLS do.
+            Error::Tls(e) => {
+                use std::io::ErrorKind::*;
+                matches!(
+                    e.kind(),
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | TimedOut
+                )
+            }
+            // The proxy could not reach the server (502, 503, 504).
+            Error::Proxy(ProxyError::Status(status)) => (500..=599).contains(status),
             _ => false,
         }
     }
@@ -216,15 +226,18 @@ fn close_code_retries(code: CloseCode) -> bool {
 /// | the handshake deadline (`TimedOut`) | yes |
 /// | HTTP 5xx, 408, 429 (`Retry-After` in seconds raises the delay, up to the maximum) | yes |
 /// | any other HTTP status (401, 403, 404, 3xx…) | no |
-/// | TLS: certificate or protocol failure (rustls' `InvalidData`) | no; a TLS I/O failure: yes |
-/// | an invalid handshake response, URL or proxy answer | no |
+/// | TLS: certificate or protocol failure (rustls' `InvalidData`), an empty system store | no |
+/// | TLS: the socket reset, aborted or ended mid-handshake | yes |
+/// | the proxy's 5xx to `CONNECT` (it could not reach the server) | yes |
+/// | any other proxy refusal, an invalid handshake response, a bad URL | no |
 ///
 /// An established connection ([`Disconnect::retries`]): our own close
 /// ([`Disconnect::Local`]) ends the loop; the peer's Close with 1000, 1001
 /// (going away), 1011, 1012 (service restart), 1013 (try again later), 1014
 /// or no code, a vanished peer (1006), an I/O error or a timeout
 /// reconnects; 1002, 1003, 1007–1010 and the application codes 3000–4999
-/// (a protocol or policy problem that another attempt would repeat) end it.
+/// (a protocol or policy problem that another attempt would repeat) end it,
+/// and so does [`Error::Send`] (the application's misuse).
 /// The peer's 1000 retries because a client that uses this loop wants to
 /// stay connected; an application for which the server's 1000 means "done"
 /// reports [`Disconnect::Local`].
@@ -249,6 +262,8 @@ pub struct Reconnect<C: Connector> {
     /// Whether the last `next` gave a connection (the next call starts a
     /// new run of retries).
     connected: bool,
+    /// Whether `report` was called since the last connection was given.
+    reported: bool,
     /// The delay's end, once drawn: kept here so that a `next` dropped
     /// while waiting does not wait again from the start.
     wake_at: Option<Instant>,
@@ -283,6 +298,7 @@ impl<C: Connector> ConnectBuilder<C> {
             failures: 0,
             retrying: false,
             connected: false,
+            reported: false,
             wake_at: None,
             at_least: Duration::ZERO,
             last_delay: None,
@@ -310,6 +326,10 @@ impl<C: Connector> Reconnect<C> {
         if std::mem::take(&mut self.connected) {
             self.retry = 0;
             self.failures = 0;
+            if !std::mem::take(&mut self.reported) {
+                // Not reported: the reason is unknown, not the one before.
+                self.previous = None;
+            }
         }
         loop {
             if self.done {
@@ -374,9 +394,11 @@ impl<C: Connector> Reconnect<C> {
             self.done = true;
         }
         self.previous = Some(end);
+        self.reported = true;
     }
 
-    /// Why the connection before the current one ended, as reported.
+    /// Why the connection before the current one ended, as reported
+    /// (`None` when it was not).
     pub fn previous(&self) -> Option<&Disconnect> {
         self.previous.as_ref()
     }
@@ -497,6 +519,9 @@ mod tests {
         ));
         assert!(!p.retries(&cert));
         assert!(p.retries(&Error::Tls(std::io::ErrorKind::ConnectionReset.into())));
+        assert!(!p.retries(&Error::Tls(std::io::ErrorKind::NotFound.into())));
+        assert!(p.retries(&Error::Proxy(ProxyError::Status(502))));
+        assert!(!p.retries(&Error::Proxy(ProxyError::Status(407))));
         assert_eq!(p.retry_after(&status(503, Some("0"))), Some(Duration::ZERO));
         assert_eq!(
             p.retry_after(&status(503, Some("3600"))),
