@@ -1,5 +1,5 @@
 //! The reconnecting client (`ConnectBuilder::reconnect`): against a server
-//! that drops it at random points (a bounded number of times, in three
+//! that drops it at random points (a bounded number of times, in four
 //! ways, with refused attempts between), it receives every message sent
 //! after each reconnect, and its delays follow the policy; a 403 stops it
 //! after one attempt, refused attempts stop at the attempt limit, and a
@@ -20,6 +20,9 @@ pub(crate) enum Ending {
     GoingAway,
     /// The TCP connection ends without a Close frame (1006).
     Vanish,
+    /// The TCP connection is reset (messages in flight may be lost: the
+    /// client asks again from the first it lacks).
+    Reset,
 }
 
 /// What the flapping server does with each connection attempt, drawn
@@ -38,7 +41,12 @@ pub(crate) fn schedule(seed: u64, drops: usize) -> Vec<(usize, Option<Ending>)> 
         for _ in 0..next(3) {
             plan.push((0, None)); // answered 503
         }
-        let how = [Ending::Restart, Ending::GoingAway, Ending::Vanish][next(3)];
+        let how = [
+            Ending::Restart,
+            Ending::GoingAway,
+            Ending::Vanish,
+            Ending::Reset,
+        ][next(4)];
         plan.push((1 + next(5), Some(how)));
     }
     plan.push((usize::MAX, None)); // the rest
@@ -122,6 +130,10 @@ macro_rules! reconnect_tests {
                         }
                         Some(Ending::Vanish) => {
                             ws.flush().await.expect("flush");
+                            drop(ws);
+                        }
+                        Some(Ending::Reset) => {
+                            crate::peer::abort_on_close(ws.get_ref());
                             drop(ws);
                         }
                         None => while ws.recv().await.is_some() {},
