@@ -54,8 +54,9 @@ impl driver::Connector for AsyncStdTcp {
         tcp: TcpStream,
         host: &str,
         config: Option<Self::TlsConfig>,
+        roots: TlsRoots,
     ) -> Result<Self::Stream, Error> {
-        connect_tls(tcp, host, config).await
+        connect_tls(tcp, host, config, roots).await
     }
 }
 

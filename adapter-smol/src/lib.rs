@@ -31,13 +31,13 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_rustls::pki_types::ServerName;
-use futures_rustls::rustls::{ClientConfig, RootCertStore};
+use futures_rustls::rustls::ClientConfig;
 use futures_rustls::TlsConnector;
 use wsmachine::driver::{self, Io, Runtime};
 
@@ -149,23 +149,28 @@ impl driver::Connector for SmolTcp {
         tcp: Self::Tcp,
         host: &str,
         config: Option<Arc<ClientConfig>>,
+        roots: TlsRoots,
     ) -> impl Future<Output = Result<Self::Stream, Error>> + Send {
-        connect_tls(tcp, host, config)
+        connect_tls(tcp, host, config, roots)
     }
 }
 
-/// Runs TLS over `tcp` for `host` with `config` (default
-/// [`default_tls_config`]): what the futures-io connectors share.
+/// Runs TLS over `tcp` for `host` with `config`, or else
+/// [`tls_config`]`(roots)`: what the futures-io connectors share.
 pub fn connect_tls<T: AsyncRead + AsyncWrite + Unpin + Send>(
     tcp: T,
     host: &str,
     config: Option<Arc<ClientConfig>>,
+    roots: TlsRoots,
 ) -> impl Future<Output = Result<MaybeTlsStream<T>, Error>> + Send {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| Error::Url(wsmachine::UrlError::Host(host.to_owned())));
     async move {
         let name = name?;
-        let config = config.unwrap_or_else(default_tls_config);
+        let config = match config {
+            Some(config) => config,
+            None => tls_config(roots)?,
+        };
         let stream = TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -174,24 +179,18 @@ pub fn connect_tls<T: AsyncRead + AsyncWrite + Unpin + Send>(
     }
 }
 
-/// The default TLS client configuration: Mozilla's roots (webpki-roots),
-/// the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`. Built once.
+/// The default TLS client configuration: Mozilla's roots
+/// (`webpki-roots`), the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`.
+/// Built once per process.
 pub fn default_tls_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("the ring provider supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        })
-        .clone()
+    tls_config(TlsRoots::WebPki).expect("the webpki roots are compiled in")
+}
+
+/// The TLS client configuration for `roots`: [`default_tls_config`], or
+/// the same with the operating system's roots (see
+/// [`driver::tls_client_config`]).
+pub fn tls_config(roots: TlsRoots) -> Result<Arc<ClientConfig>, Error> {
+    driver::tls_client_config(roots)
 }
 
 /// A TCP stream `T`, plain (`ws://`) or under TLS (`wss://`, rustls).

@@ -39,7 +39,7 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -47,7 +47,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 use wsmachine::driver::{self, Io, Runtime};
 
@@ -176,10 +176,14 @@ impl driver::Connector for TokioTcp {
         tcp: TcpStream,
         host: &str,
         config: Option<Arc<ClientConfig>>,
+        roots: TlsRoots,
     ) -> Result<MaybeTlsStream, Error> {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| Error::Url(wsmachine::UrlError::Host(host.to_owned())))?;
-        let config = config.unwrap_or_else(default_tls_config);
+        let config = match config {
+            Some(config) => config,
+            None => tls_config(roots)?,
+        };
         let stream = TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -192,24 +196,14 @@ impl driver::Connector for TokioTcp {
 /// (`webpki-roots`), the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`.
 /// Built once per process.
 pub fn default_tls_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let mut cfg = ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            // WebSocket over TLS is HTTP/1.1 (RFC 6455 §4.1; RFC 8441 is h2).
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(cfg)
-        })
-        .clone()
+    tls_config(TlsRoots::WebPki).expect("the webpki roots are compiled in")
+}
+
+/// The TLS client configuration for `roots`: [`default_tls_config`], or
+/// the same with the operating system's roots (see
+/// [`driver::tls_client_config`]).
+pub fn tls_config(roots: TlsRoots) -> Result<Arc<ClientConfig>, Error> {
+    driver::tls_client_config(roots)
 }
 
 /// A TCP stream, with or without TLS: what [`connect`] returns for

@@ -1,6 +1,7 @@
 //! The opening handshake's failures, on both sides: a server that never
 //! answers, a callback whose `Accept` cannot be honoured, and plain HTTP
-//! requests answered with a page or refused.
+//! requests answered with a page or refused; and `accept_with_async`, whose
+//! callback awaits a key service, within the handshake deadline.
 
 macro_rules! handshake_tests {
     () => {
@@ -281,6 +282,112 @@ macro_rules! handshake_tests {
                     Some(CloseCode::from(4000))
                 );
                 assert_eq!(server.await, Some(CloseCode::from(4000)));
+            }));
+        }
+
+        /// A key service on its own task: answers each token sent to it
+        /// (`good` is valid) through the oneshot that came with it.
+        fn key_service() -> futures_channel::mpsc::UnboundedSender<(
+            String,
+            futures_channel::oneshot::Sender<bool>,
+        )> {
+            use futures_util::StreamExt;
+            let (tx, mut rx) = futures_channel::mpsc::unbounded::<(
+                String,
+                futures_channel::oneshot::Sender<bool>,
+            )>();
+            let _detached = rt::spawn(async move {
+                while let Some((token, answer)) = rx.next().await {
+                    let _ = answer.send(token == "Bearer good");
+                }
+            });
+            tx
+        }
+
+        #[test]
+        fn an_async_callback_accepts_one_token_and_rejects_another_with_401() {
+            rt::block_on(rt::within_a_minute(async {
+                let keys = key_service();
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    for _ in 0..2 {
+                        let s = rt::accept(&l).await;
+                        let keys = keys.clone();
+                        let r = ws::accept_with_async(s, config(), |req| async move {
+                            let token = req.header("authorization").unwrap_or("").to_owned();
+                            let (answer, verdict) = futures_channel::oneshot::channel();
+                            keys.unbounded_send((token, answer)).expect("key service");
+                            if verdict.await == Ok(true) {
+                                Ok(Accept::new())
+                            } else {
+                                Err(Reject::new(401).header("WWW-Authenticate", "Bearer"))
+                            }
+                        })
+                        .await;
+                        match r {
+                            Ok(mut ws) => {
+                                while let Some(Ok(m)) = ws.recv().await {
+                                    if ws.send(m).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                outcomes.push(true);
+                            }
+                            Err(Error::Rejected) => outcomes.push(false),
+                            Err(e) => panic!("accept_with_async: {e:?}"),
+                        }
+                    }
+                    outcomes
+                });
+                let connect = |token: &'static str| {
+                    ConnectBuilder::new(format!("ws://{addr}/"))
+                        .no_proxy()
+                        .config(config())
+                        .header("Authorization", token)
+                        .connect()
+                };
+                let (mut ws, _) = connect("Bearer good").await.expect("accepted");
+                ws.send("in").await.expect("send");
+                assert_eq!(
+                    ws.recv().await.expect("echo").expect("echo"),
+                    Message::from("in")
+                );
+                ws.close(CloseCode::NORMAL, "").await.expect("close");
+                let err = connect("Bearer bad").await.map(|_| ()).expect_err("rejected");
+                assert_eq!(err.http_status(), Some(401), "{err:?}");
+                assert_eq!(server.await, [true, false]);
+            }));
+        }
+
+        #[test]
+        fn an_async_callback_that_never_decides_hits_the_handshake_deadline() {
+            rt::block_on(rt::within_a_minute(async {
+                let (l, addr) = rt::listen().await;
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let cfg = Config {
+                        opening_handshake_timeout: std::time::Duration::from_millis(100),
+                        ..config()
+                    };
+                    ws::accept_with_async(s, cfg, |_| std::future::pending())
+                        .await
+                        .map(|_| ())
+                });
+                let err = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .config(config())
+                    .connect()
+                    .await
+                    .map(|_| ())
+                    .expect_err("no answer in time");
+                // The server could not decide: 503, which a reconnecting
+                // client retries.
+                assert_eq!(err.http_status(), Some(503), "{err:?}");
+                match server.await {
+                    Err(Error::Ws(ConnectionError::TimedOut(Timeout::OpeningHandshake))) => {}
+                    other => panic!("accept_with_async: {other:?}"),
+                }
             }));
         }
     };

@@ -153,7 +153,13 @@ impl Peer {
 /// Closes `s` with a reset (`SO_LINGER` 0): no FIN, the peer's next read
 /// or write fails.
 pub(crate) fn reset(s: TcpStream) {
-    use std::os::fd::AsRawFd;
+    abort_on_close(&s);
+    drop(s);
+}
+
+/// Makes closing `s` (any runtime's socket) send a reset instead of a FIN
+/// (`SO_LINGER` 0).
+pub(crate) fn abort_on_close(s: &impl std::os::fd::AsRawFd) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -169,7 +175,6 @@ pub(crate) fn reset(s: TcpStream) {
         )
     };
     assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
-    drop(s);
 }
 
 /// A server that answers the opening handshake (raw bytes, no WebSocket

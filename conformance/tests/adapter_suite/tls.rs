@@ -1,6 +1,7 @@
 //! wss:// with a self-signed certificate: the server side through the
 //! runtime's rustls acceptor (`rt::tls_accept`), the client through
-//! `ConnectBuilder::tls`; and the default roots refusing it.
+//! `ConnectBuilder::tls`; and the default roots, and the system's
+//! (`TlsRoots::Native`), refusing it.
 
 use std::sync::Arc;
 
@@ -79,20 +80,62 @@ macro_rules! tls_tests {
             }));
         }
 
+        /// A TLS server with the self-signed certificate, for one client
+        /// that must refuse it.
+        async fn refusing_tls_server() -> std::net::SocketAddr {
+            let (server_cfg, _) = crate::tls::self_signed();
+            let (l, addr) = rt::listen().await;
+            let _detached = rt::spawn(async move {
+                let tcp = rt::accept(&l).await;
+                rt::tls_accept_fails(tcp, server_cfg).await
+            });
+            addr
+        }
+
         #[test]
         fn wss_rejects_an_unknown_certificate() {
             rt::block_on(rt::within_a_minute(async {
-                let (server_cfg, _) = crate::tls::self_signed();
-                let (l, addr) = rt::listen().await;
-                let _server = rt::spawn(async move {
-                    let tcp = rt::accept(&l).await;
-                    rt::tls_accept_fails(tcp, server_cfg).await
-                });
+                let addr = refusing_tls_server().await;
                 // The default roots (webpki) do not know our certificate.
                 let r = ws::connect(&format!("wss://127.0.0.1:{}/", addr.port()))
                     .await
                     .map(|_| ());
                 assert!(matches!(r, Err(Error::Tls(_))), "{r:?}");
+            }));
+        }
+
+        #[test]
+        fn native_roots_load_from_the_system_store() {
+            // No network: only the store is read. This machine has one
+            // (Debian's ca-certificates); without one the documented error
+            // is `Tls` with kind `NotFound`, never an empty trust list.
+            match ws::tls_config(ws::TlsRoots::Native) {
+                Ok(cfg) => assert_eq!(cfg.alpn_protocols, [b"http/1.1".to_vec()]),
+                Err(Error::Tls(e))
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && !std::path::Path::new("/etc/ssl/certs").exists() => {}
+                Err(e) => panic!("the system store at /etc/ssl/certs did not load: {e:?}"),
+            }
+        }
+
+        #[test]
+        fn native_roots_refuse_an_unknown_certificate_and_it_is_not_retried() {
+            rt::block_on(rt::within_a_minute(async {
+                let addr = refusing_tls_server().await;
+                let r = ConnectBuilder::new(format!("wss://127.0.0.1:{}/", addr.port()))
+                    .no_proxy()
+                    .config(config())
+                    .roots(ws::TlsRoots::Native)
+                    .connect()
+                    .await
+                    .map(|_| ());
+                // rustls' verdict (unknown issuer) comes as InvalidData.
+                match &r {
+                    Err(e @ Error::Tls(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+                        assert!(!ws::ReconnectPolicy::new().retries(e), "{e:?}");
+                    }
+                    other => panic!("{other:?}"),
+                }
             }));
         }
     };

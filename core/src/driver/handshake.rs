@@ -147,18 +147,56 @@ where
     // (the request, the stream and the connection in flight) is freed when
     // it completes, and the future the accepting task holds for the
     // connection's whole life is one pointer, not a second copy of them.
+    Box::pin(accept_inner(stream, config.into(), move |req: Request| {
+        std::future::ready(callback(&req))
+    }))
+}
+
+/// [`accept_with`] with an async callback: it gets the [`Request`] by value
+/// and may await (a token checked against a key service, a database
+/// lookup) before it accepts or rejects.
+///
+/// The callback runs within the opening-handshake deadline
+/// ([`Config::opening_handshake_timeout`], counted from the call, so it
+/// bounds the request head and the callback together). A callback still
+/// running at the deadline is dropped, the client gets `503 Service
+/// Unavailable` (the server could not decide in time; a reconnecting
+/// client retries a 5xx), and this fails with
+/// `Error::Ws(ConnectionError::TimedOut(Timeout::OpeningHandshake))`.
+///
+/// ```text
+/// let ws = accept_with_async(stream, config, |req| async move {
+///     match req.header("authorization").map(str::to_owned) {
+///         Some(token) if keys.check(&token).await => Ok(Accept::new()),
+///         _ => Err(Reject::new(401)),
+///     }
+/// })
+/// .await?;
+/// ```
+pub fn accept_with_async<S, R, F, Fut>(
+    stream: S,
+    config: impl Into<Arc<Config>>,
+    callback: F,
+) -> impl Future<Output = Result<WebSocket<S, R>, Error>>
+where
+    R: Io<S>,
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Accept, Reject>>,
+{
     Box::pin(accept_inner(stream, config.into(), callback))
 }
 
-async fn accept_inner<S, R, F>(
+async fn accept_inner<S, R, F, Fut>(
     mut stream: S,
     config: Arc<Config>,
     callback: F,
 ) -> Result<WebSocket<S, R>, Error>
 where
     R: Io<S>,
-    F: FnOnce(&Request) -> Result<Accept, Reject>,
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Accept, Reject>>,
 {
+    let deadline = R::now() + config.opening_handshake_timeout;
     let mut conn = Connection::server(config, R::now());
     let request = match drive_handshake::<R, S>(&mut stream, &mut conn).await {
         Ok(Event::Request(req)) => req,
@@ -168,7 +206,15 @@ where
             return Err(e);
         }
     };
-    match callback(&request) {
+    let Some(decision) = until::<R, _>(deadline, callback(*request)).await else {
+        // The callback could not decide in time: the server is unavailable.
+        let _ = conn.reject(503, &[], b"");
+        flush_and_close::<R, S>(&mut stream, &mut conn).await;
+        return Err(Error::Ws(ConnectionError::TimedOut(
+            Timeout::OpeningHandshake,
+        )));
+    };
+    match decision {
         Ok(accept) => {
             if let Err(e) = conn.accept(R::now(), accept) {
                 // The client must not wait for an answer that never comes:
@@ -226,6 +272,7 @@ pub struct ConnectBuilder<C: Connector> {
     /// Everything that is not runtime-specific.
     opts: ConnectOptions,
     tls: Option<C::TlsConfig>,
+    roots: TlsRoots,
     _connector: PhantomData<fn() -> C>,
 }
 
@@ -233,6 +280,7 @@ impl<C: Connector> std::fmt::Debug for ConnectBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectBuilder")
             .field("opts", &self.opts)
+            .field("roots", &self.roots)
             .finish_non_exhaustive()
     }
 }
@@ -245,6 +293,7 @@ impl<C: Connector> ConnectBuilder<C> {
         ConnectBuilder {
             opts: ConnectOptions::new(url),
             tls: None,
+            roots: TlsRoots::default(),
             _connector: PhantomData,
         }
     }
@@ -293,9 +342,19 @@ impl<C: Connector> ConnectBuilder<C> {
     }
 
     /// The TLS client configuration for `wss://` (e.g. a custom root store
-    /// in tests); default: the adapter's `default_tls_config`.
+    /// in tests); default: the adapter's `default_tls_config`, or its
+    /// native-roots configuration after [`roots`](Self::roots). A
+    /// configuration given here wins over `roots`.
     pub fn tls(mut self, config: impl Into<C::TlsConfig>) -> Self {
         self.tls = Some(config.into());
+        self
+    }
+
+    /// Which root certificates verify a `wss://` server when no
+    /// [`tls`](Self::tls) configuration is given: [`TlsRoots::WebPki`]
+    /// (the default) or [`TlsRoots::Native`], the operating system's store.
+    pub fn roots(mut self, roots: TlsRoots) -> Self {
+        self.roots = roots;
         self
     }
 
@@ -324,13 +383,21 @@ impl<C: Connector> ConnectBuilder<C> {
     /// within the handshake timeout. Returns the WebSocket and the server's
     /// response.
     pub async fn connect(self) -> Result<(WebSocket<C::Stream, C::Runtime>, Response), Error> {
+        self.connect_ref().await
+    }
+
+    /// [`connect`](Self::connect) without consuming the builder: what
+    /// [`Reconnect`](super::Reconnect) runs at each attempt.
+    pub(crate) async fn connect_ref(
+        &self,
+    ) -> Result<(WebSocket<C::Stream, C::Runtime>, Response), Error> {
         let p = self.opts.prepare()?;
         let proxy = self
             .opts
             .proxy_for(&p.url, |name| std::env::var(name).ok())?;
         let deadline = <C::Runtime as Runtime>::now() + p.timeout;
         let url = &p.url;
-        let tls = self.tls.clone();
+        let (tls, roots) = (self.tls.clone(), self.roots);
         let setup = async {
             let tcp = match &proxy {
                 Some(proxy) => {
@@ -342,7 +409,7 @@ impl<C: Connector> ConnectBuilder<C> {
                 None => C::connect_tcp(&url.host, url.port).await?,
             };
             if url.secure {
-                C::tls(tcp, &url.host, tls).await
+                C::tls(tcp, &url.host, tls, roots).await
             } else {
                 Ok(C::plain(tcp))
             }
@@ -372,6 +439,24 @@ impl<C: Connector> ConnectBuilder<C> {
         let p = self.opts.prepare()?;
         client_handshake::<C::Runtime, S>(stream, p.request, p.config).await
     }
+}
+
+/// The root certificates that verify a `wss://` server (see
+/// [`ConnectBuilder::roots`]); each adapter loads them in its `Connector`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsRoots {
+    /// Mozilla's roots, compiled in (`webpki-roots`): the same on every
+    /// machine, no file read. The default.
+    #[default]
+    WebPki,
+    /// The operating system's store (`rustls-native-certs`: the
+    /// `ca-certificates` bundle on Linux, or `SSL_CERT_FILE` /
+    /// `SSL_CERT_DIR`; the keychain on macOS; the Windows store), for
+    /// corporate roots and TLS-inspecting proxies. Loaded once per
+    /// process; when it holds no usable certificate, `connect` fails with
+    /// [`Error::Tls`] (kind `NotFound`) rather than trusting nothing.
+    Native,
 }
 
 /// Opens a tunnel through `proxy` to `host:port` on `io` (connected to the

@@ -4,8 +4,9 @@
 //! [`WebSocket`] moves bytes between a transport and a [`Connection`],
 //! wakes at the core's deadlines and hands out events; [`split`](WebSocket::split)
 //! gives a [`WebSocketReader`] and a [`WebSocketWriter`] for separate tasks;
-//! [`ByteStream`] is the byte-stream view; [`accept_with`] and
-//! [`ConnectBuilder`] run the opening handshake. Every protocol decision
+//! [`ByteStream`] is the byte-stream view; [`accept_with`] (and
+//! [`accept_with_async`]) and [`ConnectBuilder`] run the opening handshake;
+//! [`Reconnect`] connects again by [`ReconnectPolicy`]. Every protocol decision
 //! (framing, masking, UTF-8, automatic Pongs, the Close echo, keepalive,
 //! every timeout, which received events hold back reading) is the core's;
 //! the driver only reads, writes, sleeps and wakes.
@@ -18,7 +19,11 @@
 //! - [`Io<S>`](Io), implemented by the runtime for its streams `S`: one
 //!   read, a vectored write, flush and shutdown, each a `poll_*`.
 //!
-//! and, for clients, a [`Connector`]: TCP connect and TLS.
+//! and, for clients, a [`Connector`]: TCP connect and TLS. With the
+//! `rustls` feature, `tls_client_config` is the one TLS client
+//! configuration (roots by [`TlsRoots`], provider, ALPN) the adapters'
+//! connectors use: rustls is sans-IO itself, and two adapters building the
+//! same configuration would drift.
 //!
 //! Everything is static generics (no `dyn` on the per-message path), and
 //! every future keeps its progress in the driver's struct, never in its own
@@ -35,15 +40,21 @@ use std::time::Instant;
 mod byte_stream;
 mod error;
 mod handshake;
+mod reconnect;
 mod split;
 mod state;
 mod sync;
+#[cfg(feature = "rustls")]
+mod tls;
 mod websocket;
 
 pub use byte_stream::ByteStream;
 pub use error::{Ended, Error};
-pub use handshake::{accept, accept_with, ConnectBuilder};
+pub use handshake::{accept, accept_with, accept_with_async, ConnectBuilder, TlsRoots};
+pub use reconnect::{Disconnect, Reconnect, ReconnectPolicy};
 pub use split::{WebSocketReader, WebSocketWriter};
+#[cfg(feature = "rustls")]
+pub use tls::tls_client_config;
 pub use websocket::WebSocket;
 
 #[cfg(doc)]
@@ -158,17 +169,21 @@ pub trait Connector: Send + Sync + 'static {
     fn plain(tcp: Self::Tcp) -> Self::Stream;
 
     /// Runs TLS for `wss://` over `tcp` with the server name `host`
-    /// (ALPN `http/1.1`), with `config` or the adapter's default.
+    /// (ALPN `http/1.1`), with `config`, or else the adapter's
+    /// configuration for `roots`.
     fn tls(
         tcp: Self::Tcp,
         host: &str,
         config: Option<Self::TlsConfig>,
+        roots: TlsRoots,
     ) -> impl Future<Output = Result<Self::Stream, Error>> + Send;
 }
 
 /// An adapter's public surface for its runtime, the same in every adapter:
-/// the `WebSocket`, `WebSocketReader`, `WebSocketWriter` and
-/// `ConnectBuilder` names, and `accept`, `accept_with` and `connect`, each
+/// the `WebSocket`, `WebSocketReader`, `WebSocketWriter`, `ConnectBuilder`
+/// and `Reconnect` names (with `ReconnectPolicy`, `Disconnect` and
+/// `TlsRoots`), and `accept`, `accept_with`, `accept_with_async` and
+/// `connect`, each
 /// the driver's with the runtime `$rt` and the connector `$connector`
 /// filled in (so that type inference needs no annotation).
 #[doc(hidden)]
@@ -185,6 +200,10 @@ macro_rules! bind_runtime {
         /// [`Config`](wsmachine::Config), handshake timeout, TLS, proxy
         /// (see [`wsmachine::driver::ConnectBuilder`]).
         pub type ConnectBuilder = $crate::driver::ConnectBuilder<$connector>;
+        /// A client that reconnects by policy, from
+        /// [`ConnectBuilder::reconnect`] (see [`wsmachine::driver::Reconnect`]).
+        pub type Reconnect = $crate::driver::Reconnect<$connector>;
+        pub use $crate::driver::{Disconnect, ReconnectPolicy, TlsRoots};
 
         /// Accepts a WebSocket connection on `stream` with
         /// permessage-deflate when offered (see [`wsmachine::driver::accept`]).
@@ -210,6 +229,22 @@ macro_rules! bind_runtime {
             F: FnOnce(&$crate::Request) -> Result<$crate::Accept, $crate::Reject>,
         {
             $crate::driver::accept_with(stream, config, callback)
+        }
+
+        /// [`accept_with`] with an async callback, which gets the request by
+        /// value and runs within the opening-handshake deadline (see
+        /// [`wsmachine::driver::accept_with_async`]).
+        pub fn accept_with_async<S, F, Fut>(
+            stream: S,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+            callback: F,
+        ) -> impl ::std::future::Future<Output = Result<WebSocket<S>, $crate::driver::Error>>
+        where
+            $rt: $crate::driver::Io<S>,
+            F: FnOnce($crate::Request) -> Fut,
+            Fut: ::std::future::Future<Output = Result<$crate::Accept, $crate::Reject>>,
+        {
+            $crate::driver::accept_with_async(stream, config, callback)
         }
 
         /// Connects to a `ws://` or `wss://` URL (webpki roots for TLS),
