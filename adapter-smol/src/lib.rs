@@ -31,13 +31,13 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_rustls::pki_types::ServerName;
-use futures_rustls::rustls::ClientConfig;
+use futures_rustls::rustls::{ClientConfig, RootCertStore};
 use futures_rustls::TlsConnector;
 use wsmachine::driver::{self, Io, Runtime};
 
@@ -179,18 +179,57 @@ pub fn connect_tls<T: AsyncRead + AsyncWrite + Unpin + Send>(
     }
 }
 
-/// The default TLS client configuration: Mozilla's roots
-/// (`webpki-roots`), the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`.
-/// Built once per process.
+/// The default TLS client configuration: Mozilla's roots (webpki-roots),
+/// the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`. Built once.
 pub fn default_tls_config() -> Arc<ClientConfig> {
-    tls_config(TlsRoots::WebPki).expect("the webpki roots are compiled in")
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            client_config(roots)
+        })
+        .clone()
 }
 
 /// The TLS client configuration for `roots`: [`default_tls_config`], or
-/// the same with the operating system's roots (see
-/// [`driver::tls_client_config`]).
+/// the same with the operating system's roots (`rustls-native-certs`),
+/// loaded once per process; `Error::Tls` (kind `NotFound`) when the system
+/// store holds no usable certificate.
 pub fn tls_config(roots: TlsRoots) -> Result<Arc<ClientConfig>, Error> {
-    driver::tls_client_config(roots)
+    static NATIVE: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if roots != TlsRoots::Native {
+        return Ok(default_tls_config());
+    }
+    if let Some(config) = NATIVE.get() {
+        return Ok(config.clone());
+    }
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        return Err(Error::Tls(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "no root certificate in the system store ({:?})",
+                loaded.errors
+            ),
+        )));
+    }
+    Ok(NATIVE.get_or_init(|| client_config(store)).clone())
+}
+
+/// A client configuration trusting `roots`: the `ring` provider, TLS 1.2
+/// and 1.3, ALPN `http/1.1`.
+fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// A TCP stream `T`, plain (`ws://`) or under TLS (`wss://`, rustls).

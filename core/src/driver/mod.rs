@@ -19,11 +19,7 @@
 //! - [`Io<S>`](Io), implemented by the runtime for its streams `S`: one
 //!   read, a vectored write, flush and shutdown, each a `poll_*`.
 //!
-//! and, for clients, a [`Connector`]: TCP connect and TLS. With the
-//! `rustls` feature, `tls_client_config` is the one TLS client
-//! configuration (roots by [`TlsRoots`], provider, ALPN) the adapters'
-//! connectors use: rustls is sans-IO itself, and two adapters building the
-//! same configuration would drift.
+//! and, for clients, a [`Connector`]: TCP connect and TLS.
 //!
 //! Everything is static generics (no `dyn` on the per-message path), and
 //! every future keeps its progress in the driver's struct, never in its own
@@ -44,8 +40,6 @@ mod reconnect;
 mod split;
 mod state;
 mod sync;
-#[cfg(feature = "rustls")]
-mod tls;
 mod websocket;
 
 pub use byte_stream::ByteStream;
@@ -53,8 +47,6 @@ pub use error::{Ended, Error};
 pub use handshake::{accept, accept_with, accept_with_async, ConnectBuilder, TlsRoots};
 pub use reconnect::{Disconnect, Reconnect, ReconnectPolicy};
 pub use split::{WebSocketReader, WebSocketWriter};
-#[cfg(feature = "rustls")]
-pub use tls::tls_client_config;
 pub use websocket::WebSocket;
 
 #[cfg(doc)]
