@@ -8,6 +8,8 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::link::{Link, Reply};
+use super::stats::SendCounters;
+use super::Stats;
 use crate::close::{CloseCode, CloseFrame};
 use crate::deflate::Compressor;
 use crate::error::SendError;
@@ -36,7 +38,10 @@ pub struct SendHalf {
     /// Boxed: a connection without compression keeps one pointer, not
     /// the codec's ~200 bytes of state.
     compressor: Option<Box<Compressor>>,
-    close_sent: bool,
+    /// The code of the Close frame queued, once one is.
+    close_sent: Option<CloseCode>,
+    /// The sending side's counters (see [`Stats`]).
+    stats: SendCounters,
     /// A message being sent in fragments: its kind and whether it is compressed.
     streaming: Option<(MessageKind, bool)>,
     link: Arc<Link>,
@@ -72,7 +77,8 @@ impl SendHalf {
             queued: 0,
             mask,
             compressor: None,
-            close_sent: false,
+            close_sent: None,
+            stats: SendCounters::default(),
             streaming: None,
             link,
             open: false,
@@ -149,9 +155,14 @@ impl SendHalf {
         }
         let opcode = data_opcode(msg.kind());
         let payload = msg.payload();
+        self.count_message(payload.len());
         match &self.compressor {
             Some(d) if d.should_compress(payload.len()) => match d.shared_class() {
-                Some(class) => self.queue_encoded(opcode, RSV1, &msg.compressed(class)),
+                Some(class) => {
+                    let enc = msg.compressed(class);
+                    self.stats.compressed_bytes += enc.payload().len() as u64;
+                    self.queue_encoded(opcode, RSV1, &enc)
+                }
                 // Context takeover: only this connection's compressor knows
                 // what the peer's decompressor holds.
                 None => self.compress_and_write(opcode, RSV1, payload, true),
@@ -185,6 +196,8 @@ impl SendHalf {
             Some(_) => return Err(SendError::MessageInProgress),
         };
         self.streaming = if last { None } else { Some((kind, compressed)) };
+        self.stats.bytes += data.len() as u64;
+        self.stats.messages += u64::from(last);
         if compressed {
             let rsv = if first { RSV1 } else { 0 };
             self.compress_and_write(opcode, rsv, data, last);
@@ -216,7 +229,7 @@ impl SendHalf {
         if !self.open {
             return Err(SendError::NotOpen);
         }
-        if self.close_sent || self.link.is_finished() {
+        if self.close_sent.is_some() || self.link.is_finished() {
             return Err(SendError::Closed);
         }
         if !code.is_sendable() {
@@ -367,7 +380,20 @@ impl SendHalf {
 
     /// Whether a Close frame has been queued.
     pub fn is_close_sent(&self) -> bool {
+        self.close_sent.is_some()
+    }
+
+    /// The code of the Close frame queued (ours, the echo of the peer's, or
+    /// the one a failure sent), once one is.
+    pub fn close_code_sent(&self) -> Option<CloseCode> {
         self.close_sent
+    }
+
+    /// The sending side's counters (messages, bytes, compressed bytes);
+    /// the receiving ones are zero here (see [`crate::ReceiveHalf::stats`],
+    /// and [`crate::Connection::stats`] for both).
+    pub fn stats(&self) -> Stats {
+        self.stats.stats()
     }
 
     /// Whether the receiving half has control replies waiting to be encoded
@@ -394,7 +420,7 @@ impl SendHalf {
                 }
                 continue;
             }
-            if self.close_sent || self.aborted {
+            if self.close_sent.is_some() || self.aborted {
                 // Nothing may follow our Close frame (RFC 6455 §5.5.1), nor
                 // output that was dropped in the middle of a frame.
                 break;
@@ -411,12 +437,19 @@ impl SendHalf {
     fn write_close(&mut self, now: Instant, frame: &CloseFrame) {
         let payload = frame.encode();
         self.write_frame(OpCode::Close, 0, true, &payload, None);
-        self.close_sent = true;
+        self.close_sent = Some(frame.code);
         if let Some(d) = &mut self.compressor {
             // No data follows a Close: a message in progress stays unfinished.
             d.abandon();
         }
         let _ = self.link.close_sent_at.set(now);
+    }
+
+    /// Counts a whole message about to be queued.
+    #[inline]
+    fn count_message(&mut self, len: usize) {
+        self.stats.messages += 1;
+        self.stats.bytes += len as u64;
     }
 
     /// Tells the receiving half's idle timer that messages are flowing
@@ -433,7 +466,7 @@ impl SendHalf {
         if !self.open {
             return Err(SendError::NotOpen);
         }
-        if self.close_sent || self.link.is_finished() {
+        if self.close_sent.is_some() || self.link.is_finished() {
             return Err(SendError::Closed);
         }
         if self.queued > self.max_pending {
@@ -475,6 +508,7 @@ impl SendHalf {
             return Err(SendError::MessageInProgress);
         }
         let opcode = data_opcode(kind);
+        self.count_message(data.len());
         match &mut self.compressor {
             Some(d) if allow_compress && d.should_compress(data.len()) => {
                 self.compress_and_write(opcode, RSV1, data, true)
@@ -497,6 +531,7 @@ impl SendHalf {
         let mut scratch = SCRATCH.take();
         scratch.clear();
         d.compress(data, fin, &mut scratch);
+        self.stats.compressed_bytes += scratch.len() as u64;
         self.write_frame(opcode, rsv, fin, &scratch, None);
         if scratch.capacity() <= KEEP_SCRATCH {
             SCRATCH.set(scratch);
@@ -509,6 +544,7 @@ impl SendHalf {
         match self.role {
             Role::Server => {
                 self.queued += enc.frame.len();
+                self.stats.wire_bytes += enc.frame.len() as u64;
                 self.push_chunk(enc.frame.clone());
             }
             Role::Client => self.write_frame(opcode, rsv, true, enc.payload(), None),
@@ -544,6 +580,7 @@ impl SendHalf {
         let mut head = [0u8; MAX_HEADER_LEN];
         let hlen = header.encode_to(&mut head);
         self.queued += hlen + data.len();
+        self.stats.wire_bytes += (hlen + data.len()) as u64;
         match (mask, owned) {
             (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
                 self.out.extend_from_slice(&head[..hlen]);

@@ -27,6 +27,7 @@ impl ReceiveHalf {
                     // answered all the same by the closing handshake.
                     if self.link.close_sent_at().is_none() {
                         self.link.push(Reply::Pong(payload.clone()));
+                        self.stats.auto_pongs = self.stats.auto_pongs.wrapping_add(1);
                     }
                     self.push_answered(Event::Ping(payload));
                 } else {
@@ -36,8 +37,12 @@ impl ReceiveHalf {
                 }
             }
             OpCode::Pong => {
-                if self.ping_sent.is_some() && payload[..] == self.ping_count.to_be_bytes() {
-                    self.ping_sent = None;
+                // Only the answer to our outstanding keepalive Ping (its
+                // counter payload) counts: an unsolicited Pong, or one
+                // answering an application's Ping, changes nothing.
+                if self.ping_outstanding && payload[..] == self.ping_count.to_be_bytes() {
+                    self.ping_outstanding = false;
+                    self.stats.last_rtt = Some(now.saturating_duration_since(self.last_ping));
                 }
                 self.push_answered(Event::Pong(payload));
             }
@@ -86,6 +91,8 @@ impl ReceiveHalf {
             d.decompress_within(&payload, h.fin, out, config.max_message_size, &mut |n| {
                 held.cover(config, n)
             })?;
+            self.stats.compressed_bytes += payload.len() as u64;
+            self.stats.bytes += (out.len() - before) as u64;
             if text {
                 self.utf8
                     .feed(&out[before..])
@@ -97,6 +104,7 @@ impl ReceiveHalf {
                 Some(fresh.freeze())
             }
         } else if self.reassemble {
+            self.stats.bytes += payload.len() as u64;
             if h.fin && cur.frames == 1 {
                 // One frame: hand out the input buffer's bytes, no copy.
                 Some(payload)
@@ -105,6 +113,7 @@ impl ReceiveHalf {
                 None
             }
         } else {
+            self.stats.bytes += payload.len() as u64;
             Some(payload)
         };
         if h.fin && text {
@@ -135,6 +144,7 @@ impl ReceiveHalf {
         }
         if h.fin {
             cur.kind = None;
+            self.stats.messages += 1;
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 
 use super::link::{Link, Reply};
-use super::Event;
+use super::stats::RecvCounters;
+use super::{Event, Stats};
 use crate::budget::Held;
 use crate::close::CloseFrame;
 use crate::config::Config;
@@ -153,9 +154,18 @@ pub struct ReceiveHalf {
     eof: bool,
     /// The transport should be closed once pending output is written.
     transport_done: bool,
+    /// When bytes last arrived (the idle release of the zlib streams).
     last_rx: Instant,
-    ping_sent: Option<Instant>,
+    /// When the last keepalive Ping was sent (at first, when the
+    /// connection opened): the next one is due `ping_interval` after it.
+    last_ping: Instant,
+    /// The last keepalive Ping waits for its Pong (due `pong_timeout`
+    /// after `last_ping`).
+    ping_outstanding: bool,
+    /// The payload of the last keepalive Ping, a counter.
     ping_count: u32,
+    /// The receiving side's counters (see [`Stats`]).
+    stats: RecvCounters,
     /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
     large_buffer: bool,
     /// The input buffer held more than `KEEP_INPUT_PEAK` bytes since it was
@@ -219,8 +229,10 @@ impl ReceiveHalf {
             eof: false,
             transport_done: false,
             last_rx: now,
-            ping_sent: None,
+            last_ping: now,
+            ping_outstanding: false,
             ping_count: 0,
+            stats: RecvCounters::default(),
             large_buffer: false,
             buffer_peaked: false,
             small_bound: if cfg.max_fragments == 0 {
@@ -257,6 +269,7 @@ impl ReceiveHalf {
         });
         self.open = true;
         self.last_rx = now;
+        self.last_ping = now;
     }
 
     /// When the peer's Close arrived.
@@ -315,6 +328,7 @@ impl ReceiveHalf {
 
     /// Buffers bytes that arrived before the connection opened.
     pub(crate) fn stash(&mut self, data: &[u8]) {
+        self.stats.wire_bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
     }
 
@@ -345,6 +359,7 @@ impl ReceiveHalf {
             return;
         }
         self.last_rx = now;
+        self.stats.wire_bytes += data.len() as u64;
         self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
         if data.len() > RECEIVE_STEP {
             self.buf.reserve(data.len());
@@ -594,6 +609,14 @@ impl ReceiveHalf {
             Some(Event::Close(_) | Event::Error(_))
         ));
         self.release_deferred_close()
+    }
+
+    /// The receiving side's counters (messages, bytes, automatic Pongs,
+    /// keepalive Pings and their round-trip time); the sending ones are
+    /// zero here (see [`crate::SendHalf::stats`], and
+    /// [`crate::Connection::stats`] for both).
+    pub fn stats(&self) -> Stats {
+        self.stats.stats()
     }
 
     /// Whether the sending half has control replies to encode and transmit.

@@ -139,6 +139,8 @@ impl ReceiveHalf {
             if b0 == 0x81 && simdutf8::basic::from_utf8(payload).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
+            self.stats.messages += 1;
+            self.stats.bytes += len as u64;
             if lazy {
                 self.ready += total;
                 self.ready_count += 1;

@@ -1,0 +1,134 @@
+//! A connection's counters: always on, a few integer adds per message.
+
+use std::time::Duration;
+
+/// What a connection has moved so far, and the round-trip time its last
+/// keepalive Ping measured. Always kept (no feature needed): a handful of
+/// integer adds per message.
+///
+/// Two views of the bytes:
+/// - `bytes_*` count the payload of data messages as the application sees
+///   it: what it passed to a send, what a `Text`/`Binary` event (or the
+///   fragments of one message) carried, after decompression;
+/// - `wire_bytes_*` count what crossed the transport once the connection
+///   was open: frame headers, masks, control frames and compressed
+///   payloads included (not the HTTP handshake). `wire_bytes_out` counts
+///   frames as they are encoded, whether or not the transport took them
+///   yet ([`Connection::pending_output`](crate::Connection::pending_output)
+///   says what has not).
+///
+/// `compressed_bytes_*` are the wire payload bytes of the messages that
+/// were compressed (RFC 7692), so that `bytes_*` over them is the
+/// compression ratio when every message is compressed.
+///
+/// Received messages count when their last frame has been parsed and
+/// checked (before the application takes their event); sent ones when
+/// they are queued, a fragmented one at its last fragment.
+///
+/// ```
+/// # use std::time::Instant;
+/// use wsmachine::{Config, Connection, Negotiated, Role};
+/// let mut conn = Connection::upgraded(Role::Server, Config::default(), Negotiated::default(), None, Instant::now());
+/// conn.send_text("hello").unwrap();
+/// let stats = conn.stats();
+/// assert_eq!((stats.messages_out, stats.bytes_out, stats.wire_bytes_out), (1, 5, 7));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Data messages received.
+    pub messages_in: u64,
+    /// Data messages sent.
+    pub messages_out: u64,
+    /// Payload bytes of the data messages received, after decompression.
+    pub bytes_in: u64,
+    /// Payload bytes of the data messages sent, before compression.
+    pub bytes_out: u64,
+    /// Wire payload bytes of the compressed messages received.
+    pub compressed_bytes_in: u64,
+    /// Wire payload bytes of the compressed messages sent.
+    pub compressed_bytes_out: u64,
+    /// Bytes received once the connection was open.
+    pub wire_bytes_in: u64,
+    /// Bytes of the frames encoded for the transport.
+    pub wire_bytes_out: u64,
+    /// Keepalive Pings the core sent (`Config::ping_interval`).
+    pub keepalive_pings: u64,
+    /// Pongs the core queued in answer to the peer's Pings
+    /// (`Config::auto_pong`).
+    pub auto_pongs: u64,
+    /// The round-trip time of the last keepalive Ping that was answered:
+    /// from the `now` the core sent it at to the `now` its Pong was
+    /// received at. `None` until one is.
+    pub last_rtt: Option<Duration>,
+}
+
+/// What the receiving half counts (the fields of [`Stats`] it fills):
+/// kept apart from the sending half's so that neither carries the other's
+/// fields, and small (an idle connection holds them).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RecvCounters {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    pub(crate) compressed_bytes: u64,
+    pub(crate) wire_bytes: u64,
+    /// Wrapping: a Ping flood must not make a counter panic.
+    pub(crate) keepalive_pings: u32,
+    pub(crate) auto_pongs: u32,
+    pub(crate) last_rtt: Option<Duration>,
+}
+
+/// What the sending half counts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SendCounters {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    pub(crate) compressed_bytes: u64,
+    pub(crate) wire_bytes: u64,
+}
+
+impl RecvCounters {
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            messages_in: self.messages,
+            bytes_in: self.bytes,
+            compressed_bytes_in: self.compressed_bytes,
+            wire_bytes_in: self.wire_bytes,
+            keepalive_pings: self.keepalive_pings.into(),
+            auto_pongs: self.auto_pongs.into(),
+            last_rtt: self.last_rtt,
+            ..Stats::default()
+        }
+    }
+}
+
+impl SendCounters {
+    pub(crate) fn stats(&self) -> Stats {
+        Stats {
+            messages_out: self.messages,
+            bytes_out: self.bytes,
+            compressed_bytes_out: self.compressed_bytes,
+            wire_bytes_out: self.wire_bytes,
+            ..Stats::default()
+        }
+    }
+}
+
+impl Stats {
+    /// The receiving half's counters and the sending half's, together.
+    pub(crate) fn merge(self, other: Stats) -> Stats {
+        Stats {
+            messages_in: self.messages_in + other.messages_in,
+            messages_out: self.messages_out + other.messages_out,
+            bytes_in: self.bytes_in + other.bytes_in,
+            bytes_out: self.bytes_out + other.bytes_out,
+            compressed_bytes_in: self.compressed_bytes_in + other.compressed_bytes_in,
+            compressed_bytes_out: self.compressed_bytes_out + other.compressed_bytes_out,
+            wire_bytes_in: self.wire_bytes_in + other.wire_bytes_in,
+            wire_bytes_out: self.wire_bytes_out + other.wire_bytes_out,
+            keepalive_pings: self.keepalive_pings + other.keepalive_pings,
+            auto_pongs: self.auto_pongs + other.auto_pongs,
+            last_rtt: self.last_rtt.or(other.last_rtt),
+        }
+    }
+}
