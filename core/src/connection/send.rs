@@ -95,6 +95,7 @@ impl SendHalf {
     /// Queues raw bytes (handshake request or response).
     pub(crate) fn queue_raw(&mut self, bytes: Bytes) {
         self.queued += bytes.len();
+        self.stats.raw += bytes.len() as u64;
         self.push_chunk(bytes);
     }
 
@@ -256,6 +257,7 @@ impl SendHalf {
             None => return None,
         };
         self.queued -= b.len();
+        self.stats.written += b.len() as u64;
         Some(b)
     }
 
@@ -347,6 +349,7 @@ impl SendHalf {
             let k = n.min(c.len());
             c.advance(k);
             self.queued -= k;
+            self.stats.written += k as u64;
             n -= k;
             if c.is_empty() {
                 self.chunks.pop_front();
@@ -359,6 +362,7 @@ impl SendHalf {
             // later `reserve` once the buffer has drained.
             self.out.advance(k);
             self.queued -= k;
+            self.stats.written += k as u64;
         }
     }
 
@@ -544,7 +548,6 @@ impl SendHalf {
         match self.role {
             Role::Server => {
                 self.queued += enc.frame.len();
-                self.stats.wire_bytes += enc.frame.len() as u64;
                 self.push_chunk(enc.frame.clone());
             }
             Role::Client => self.write_frame(opcode, rsv, true, enc.payload(), None),
@@ -580,7 +583,6 @@ impl SendHalf {
         let mut head = [0u8; MAX_HEADER_LEN];
         let hlen = header.encode_to(&mut head);
         self.queued += hlen + data.len();
-        self.stats.wire_bytes += (hlen + data.len()) as u64;
         match (mask, owned) {
             (None, Some(bytes)) if bytes.len() >= ZERO_COPY_MIN => {
                 self.out.extend_from_slice(&head[..hlen]);

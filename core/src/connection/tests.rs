@@ -2245,3 +2245,41 @@ fn the_output_limit_is_never_below_the_high_water_mark() {
     s.send_binary(&payload(9_000)).unwrap();
     assert_eq!(s.send_binary(b"x"), Err(SendError::PendingOutputLimit));
 }
+
+#[test]
+fn stats_agree_between_the_fast_path_and_the_full_path() {
+    // Whatever path a frame takes and however the reads cut the bytes,
+    // the counters are those of the events handed out.
+    for role in [Role::Server, Role::Client] {
+        let wire = mixed_traffic(role);
+        for chunk in [1, 7, 64, wire.len()] {
+            let mut seen = Vec::new();
+            for fast in [true, false] {
+                let now = Instant::now();
+                let mask =
+                    (role == Role::Client).then(|| Box::new(SeededMask::new([5; 32])) as Box<_>);
+                let mut c =
+                    Connection::upgraded(role, Config::default(), Negotiated::default(), mask, now);
+                if !fast {
+                    c.halves().0.disable_fast_path();
+                }
+                let (mut messages, mut bytes) = (0, 0);
+                for piece in wire.chunks(chunk) {
+                    c.receive(now, piece);
+                    while let Some(ev) = c.poll_event() {
+                        if let Event::Text(t) = &ev {
+                            (messages, bytes) = (messages + 1, bytes + t.len() as u64);
+                        } else if let Event::Binary(b) = &ev {
+                            (messages, bytes) = (messages + 1, bytes + b.len() as u64);
+                        }
+                    }
+                }
+                let s = c.stats();
+                assert_eq!((s.messages_in, s.bytes_in), (messages, bytes), "{role:?} {chunk}");
+                assert_eq!(s.wire_bytes_in, wire.len() as u64);
+                seen.push(s);
+            }
+            assert_eq!(seen[0], seen[1], "{role:?} {chunk}");
+        }
+    }
+}
