@@ -255,7 +255,7 @@ impl Connection {
     /// bytes, keepalive Pings and automatic Pongs, and the last keepalive
     /// round-trip time (see [`Stats`]).
     pub fn stats(&self) -> Stats {
-        self.rx.stats().merge(self.tx.stats())
+        Stats::of(self.rx.counters(), self.tx.counters())
     }
 
     /// Which side this is.

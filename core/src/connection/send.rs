@@ -397,7 +397,11 @@ impl SendHalf {
     /// the receiving ones are zero here (see [`crate::ReceiveHalf::stats`],
     /// and [`crate::Connection::stats`] for both).
     pub fn stats(&self) -> Stats {
-        self.stats.stats()
+        Stats::of(&Default::default(), &self.stats)
+    }
+
+    pub(crate) fn counters(&self) -> &SendCounters {
+        &self.stats
     }
 
     /// Whether the receiving half has control replies waiting to be encoded

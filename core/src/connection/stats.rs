@@ -93,50 +93,24 @@ pub(crate) struct SendCounters {
     pub(crate) raw: u64,
 }
 
-impl RecvCounters {
-    pub(crate) fn stats(&self) -> Stats {
+impl Stats {
+    /// The counters of a receiving half and of a sending half, together
+    /// (a half alone passes the other's as zero).
+    pub(crate) fn of(rx: &RecvCounters, tx: &SendCounters) -> Stats {
         Stats {
-            messages_in: self.messages,
-            bytes_in: self.bytes,
-            compressed_bytes_in: self.compressed_bytes,
-            wire_bytes_in: self.wire_bytes,
-            keepalive_pings: self.keepalive_pings.into(),
-            auto_pongs: self.auto_pongs.into(),
-            last_rtt: self.last_rtt,
-            ..Stats::default()
-        }
-    }
-}
-
-impl SendCounters {
-    pub(crate) fn stats(&self) -> Stats {
-        Stats {
-            messages_out: self.messages,
-            bytes_out: self.bytes,
-            compressed_bytes_out: self.compressed_bytes,
+            messages_in: rx.messages,
+            messages_out: tx.messages,
+            bytes_in: rx.bytes,
+            bytes_out: tx.bytes,
+            compressed_bytes_in: rx.compressed_bytes,
+            compressed_bytes_out: tx.compressed_bytes,
+            wire_bytes_in: rx.wire_bytes,
             // The handshake's bytes go out first: what was written past
             // them is frames.
-            wire_bytes_out: self.written.saturating_sub(self.raw),
-            ..Stats::default()
-        }
-    }
-}
-
-impl Stats {
-    /// The receiving half's counters and the sending half's, together.
-    pub(crate) fn merge(self, other: Stats) -> Stats {
-        Stats {
-            messages_in: self.messages_in + other.messages_in,
-            messages_out: self.messages_out + other.messages_out,
-            bytes_in: self.bytes_in + other.bytes_in,
-            bytes_out: self.bytes_out + other.bytes_out,
-            compressed_bytes_in: self.compressed_bytes_in + other.compressed_bytes_in,
-            compressed_bytes_out: self.compressed_bytes_out + other.compressed_bytes_out,
-            wire_bytes_in: self.wire_bytes_in + other.wire_bytes_in,
-            wire_bytes_out: self.wire_bytes_out + other.wire_bytes_out,
-            keepalive_pings: self.keepalive_pings + other.keepalive_pings,
-            auto_pongs: self.auto_pongs + other.auto_pongs,
-            last_rtt: self.last_rtt.or(other.last_rtt),
+            wire_bytes_out: tx.written.saturating_sub(tx.raw),
+            keepalive_pings: rx.keepalive_pings.into(),
+            auto_pongs: rx.auto_pongs.into(),
+            last_rtt: rx.last_rtt,
         }
     }
 }

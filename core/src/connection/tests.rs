@@ -2275,7 +2275,11 @@ fn stats_agree_between_the_fast_path_and_the_full_path() {
                     }
                 }
                 let s = c.stats();
-                assert_eq!((s.messages_in, s.bytes_in), (messages, bytes), "{role:?} {chunk}");
+                assert_eq!(
+                    (s.messages_in, s.bytes_in),
+                    (messages, bytes),
+                    "{role:?} {chunk}"
+                );
                 assert_eq!(s.wire_bytes_in, wire.len() as u64);
                 seen.push(s);
             }

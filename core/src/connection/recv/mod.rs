@@ -616,7 +616,11 @@ impl ReceiveHalf {
     /// zero here (see [`crate::SendHalf::stats`], and
     /// [`crate::Connection::stats`] for both).
     pub fn stats(&self) -> Stats {
-        self.stats.stats()
+        Stats::of(&self.stats, &Default::default())
+    }
+
+    pub(crate) fn counters(&self) -> &RecvCounters {
+        &self.stats
     }
 
     /// Whether the sending half has control replies to encode and transmit.
