@@ -53,7 +53,7 @@ pub use wsmachine::driver::{Ended, Error, SendStatus};
 pub use wsmachine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, ConnectionError,
     DeflateConfig, Event, HandshakeError, Message, Negotiated, PreparedMessage, Proxy, ProxyKind,
-    Reject, Request, Response, Role, SendError, Timeout, Utf8Bytes,
+    Reject, Request, Response, Role, SendError, Stats, Timeout, Utf8Bytes,
 };
 
 /// The Tokio binding: Tokio's clock and timers (so `tokio::time::pause`

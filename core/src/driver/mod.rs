@@ -38,6 +38,7 @@ mod handshake;
 mod split;
 mod state;
 mod sync;
+mod trace;
 mod websocket;
 
 pub use byte_stream::ByteStream;

@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
+use super::trace::{ConnSpan, ReadTrace, WriteTrace};
 use super::{Ended, Io, Runtime, Timer};
 use crate::{CloseFrame, ConnectionError, Event, ReceiveHalf, SendHalf, State};
 
@@ -64,6 +65,9 @@ pub(crate) struct ReadState<R: Runtime> {
     /// The transport reached end of stream or failed: never read again.
     eof: bool,
     end: Option<Box<EndState>>,
+    /// The `tracing` feature's view of the receiving side (zero-sized
+    /// without it).
+    pub(crate) trace: ReadTrace,
     _rt: PhantomData<fn() -> R>,
 }
 
@@ -81,7 +85,7 @@ struct EndState {
 }
 
 impl<R: Runtime> ReadState<R> {
-    pub(crate) fn new(rx: ReceiveHalf) -> Self {
+    pub(crate) fn new(rx: ReceiveHalf, span: ConnSpan) -> Self {
         // Events the handshake left behind (frames that arrived with the 101
         // response) stay in the core like any other.
         ReadState {
@@ -90,6 +94,7 @@ impl<R: Runtime> ReadState<R> {
             timer_at: None,
             eof: false,
             end: None,
+            trace: ReadTrace::new(span),
             _rt: PhantomData,
         }
     }
@@ -119,6 +124,7 @@ impl<R: Runtime> ReadState<R> {
     }
 
     fn note(&mut self, ev: &Event) {
+        self.trace.event(ev);
         match ev {
             Event::Close(f) => self.end().close_frame = Some(f.clone()),
             Event::Error(e) => self.end().error = Some(e.clone()),
@@ -229,6 +235,7 @@ impl<R: Runtime> ReadState<R> {
             let now = R::now();
             if now >= deadline {
                 self.rx.handle_timeout(now);
+                self.trace.after_input(&self.rx);
                 return true;
             }
             if self.timer_at != Some(deadline) {
@@ -275,6 +282,7 @@ impl<R: Runtime> ReadState<R> {
             } else {
                 self.rx.receive(R::now(), &buf[..n.min(buf.len())]);
             }
+            self.trace.after_input(&self.rx);
             Poll::Ready(Ok(()))
         })
     }
@@ -316,15 +324,19 @@ pub(crate) struct WriteState {
     high_water: usize,
     /// The transport's write side has been shut down.
     pub(crate) shut_down: bool,
+    /// The `tracing` feature's view of the sending side (zero-sized
+    /// without it).
+    trace: WriteTrace,
 }
 
 impl WriteState {
-    pub(crate) fn new(tx: SendHalf, high_water: usize) -> Self {
+    pub(crate) fn new(tx: SendHalf, high_water: usize, span: ConnSpan) -> Self {
         WriteState {
             tx,
             needs_flush: false,
             high_water,
             shut_down: false,
+            trace: WriteTrace::new(span),
         }
     }
 
@@ -414,6 +426,22 @@ impl WriteState {
         // A stream claiming more than it was given is buggy: the core
         // clamps, never panics.
         self.tx.advance_transmit(n);
+        self.trace.after_write(&self.tx);
         Poll::Ready(Ok(()))
+    }
+}
+
+/// The totals of each side, as the connection goes (feature `tracing`).
+#[cfg(feature = "tracing")]
+impl<R: Runtime> Drop for ReadState<R> {
+    fn drop(&mut self) {
+        self.trace.finish(&self.rx);
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl Drop for WriteState {
+    fn drop(&mut self) {
+        self.trace.finish(&self.tx);
     }
 }
