@@ -7,7 +7,8 @@
 //! application does), `closing` (how a connection ends, and its one error),
 //! `messages`, `flow` (batching, backpressure, close ordering), `fanout`
 //! (prepared messages to many connections, sends that never wait), `timeouts`,
-//! `streams` (the byte-stream view), `handshake`, `tls` and `proxies` —
+//! `streams` (the byte-stream view), `stats` (the per-connection
+//! counters), `handshake`, `tls` and `proxies` —
 //! against the surface every adapter offers (`accept_with`,
 //! `ConnectBuilder`, `WebSocket::{send, recv, recv_event, close, split}`).
 //! `suite!` expands every concern for each runtime, and a small module per
@@ -115,6 +116,8 @@ mod flow;
 mod tls;
 #[macro_use]
 mod proxies;
+#[macro_use]
+mod stats;
 #[macro_use]
 mod streams;
 
@@ -263,6 +266,9 @@ macro_rules! suite {
             }
             mod streams {
                 streams_tests!();
+            }
+            mod stats {
+                stats_tests!();
             }
         }
     };
