@@ -255,7 +255,7 @@ impl Connection {
     /// bytes, keepalive Pings and automatic Pongs, and the last keepalive
     /// round-trip time (see [`Stats`]).
     pub fn stats(&self) -> Stats {
-        Stats::of(self.rx.counters(), self.tx.counters())
+        self.tx.add_stats(self.rx.stats())
     }
 
     /// Which side this is.

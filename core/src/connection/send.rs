@@ -42,6 +42,8 @@ pub struct SendHalf {
     close_sent: Option<CloseCode>,
     /// The sending side's counters (see [`Stats`]).
     stats: SendCounters,
+    /// Bytes of the HTTP handshake queued (before any frame).
+    raw: u32,
     /// A message being sent in fragments: its kind and whether it is compressed.
     streaming: Option<(MessageKind, bool)>,
     link: Arc<Link>,
@@ -79,6 +81,7 @@ impl SendHalf {
             compressor: None,
             close_sent: None,
             stats: SendCounters::default(),
+            raw: 0,
             streaming: None,
             link,
             open: false,
@@ -95,7 +98,7 @@ impl SendHalf {
     /// Queues raw bytes (handshake request or response).
     pub(crate) fn queue_raw(&mut self, bytes: Bytes) {
         self.queued += bytes.len();
-        self.stats.raw += bytes.len() as u64;
+        self.raw = self.raw.saturating_add(bytes.len() as u32);
         self.push_chunk(bytes);
     }
 
@@ -397,11 +400,12 @@ impl SendHalf {
     /// the receiving ones are zero here (see [`crate::ReceiveHalf::stats`],
     /// and [`crate::Connection::stats`] for both).
     pub fn stats(&self) -> Stats {
-        Stats::of(&Default::default(), &self.stats)
+        self.add_stats(Stats::default())
     }
 
-    pub(crate) fn counters(&self) -> &SendCounters {
-        &self.stats
+    /// `stats` (the receiving half's) with this half's counters added.
+    pub(crate) fn add_stats(&self, stats: Stats) -> Stats {
+        self.stats.add_to(stats, self.raw)
     }
 
     /// Whether the receiving half has control replies waiting to be encoded

@@ -60,57 +60,75 @@ pub struct Stats {
     pub auto_pongs: u64,
     /// The round-trip time of the last keepalive Ping that was answered:
     /// from the `now` the core sent it at to the `now` its Pong was
-    /// received at. `None` until one is.
+    /// received at, to the microsecond. `None` until one is.
     pub last_rtt: Option<Duration>,
 }
 
 /// What the receiving half counts (the fields of [`Stats`] it fills):
 /// kept apart from the sending half's so that neither carries the other's
 /// fields, and small (an idle connection holds them).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct RecvCounters {
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
-    pub(crate) compressed_bytes: u64,
     pub(crate) wire_bytes: u64,
-    /// Wrapping: a Ping flood must not make a counter panic.
-    pub(crate) keepalive_pings: u32,
+    /// Wrapping: a Ping flood must not make a counter panic. (The
+    /// keepalive Pings are the receiving half's Ping counter.)
     pub(crate) auto_pongs: u32,
-    pub(crate) last_rtt: Option<Duration>,
+    /// The last keepalive round trip in microseconds, `u32::MAX` for none
+    /// yet (4 bytes, not an `Option<Duration>`'s 16: every connection
+    /// holds it; longer round trips, over 71 minutes, are clamped).
+    pub(crate) rtt_micros: u32,
+}
+
+impl Default for RecvCounters {
+    fn default() -> Self {
+        RecvCounters {
+            messages: 0,
+            bytes: 0,
+            wire_bytes: 0,
+            auto_pongs: 0,
+            rtt_micros: u32::MAX,
+        }
+    }
+}
+
+impl RecvCounters {
+    pub(crate) fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt_micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX - 1);
+    }
+
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        (self.rtt_micros != u32::MAX).then(|| Duration::from_micros(self.rtt_micros.into()))
+    }
 }
 
 /// What the sending half counts. `messages` and `bytes` are not side by
 /// side: adjacent, the two adds of every send are merged into vector
-/// instructions that cost three times as many.
+/// instructions that cost three times as many (`repr(C)` keeps the order).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 pub(crate) struct SendCounters {
     pub(crate) messages: u64,
     pub(crate) compressed_bytes: u64,
     pub(crate) bytes: u64,
-    /// Bytes handed to the transport, the HTTP handshake's included...
+    /// Bytes handed to the transport, the HTTP handshake's included (the
+    /// sending half knows how many those are).
     pub(crate) written: u64,
-    /// ...which are these, queued before any frame.
-    pub(crate) raw: u64,
 }
 
-impl Stats {
-    /// The counters of a receiving half and of a sending half, together
-    /// (a half alone passes the other's as zero).
-    pub(crate) fn of(rx: &RecvCounters, tx: &SendCounters) -> Stats {
+impl SendCounters {
+    /// `stats` (a receiving half's) with the sending fields filled in;
+    /// `raw` is the HTTP handshake's bytes among those written.
+    pub(crate) fn add_to(&self, stats: Stats, raw: u32) -> Stats {
         Stats {
-            messages_in: rx.messages,
-            messages_out: tx.messages,
-            bytes_in: rx.bytes,
-            bytes_out: tx.bytes,
-            compressed_bytes_in: rx.compressed_bytes,
-            compressed_bytes_out: tx.compressed_bytes,
-            wire_bytes_in: rx.wire_bytes,
+            messages_out: self.messages,
+            bytes_out: self.bytes,
+            compressed_bytes_out: self.compressed_bytes,
             // The handshake's bytes go out first: what was written past
             // them is frames.
-            wire_bytes_out: tx.written.saturating_sub(tx.raw),
-            keepalive_pings: rx.keepalive_pings.into(),
-            auto_pongs: rx.auto_pongs.into(),
-            last_rtt: rx.last_rtt,
+            wire_bytes_out: self.written.saturating_sub(raw.into()),
+            ..stats
         }
     }
 }

@@ -217,7 +217,7 @@ impl<S, R: Io<S>> WebSocketReader<S, R> {
     /// are the reader's own, the sent ones are read under the lock the
     /// writer holds for a write.
     pub fn stats(&self) -> Stats {
-        Stats::of(self.r.rx.counters(), self.shared.lock().w.tx.counters())
+        self.shared.lock().w.tx.add_stats(self.r.rx.stats())
     }
 
     /// Records the peer's address on the connection's span (see

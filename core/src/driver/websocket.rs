@@ -467,7 +467,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// bytes, keepalive Pings and automatic Pongs, and the round-trip time
     /// of the last keepalive Ping (see [`Stats`]). Always kept.
     pub fn stats(&self) -> Stats {
-        Stats::of(self.r.rx.counters(), self.w.tx.counters())
+        self.w.tx.add_stats(self.r.rx.stats())
     }
 
     /// Records the peer's address as the `peer` field of the connection's

@@ -42,7 +42,8 @@ impl ReceiveHalf {
                 // answering an application's Ping, changes nothing.
                 if self.ping_outstanding && payload[..] == self.ping_count.to_be_bytes() {
                     self.ping_outstanding = false;
-                    self.stats.last_rtt = Some(now.saturating_duration_since(self.last_ping));
+                    self.stats
+                        .set_rtt(now.saturating_duration_since(self.last_ping));
                 }
                 self.push_answered(Event::Pong(payload));
             }
@@ -75,11 +76,12 @@ impl ReceiveHalf {
         let kind = cur.kind.expect("set by check_header");
         let text = kind == MessageKind::Text;
         let data = if cur.compressed {
-            let d = &mut self
+            let inflate = self
                 .inflate
                 .as_mut()
-                .expect("compressed implies a decompressor")
-                .codec;
+                .expect("compressed implies a decompressor");
+            inflate.compressed_bytes += payload.len() as u64;
+            let d = &mut inflate.codec;
             let mut fresh = BytesMut::new();
             let out = if self.reassemble {
                 &mut cur.data
@@ -91,7 +93,6 @@ impl ReceiveHalf {
             d.decompress_within(&payload, h.fin, out, config.max_message_size, &mut |n| {
                 held.cover(config, n)
             })?;
-            self.stats.compressed_bytes += payload.len() as u64;
             self.stats.bytes += (out.len() - before) as u64;
             if text {
                 self.utf8

@@ -103,6 +103,12 @@ struct Inflate {
     /// When the zlib streams were last released (the timer then waits for
     /// new traffic before it is armed again).
     released_at: Option<Instant>,
+    /// When bytes last arrived (only the idle release needs it, so it
+    /// lives here and not in every connection).
+    last_rx: Instant,
+    /// `Stats::compressed_bytes_in`, which only compressed connections
+    /// count.
+    compressed_bytes: u64,
 }
 
 /// The connection state as seen by the application.
@@ -154,8 +160,6 @@ pub struct ReceiveHalf {
     eof: bool,
     /// The transport should be closed once pending output is written.
     transport_done: bool,
-    /// When bytes last arrived (the idle release of the zlib streams).
-    last_rx: Instant,
     /// When the last keepalive Ping was sent (at first, when the
     /// connection opened): the next one is due `ping_interval` after it.
     last_ping: Instant,
@@ -228,7 +232,6 @@ impl ReceiveHalf {
             failed: false,
             eof: false,
             transport_done: false,
-            last_rx: now,
             last_ping: now,
             ping_outstanding: false,
             ping_count: 0,
@@ -265,10 +268,11 @@ impl ReceiveHalf {
                 idle,
                 mark: now,
                 released_at: None,
+                last_rx: now,
+                compressed_bytes: 0,
             })
         });
         self.open = true;
-        self.last_rx = now;
         self.last_ping = now;
     }
 
@@ -358,7 +362,9 @@ impl ReceiveHalf {
             // Nothing could be answered (see `SendHalf::abort`).
             return;
         }
-        self.last_rx = now;
+        if let Some(inflate) = self.inflate.as_deref_mut() {
+            inflate.last_rx = now;
+        }
         self.stats.wire_bytes += data.len() as u64;
         self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
         if data.len() > RECEIVE_STEP {
@@ -616,11 +622,17 @@ impl ReceiveHalf {
     /// zero here (see [`crate::SendHalf::stats`], and
     /// [`crate::Connection::stats`] for both).
     pub fn stats(&self) -> Stats {
-        Stats::of(&self.stats, &Default::default())
-    }
-
-    pub(crate) fn counters(&self) -> &RecvCounters {
-        &self.stats
+        let c = &self.stats;
+        Stats {
+            messages_in: c.messages,
+            bytes_in: c.bytes,
+            compressed_bytes_in: self.inflate.as_ref().map_or(0, |i| i.compressed_bytes),
+            wire_bytes_in: c.wire_bytes,
+            keepalive_pings: self.ping_count.into(),
+            auto_pongs: c.auto_pongs.into(),
+            last_rtt: c.rtt(),
+            ..Stats::default()
+        }
     }
 
     /// Whether the sending half has control replies to encode and transmit.

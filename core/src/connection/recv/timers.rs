@@ -95,12 +95,12 @@ impl ReceiveHalf {
         let idle = inflate.idle?;
         let armed = match inflate.released_at {
             None => true,
-            Some(at) => self.last_rx > at || self.link.sent_since_check(),
+            Some(at) => inflate.last_rx > at || self.link.sent_since_check(),
         };
         if !armed {
             return None;
         }
-        after(self.last_rx.max(inflate.mark), idle).map(|d| (d, Due::ReleaseDeflate))
+        after(inflate.last_rx.max(inflate.mark), idle).map(|d| (d, Due::ReleaseDeflate))
     }
 
     /// Runs the timers that are due at `now`. Calling it early is harmless.
@@ -135,7 +135,6 @@ impl ReceiveHalf {
                 self.link.push(Reply::Ping(payload));
                 self.ping_outstanding = true;
                 self.last_ping = now;
-                self.stats.keepalive_pings = self.stats.keepalive_pings.wrapping_add(1);
             }
             Due::ReleaseDeflate => {
                 let busy = self.link.take_sent();
