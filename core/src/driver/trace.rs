@@ -155,7 +155,14 @@ mod imp {
 
         /// The receiving side's totals, when it goes.
         pub(crate) fn finish(&self, rx: &ReceiveHalf) {
-            totals(&self.0.span, &rx.stats(), true);
+            let s = rx.stats();
+            let n = [
+                s.messages_in,
+                s.bytes_in,
+                s.compressed_bytes_in,
+                s.wire_bytes_in,
+            ];
+            totals(&self.0.span, "receiving", n);
         }
     }
 
@@ -191,29 +198,20 @@ mod imp {
 
         /// The sending side's totals, when it goes.
         pub(crate) fn finish(&self, tx: &SendHalf) {
-            totals(&self.0.span, &tx.stats(), false);
-        }
-    }
-
-    /// One side's counters as it goes (see [`Stats`]).
-    fn totals(span: &ConnSpan, s: &Stats, receiving: bool) {
-        let (side, messages, bytes, compressed, wire) = if receiving {
-            let t = (
-                s.messages_in,
-                s.bytes_in,
-                s.compressed_bytes_in,
-                s.wire_bytes_in,
-            );
-            ("receiving", t.0, t.1, t.2, t.3)
-        } else {
-            let t = (
+            let s = tx.stats();
+            let n = [
                 s.messages_out,
                 s.bytes_out,
                 s.compressed_bytes_out,
                 s.wire_bytes_out,
-            );
-            ("sending", t.0, t.1, t.2, t.3)
-        };
+            ];
+            totals(&self.0.span, "sending", n);
+        }
+    }
+
+    /// One side's counters as it goes (see [`Stats`]): messages, payload
+    /// bytes, compressed bytes, wire bytes.
+    fn totals(span: &ConnSpan, side: &str, [messages, bytes, compressed, wire]: [u64; 4]) {
         tracing::info!(
             parent: &span.0,
             side,
