@@ -47,7 +47,7 @@ pub use wsmachine::driver::{Ended, Error, SendStatus};
 pub use wsmachine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Compression, Config, ConnectionError,
     DeflateConfig, Event, HandshakeError, Message, Negotiated, PreparedMessage, Proxy, ProxyKind,
-    Reject, Request, Response, Role, SendError, Timeout, Utf8Bytes,
+    Reject, Request, Response, Role, SendError, Stats, Timeout, Utf8Bytes,
 };
 
 /// The futures-io runtime binding: `Instant::now`, `async-io` timers,

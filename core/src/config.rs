@@ -19,8 +19,8 @@ use crate::deflate::DeflateConfig;
 /// | `answer_plain_http` | `false` | server: hand a plain HTTP `GET` (no WebSocket asked for) to the application instead of refusing it with 400 |
 /// | `reassemble` | `true` | deliver whole messages; `false` streams fragments as [`crate::Event::Fragment`] |
 /// | `auto_pong` | `true` | answer every Ping with a Pong |
-/// | `ping_interval` | 30 s | keepalive Ping period (`None`: no keepalive) |
-/// | `pong_timeout` | 30 s | fail the connection when a keepalive Ping is not answered |
+/// | `ping_interval` | 30 s | a keepalive Ping this long after the previous one, whatever the traffic (`None`: no keepalive) |
+/// | `pong_timeout` | 30 s | fail the connection (1011) when a keepalive Ping's Pong has not come this long after it was sent, even while data arrives |
 /// | `opening_handshake_timeout` | 10 s | fail a handshake that does not complete |
 /// | `close_timeout` | 5 s | bound on waiting for the peer's Close, and for a client, on waiting for the server to close TCP (counted from when the last Close was sent or received; an echo the application releases late by taking its event late counts from the peer's Close) |
 /// | `write_buffer_high_water` | 1 MiB | adapters wait before queueing more when unsent output is above it |
@@ -87,9 +87,34 @@ pub struct Config {
     pub reassemble: bool,
     /// Answer Pings automatically.
     pub auto_pong: bool,
-    /// Send a keepalive Ping this long after the last one was answered.
+    /// Keepalive: send a Ping this long after the connection opened, then
+    /// this long after each previous keepalive Ping, whether or not data
+    /// flows; `None`: no keepalive.
+    ///
+    /// One keepalive Ping is outstanding at a time (RFC 6455 §5.5.3 lets a
+    /// peer answer only the most recent Ping): while one waits for its
+    /// Pong, the next is not sent; when the Pong comes later than the
+    /// interval, the next Ping follows at once. Its payload is a 4-byte
+    /// counter, and only a Pong carrying the outstanding Ping's payload
+    /// answers it: unsolicited Pongs and Pongs to the application's own
+    /// Pings change nothing. The time from the Ping to its Pong is
+    /// [`crate::Stats::last_rtt`].
+    ///
+    /// Why on the interval and not only when the connection is idle: a
+    /// Pong proves that the peer *reads* what we send, which incoming data
+    /// does not (a peer whose reading side is stuck can go on writing),
+    /// and it gives a round-trip time at a steady period on busy
+    /// connections too, where monitoring wants it most. The cost is one
+    /// 6-byte frame (10 from a client) per interval each way; the deadline
+    /// does not move with every read, so a driver re-arms no timer per read.
+    /// python-websockets' keepalive makes the same choice.
     pub ping_interval: Option<Duration>,
-    /// Fail the connection when a keepalive Ping is unanswered this long.
+    /// Fail the connection when a keepalive Ping has not been answered
+    /// this long after it was sent: a deadline per Ping, which data from
+    /// the peer does not postpone. The connection then reports
+    /// [`crate::ConnectionError::TimedOut`]`(`[`crate::Timeout::Pong`]`)`,
+    /// sends a Close with 1011 ("keepalive ping timeout") and is done with
+    /// its transport.
     pub pong_timeout: Duration,
     /// Fail the opening handshake when it takes longer than this.
     pub opening_handshake_timeout: Duration,

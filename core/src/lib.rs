@@ -46,7 +46,7 @@ pub use budget::MemoryBudget;
 pub use client_options::{proxy_from_env, Compression, Reject};
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{Connection, Event, ReceiveHalf, SendHalf, State};
+pub use connection::{Connection, Event, ReceiveHalf, SendHalf, State, Stats};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{
     ConnectionError, ExtensionError, HandshakeError, ProtocolError, SendError, Timeout, UrlError,

@@ -1,9 +1,11 @@
 //! Heap bytes an idle server connection keeps: after the opening handshake
 //! and one small echo, with every output chunk written and every event
 //! taken, a `Connection` (its struct and what it points to) must hold at
-//! most 704 bytes on a 64-bit target: 664 when written, a 448-byte struct
+//! most 768 bytes on a 64-bit target: 736 when written, a 520-byte struct
 //! (the configuration is shared, and what only compression, closing or a
-//! failure needs is boxed when it is needed) and 216 bytes of heap: the
+//! failure needs is boxed when it is needed; the counters
+//! `Connection::stats` reads, kept on every connection, added 56 bytes to
+//! it) and 216 bytes of heap: the
 //! link between the halves and the input and output buffers it keeps so
 //! that the steady state does not allocate (the event and chunk queues the
 //! handshake used are given back). The bound is on the total, so a struct
@@ -85,9 +87,9 @@ fn masked_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
 /// pointers and buffer headers are half the size on 32-bit ones).
 fn bound() -> isize {
     if cfg!(target_pointer_width = "64") {
-        704
+        768
     } else {
-        512
+        544
     }
 }
 
@@ -125,7 +127,7 @@ fn idle_server(cfg: Arc<Config>, echoes: usize) -> Box<Connection> {
 }
 
 #[test]
-fn idle_connection_after_one_echo_holds_at_most_704_bytes() {
+fn idle_connection_after_one_echo_holds_at_most_768_bytes() {
     let cfg = quiet();
     // Warm up anything lazily allocated once per process.
     drop(idle_server(cfg.clone(), 1));

@@ -7,8 +7,9 @@
 //! application does), `closing` (how a connection ends, and its one error),
 //! `messages`, `flow` (batching, backpressure, close ordering), `fanout`
 //! (prepared messages to many connections, sends that never wait), `timeouts`,
-//! `streams` (the byte-stream view), `handshake`, `tls`, `proxies` and
-//! `reconnect` (the reconnecting client against a flapping server) —
+//! `streams` (the byte-stream view), `stats` (the per-connection
+//! counters), `handshake`, `tls`, `proxies` and `reconnect` (the
+//! reconnecting client against a flapping server) —
 //! against the surface every adapter offers (`accept_with`,
 //! `ConnectBuilder`, `WebSocket::{send, recv, recv_event, close, split}`).
 //! `suite!` expands every concern for each runtime, and a small module per
@@ -118,6 +119,8 @@ mod tls;
 mod proxies;
 #[macro_use]
 mod reconnect;
+#[macro_use]
+mod stats;
 #[macro_use]
 mod streams;
 
@@ -269,6 +272,9 @@ macro_rules! suite {
             }
             mod streams {
                 streams_tests!();
+            }
+            mod stats {
+                stats_tests!();
             }
         }
     };

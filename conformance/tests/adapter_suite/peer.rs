@@ -181,6 +181,17 @@ pub(crate) fn abort_on_close(s: &impl std::os::fd::AsRawFd) {
 /// logic) and then never sends another byte; it reads until the client
 /// ends the stream and gives every byte it got after the handshake.
 pub(crate) fn silent_server() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    raw_server(false)
+}
+
+/// A server that completes the handshake, then sends a text message
+/// ("tick") every 10 ms for up to 10 s and answers nothing: it never sends
+/// a Pong. Returns what it read until the end.
+pub(crate) fn chatty_server() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    raw_server(true)
+}
+
+fn raw_server(chatty: bool) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
     let (l, addr) = listen();
     let t = std::thread::spawn(move || {
         let mut s = accept_tcp(&l);
@@ -203,6 +214,17 @@ pub(crate) fn silent_server() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) 
             wsmachine::accept_key(&key)
         )
         .expect("write");
+        if chatty {
+            let mut w = s.try_clone().expect("clone");
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    if w.write_all(b"\x81\x04tick").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            });
+        }
         read_to_end(&mut s)
     });
     (addr, t)

@@ -1,5 +1,6 @@
-//! Keepalive and closing-handshake timeouts against peers that go silent,
-//! on an unsplit WebSocket and on a split reader, and a server that gives
+//! Keepalive and closing-handshake timeouts against peers that go silent
+//! (or, for the Pong, that keep sending and never answer the Ping), on an
+//! unsplit WebSocket and on a split reader, and a server that gives
 //! up on a peer that stops reading after its Close. The error names the
 //! timer that fired; nothing measures how long it took.
 
@@ -9,10 +10,11 @@ macro_rules! timeouts_tests {
         use crate::peer::{self, Peer};
         use std::time::{Duration, Instant};
 
-        async fn silent_client(
+        /// A client of `peer` (one of `peer`'s raw servers).
+        async fn client_of(
             cfg: Config,
+            (addr, peer): (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>),
         ) -> (ws::WebSocket<rt::Tcp>, std::thread::JoinHandle<Vec<u8>>) {
-            let (addr, peer) = peer::silent_server();
             let ws = ConnectBuilder::new(format!("ws://{addr}/"))
                 .config(cfg)
                 .connect_on(rt::connect(addr).await)
@@ -22,15 +24,25 @@ macro_rules! timeouts_tests {
             (ws, peer)
         }
 
+        async fn silent_client(
+            cfg: Config,
+        ) -> (ws::WebSocket<rt::Tcp>, std::thread::JoinHandle<Vec<u8>>) {
+            client_of(cfg, peer::silent_server()).await
+        }
+
+        /// Keepalive every 100 ms, each Ping answered within 200 ms.
+        fn keepalive() -> Config {
+            Config {
+                ping_interval: Some(Duration::from_millis(100)),
+                pong_timeout: Duration::from_millis(200),
+                ..config()
+            }
+        }
+
         #[test]
         fn pong_timeout_against_a_silent_peer() {
             rt::block_on(rt::within_a_minute(async {
-                let cfg = Config {
-                    ping_interval: Some(Duration::from_millis(100)),
-                    pong_timeout: Duration::from_millis(200),
-                    ..config()
-                };
-                let (mut ws, peer) = silent_client(cfg).await;
+                let (mut ws, peer) = silent_client(keepalive()).await;
                 let r = ws.recv().await;
                 assert!(
                     matches!(
@@ -48,6 +60,41 @@ macro_rules! timeouts_tests {
                 assert!(wire.len() >= 12, "{wire:02x?}");
                 assert_eq!(&wire[..2], &[0x89, 0x84], "a Ping first: {wire:02x?}");
                 assert_eq!(wire[10], 0x88, "then the Close: {wire:02x?}");
+            }));
+        }
+
+        #[test]
+        fn pong_timeout_against_a_peer_that_keeps_sending() {
+            // Data from the peer does not postpone the Pong's deadline:
+            // only the Pong answers the Ping.
+            rt::block_on(rt::within_a_minute(async {
+                let (mut ws, peer) = client_of(keepalive(), peer::chatty_server()).await;
+                let mut ticks = 0;
+                let r = loop {
+                    match ws.recv().await {
+                        Some(Ok(Message::Text(t))) if t == "tick" => ticks += 1,
+                        other => break other,
+                    }
+                };
+                assert!(
+                    matches!(
+                        r,
+                        Some(Err(Error::Ws(ConnectionError::TimedOut(Timeout::Pong))))
+                    ),
+                    "after {ticks} ticks: {r:?}"
+                );
+                // Ticks kept coming while the Ping waited (every 10 ms for
+                // 300 ms; a loaded machine may deliver fewer).
+                assert!(ticks >= 2, "{ticks} ticks");
+                let stats = ws.stats();
+                assert_eq!((stats.keepalive_pings, stats.last_rtt), (1, None));
+                drop(ws);
+                let wire = peer.join().expect("peer");
+                assert_eq!(&wire[..2], &[0x89, 0x84], "a Ping first: {wire:02x?}");
+                assert_eq!(wire[10], 0x88, "then the Close: {wire:02x?}");
+                // 1011, masked with the key at 12..16.
+                let code = [wire[16] ^ wire[12], wire[17] ^ wire[13]];
+                assert_eq!(u16::from_be_bytes(code), 1011, "{wire:02x?}");
             }));
         }
 

@@ -4,6 +4,7 @@
 mod link;
 mod recv;
 mod send;
+mod stats;
 
 #[cfg(test)]
 mod tests;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 
 pub use recv::{ReceiveHalf, State, KEEP_ANSWERED};
 pub use send::SendHalf;
+pub use stats::Stats;
 
 use link::Link;
 
@@ -86,6 +88,7 @@ enum Phase {
 ///
 /// Four kinds of method, as in any sans-IO engine:
 /// - getters: [`state`](Connection::state), [`role`](Connection::role),
+///   [`stats`](Connection::stats),
 ///   [`negotiated`](Connection::negotiated), [`should_close_transport`](Connection::should_close_transport);
 /// - input: [`receive`](Connection::receive), [`receive_eof`](Connection::receive_eof),
 ///   [`handle_timeout`](Connection::handle_timeout);
@@ -246,6 +249,13 @@ impl Connection {
             .push_event(Event::Error(ConnectionError::Handshake(err)));
         self.phase = Phase::Done;
         self.handshake_deadline = None;
+    }
+
+    /// The connection's counters: messages and bytes each way, compressed
+    /// bytes, keepalive Pings and automatic Pongs, and the last keepalive
+    /// round-trip time (see [`Stats`]).
+    pub fn stats(&self) -> Stats {
+        self.tx.add_stats(self.rx.stats())
     }
 
     /// Which side this is.

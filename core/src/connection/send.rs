@@ -8,6 +8,8 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::link::{Link, Reply};
+use super::stats::SendCounters;
+use super::Stats;
 use crate::close::{CloseCode, CloseFrame};
 use crate::deflate::Compressor;
 use crate::error::SendError;
@@ -36,7 +38,12 @@ pub struct SendHalf {
     /// Boxed: a connection without compression keeps one pointer, not
     /// the codec's ~200 bytes of state.
     compressor: Option<Box<Compressor>>,
-    close_sent: bool,
+    /// The code of the Close frame queued, once one is.
+    close_sent: Option<CloseCode>,
+    /// The sending side's counters (see [`Stats`]).
+    stats: SendCounters,
+    /// Bytes of the HTTP handshake queued (before any frame).
+    raw: u32,
     /// A message being sent in fragments: its kind and whether it is compressed.
     streaming: Option<(MessageKind, bool)>,
     link: Arc<Link>,
@@ -72,7 +79,9 @@ impl SendHalf {
             queued: 0,
             mask,
             compressor: None,
-            close_sent: false,
+            close_sent: None,
+            stats: SendCounters::default(),
+            raw: 0,
             streaming: None,
             link,
             open: false,
@@ -89,6 +98,7 @@ impl SendHalf {
     /// Queues raw bytes (handshake request or response).
     pub(crate) fn queue_raw(&mut self, bytes: Bytes) {
         self.queued += bytes.len();
+        self.raw = self.raw.saturating_add(bytes.len() as u32);
         self.push_chunk(bytes);
     }
 
@@ -149,9 +159,14 @@ impl SendHalf {
         }
         let opcode = data_opcode(msg.kind());
         let payload = msg.payload();
+        self.count_message(payload.len());
         match &self.compressor {
             Some(d) if d.should_compress(payload.len()) => match d.shared_class() {
-                Some(class) => self.queue_encoded(opcode, RSV1, &msg.compressed(class)),
+                Some(class) => {
+                    let enc = msg.compressed(class);
+                    self.stats.compressed_bytes += enc.payload().len() as u64;
+                    self.queue_encoded(opcode, RSV1, &enc)
+                }
                 // Context takeover: only this connection's compressor knows
                 // what the peer's decompressor holds.
                 None => self.compress_and_write(opcode, RSV1, payload, true),
@@ -185,6 +200,8 @@ impl SendHalf {
             Some(_) => return Err(SendError::MessageInProgress),
         };
         self.streaming = if last { None } else { Some((kind, compressed)) };
+        self.stats.bytes += data.len() as u64;
+        self.stats.messages += u64::from(last);
         if compressed {
             let rsv = if first { RSV1 } else { 0 };
             self.compress_and_write(opcode, rsv, data, last);
@@ -216,7 +233,7 @@ impl SendHalf {
         if !self.open {
             return Err(SendError::NotOpen);
         }
-        if self.close_sent || self.link.is_finished() {
+        if self.close_sent.is_some() || self.link.is_finished() {
             return Err(SendError::Closed);
         }
         if !code.is_sendable() {
@@ -243,6 +260,7 @@ impl SendHalf {
             None => return None,
         };
         self.queued -= b.len();
+        self.stats.written += b.len() as u64;
         Some(b)
     }
 
@@ -334,6 +352,7 @@ impl SendHalf {
             let k = n.min(c.len());
             c.advance(k);
             self.queued -= k;
+            self.stats.written += k as u64;
             n -= k;
             if c.is_empty() {
                 self.chunks.pop_front();
@@ -346,6 +365,7 @@ impl SendHalf {
             // later `reserve` once the buffer has drained.
             self.out.advance(k);
             self.queued -= k;
+            self.stats.written += k as u64;
         }
     }
 
@@ -367,7 +387,25 @@ impl SendHalf {
 
     /// Whether a Close frame has been queued.
     pub fn is_close_sent(&self) -> bool {
+        self.close_sent.is_some()
+    }
+
+    /// The code of the Close frame queued (ours, the echo of the peer's, or
+    /// the one a failure sent), once one is.
+    pub fn close_code_sent(&self) -> Option<CloseCode> {
         self.close_sent
+    }
+
+    /// The sending side's counters (messages, bytes, compressed bytes);
+    /// the receiving ones are zero here (see [`crate::ReceiveHalf::stats`],
+    /// and [`crate::Connection::stats`] for both).
+    pub fn stats(&self) -> Stats {
+        self.add_stats(Stats::default())
+    }
+
+    /// `stats` (the receiving half's) with this half's counters added.
+    pub(crate) fn add_stats(&self, stats: Stats) -> Stats {
+        self.stats.add_to(stats, self.raw)
     }
 
     /// Whether the receiving half has control replies waiting to be encoded
@@ -394,7 +432,7 @@ impl SendHalf {
                 }
                 continue;
             }
-            if self.close_sent || self.aborted {
+            if self.close_sent.is_some() || self.aborted {
                 // Nothing may follow our Close frame (RFC 6455 §5.5.1), nor
                 // output that was dropped in the middle of a frame.
                 break;
@@ -411,12 +449,19 @@ impl SendHalf {
     fn write_close(&mut self, now: Instant, frame: &CloseFrame) {
         let payload = frame.encode();
         self.write_frame(OpCode::Close, 0, true, &payload, None);
-        self.close_sent = true;
+        self.close_sent = Some(frame.code);
         if let Some(d) = &mut self.compressor {
             // No data follows a Close: a message in progress stays unfinished.
             d.abandon();
         }
         let _ = self.link.close_sent_at.set(now);
+    }
+
+    /// Counts a whole message about to be queued.
+    #[inline]
+    fn count_message(&mut self, len: usize) {
+        self.stats.messages += 1;
+        self.stats.bytes += len as u64;
     }
 
     /// Tells the receiving half's idle timer that messages are flowing
@@ -433,7 +478,7 @@ impl SendHalf {
         if !self.open {
             return Err(SendError::NotOpen);
         }
-        if self.close_sent || self.link.is_finished() {
+        if self.close_sent.is_some() || self.link.is_finished() {
             return Err(SendError::Closed);
         }
         if self.queued > self.max_pending {
@@ -475,6 +520,7 @@ impl SendHalf {
             return Err(SendError::MessageInProgress);
         }
         let opcode = data_opcode(kind);
+        self.count_message(data.len());
         match &mut self.compressor {
             Some(d) if allow_compress && d.should_compress(data.len()) => {
                 self.compress_and_write(opcode, RSV1, data, true)
@@ -497,6 +543,7 @@ impl SendHalf {
         let mut scratch = SCRATCH.take();
         scratch.clear();
         d.compress(data, fin, &mut scratch);
+        self.stats.compressed_bytes += scratch.len() as u64;
         self.write_frame(opcode, rsv, fin, &scratch, None);
         if scratch.capacity() <= KEEP_SCRATCH {
             SCRATCH.set(scratch);

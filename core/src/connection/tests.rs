@@ -331,57 +331,198 @@ fn close_timeout_against_a_silent_peer() {
     assert_eq!(p.server.state(), State::Closed);
 }
 
-#[test]
-fn keepalive_pings_and_pong_timeout() {
-    let cfg = Config {
+/// A server with keepalive every 10 s and a 5 s Pong deadline.
+fn keepalive_config() -> Config {
+    Config {
         ping_interval: Some(Duration::from_secs(10)),
         pong_timeout: Duration::from_secs(5),
         ..Config::default()
-    };
+    }
+}
+
+/// Takes the server's output, which must be one keepalive Ping, and
+/// returns its payload.
+fn take_keepalive_ping(s: &mut Connection) -> Vec<u8> {
+    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
+    assert_eq!(out[..2], [0x89, 0x04], "a 4-byte Ping: {out:02x?}");
+    out[2..].to_vec()
+}
+
+#[test]
+fn keepalive_pings_on_the_interval_whatever_the_traffic_and_measures_rtt() {
     let mut p = Pair::new(
         Config {
             ping_interval: None,
-            ..cfg.clone()
+            ..keepalive_config()
         },
-        cfg,
+        keepalive_config(),
         usize::MAX,
     );
     let start = p.now;
     assert_eq!(p.client.poll_timeout(), None);
-    // An answered keepalive: the server pings after 10 s of silence.
-    assert_eq!(
-        p.advance_to_next_timeout(),
-        Some(start + Duration::from_secs(10))
-    );
-    assert!(matches!(p.client_events.as_slice(), [Event::Ping(_)]));
-    assert!(matches!(p.server_events.as_slice(), [Event::Pong(_)]));
-    assert_eq!(
-        p.server.poll_timeout(),
-        Some(start + Duration::from_secs(20))
-    );
-    // Traffic postpones the next ping.
-    p.now += Duration::from_secs(7);
-    p.client.send_text("alive").unwrap();
+    assert_eq!(p.server.stats().last_rtt, None);
+    // The first Ping, 10 s after opening even though data flowed meanwhile.
+    p.now += Duration::from_secs(3);
+    p.client.send_text("busy").unwrap();
     p.drive();
     assert_eq!(
         p.server.poll_timeout(),
-        Some(p.now + Duration::from_secs(10))
+        Some(start + Duration::from_secs(10))
     );
-    // A silent peer: the ping goes unanswered.
-    let t = p.server.poll_timeout().unwrap();
+    let t = start + Duration::from_secs(10);
     p.server.handle_timeout(t);
-    let ping = p.server.poll_transmit().expect("keepalive ping queued");
-    assert_eq!(ping[0], 0x89);
+    let ping = p.server.poll_transmit().expect("keepalive ping");
+    // While it waits, the one deadline is its Pong's.
     assert_eq!(p.server.poll_timeout(), Some(t + Duration::from_secs(5)));
-    p.server.handle_timeout(t + Duration::from_secs(5));
-    let events: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
+    // The client answers 250 ms later: that is the round-trip time.
+    p.now = t + Duration::from_millis(250);
+    p.client.receive(p.now, &ping);
+    p.drive();
+    assert!(matches!(p.client_events.as_slice(), [Event::Ping(_)]));
+    assert!(matches!(
+        p.server_events.as_slice(),
+        [Event::Text(_), Event::Pong(_)]
+    ));
+    let stats = p.server.stats();
+    assert_eq!(stats.last_rtt, Some(Duration::from_millis(250)));
+    assert_eq!(stats.keepalive_pings, 1);
+    assert_eq!(p.client.stats().auto_pongs, 1);
+    // The next Ping is due 10 s after the last one, not after the traffic.
+    p.now = t + Duration::from_secs(7);
+    p.client.send_text("alive").unwrap();
+    p.drive();
+    assert_eq!(p.server.poll_timeout(), Some(t + Duration::from_secs(10)));
+    // Answered at once this time: the RTT is updated to 0.
+    assert_eq!(
+        p.advance_to_next_timeout(),
+        Some(t + Duration::from_secs(10))
+    );
+    assert_eq!(p.server.stats().last_rtt, Some(Duration::ZERO));
+    assert_eq!(p.server.stats().keepalive_pings, 2);
+    assert_eq!(p.server.poll_timeout(), Some(t + Duration::from_secs(20)));
+}
+
+#[test]
+fn keepalive_fails_a_peer_that_sends_but_never_answers_at_the_deadline() {
+    let (mut s, start) = open_server(keepalive_config());
+    let t = start + Duration::from_secs(10);
+    s.handle_timeout(t);
+    take_keepalive_ping(&mut s);
+    // The peer keeps sending data (every second) and never sends the Pong.
+    for i in 1..5 {
+        s.receive(t + Duration::from_secs(i), &client_frame(0x81, b"data"));
+        assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(5)));
+    }
+    s.handle_timeout(t + Duration::from_secs(5) - Duration::from_nanos(1));
+    assert_eq!(s.state(), State::Open);
+    s.handle_timeout(t + Duration::from_secs(5));
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert_eq!(events.len(), 5, "{events:?}");
     assert_eq!(
         events.last(),
         Some(&Event::Error(ConnectionError::TimedOut(Timeout::Pong)))
     );
-    let close = p.server.poll_transmit().expect("close frame");
+    let close: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
     assert_eq!(&close[..4], b"\x88\x18\x03\xf3"); // 1011 with a reason
-    assert!(p.server.should_close_transport());
+    assert_eq!(&close[4..], b"keepalive ping timeout");
+    assert!(s.should_close_transport());
+    assert_eq!(s.stats().last_rtt, None);
+}
+
+#[test]
+fn keepalive_ignores_unsolicited_pongs() {
+    let (mut s, start) = open_server(keepalive_config());
+    // Before any Ping: the schedule stays.
+    s.receive(
+        start + Duration::from_secs(1),
+        &client_frame(0x8A, b"hello"),
+    );
+    assert_eq!(s.poll_timeout(), Some(start + Duration::from_secs(10)));
+    let t = start + Duration::from_secs(10);
+    s.handle_timeout(t);
+    let payload = take_keepalive_ping(&mut s);
+    // Pongs that do not carry the Ping's payload: an empty one, one with
+    // another counter, one answering an application's Ping.
+    let mut other = payload.clone();
+    other[3] ^= 1;
+    for pong in [&b""[..], &other, b"app ping"] {
+        s.receive(t + Duration::from_secs(1), &client_frame(0x8A, pong));
+        assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(5)));
+        assert_eq!(s.stats().last_rtt, None);
+    }
+    // The matching one answers it.
+    s.receive(t + Duration::from_secs(2), &client_frame(0x8A, &payload));
+    assert_eq!(s.stats().last_rtt, Some(Duration::from_secs(2)));
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(10)));
+    // Sent again after it was answered, it changes nothing.
+    s.receive(t + Duration::from_secs(3), &client_frame(0x8A, &payload));
+    assert_eq!(s.stats().last_rtt, Some(Duration::from_secs(2)));
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(10)));
+}
+
+#[test]
+fn keepalive_waits_for_the_pong_and_then_pings_at_once_when_it_is_late() {
+    // A Pong deadline longer than the interval: one Ping at a time.
+    let cfg = Config {
+        pong_timeout: Duration::from_secs(30),
+        ..keepalive_config()
+    };
+    let (mut s, start) = open_server(cfg);
+    let t = start + Duration::from_secs(10);
+    s.handle_timeout(t);
+    let payload = take_keepalive_ping(&mut s);
+    s.handle_timeout(t + Duration::from_secs(10));
+    assert_eq!(s.poll_transmit(), None, "no second Ping while one waits");
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(30)));
+    s.receive(t + Duration::from_secs(12), &client_frame(0x8A, &payload));
+    assert_eq!(s.stats().last_rtt, Some(Duration::from_secs(12)));
+    // The interval has passed: the next Ping is due now.
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(10)));
+    s.handle_timeout(t + Duration::from_secs(12));
+    let next = take_keepalive_ping(&mut s);
+    assert_ne!(next, payload);
+    assert_eq!(s.stats().keepalive_pings, 2);
+}
+
+#[test]
+fn stats_count_messages_and_bytes_each_way() {
+    let mut p = Pair::new(Config::with_deflate(), Config::with_deflate(), usize::MAX);
+    let big = "x".repeat(2000); // compressed (over min_compress_size)
+    p.client.send_text("hello").unwrap();
+    p.client.send_binary(&[1, 2, 3]).unwrap();
+    p.client.send_text(&big).unwrap();
+    p.client
+        .send_fragment(MessageKind::Binary, b"ab", false)
+        .unwrap();
+    p.client
+        .send_fragment(MessageKind::Binary, b"cde", true)
+        .unwrap();
+    p.server.send_text("ok").unwrap();
+    p.client.ping(b"p").unwrap();
+    p.drive();
+    let (c, s) = (p.client.stats(), p.server.stats());
+    assert_eq!((c.messages_out, s.messages_in), (4, 4));
+    assert_eq!((c.messages_in, s.messages_out), (1, 1));
+    assert_eq!(c.bytes_out, 5 + 3 + 2000 + 5);
+    assert_eq!(s.bytes_in, c.bytes_out);
+    assert_eq!((c.bytes_in, s.bytes_out), (2, 2));
+    // The 2000-byte text went compressed, and so did the streamed message
+    // (streamed messages always are); the small ones did not.
+    assert!(
+        c.compressed_bytes_out > 0 && c.compressed_bytes_out < 100,
+        "{c:?}"
+    );
+    assert_eq!(s.compressed_bytes_in, c.compressed_bytes_out);
+    assert_eq!((s.compressed_bytes_out, c.compressed_bytes_in), (0, 0));
+    // Every frame byte, both ways: headers, masks, the Ping and its Pong.
+    assert_eq!(s.wire_bytes_in, c.wire_bytes_out);
+    assert_eq!(c.wire_bytes_in, s.wire_bytes_out);
+    assert_eq!(s.wire_bytes_out, 2 + 2 + 2 + 1); // "ok" and the Pong
+    assert_eq!((s.auto_pongs, c.auto_pongs), (1, 0));
+    // The halves split the counters; the connection adds them up.
+    let (rx, tx) = p.server.halves();
+    assert_eq!((rx.stats().messages_in, rx.stats().messages_out), (4, 0));
+    assert_eq!((tx.stats().messages_in, tx.stats().messages_out), (0, 1));
 }
 
 #[test]
@@ -2103,4 +2244,46 @@ fn the_output_limit_is_never_below_the_high_water_mark() {
     s.send_binary(&payload(9_000)).unwrap();
     s.send_binary(&payload(9_000)).unwrap();
     assert_eq!(s.send_binary(b"x"), Err(SendError::PendingOutputLimit));
+}
+
+#[test]
+fn stats_agree_between_the_fast_path_and_the_full_path() {
+    // Whatever path a frame takes and however the reads cut the bytes,
+    // the counters are those of the events handed out.
+    for role in [Role::Server, Role::Client] {
+        let wire = mixed_traffic(role);
+        for chunk in [1, 7, 64, wire.len()] {
+            let mut seen = Vec::new();
+            for fast in [true, false] {
+                let now = Instant::now();
+                let mask =
+                    (role == Role::Client).then(|| Box::new(SeededMask::new([5; 32])) as Box<_>);
+                let mut c =
+                    Connection::upgraded(role, Config::default(), Negotiated::default(), mask, now);
+                if !fast {
+                    c.halves().0.disable_fast_path();
+                }
+                let (mut messages, mut bytes) = (0, 0);
+                for piece in wire.chunks(chunk) {
+                    c.receive(now, piece);
+                    while let Some(ev) = c.poll_event() {
+                        if let Event::Text(t) = &ev {
+                            (messages, bytes) = (messages + 1, bytes + t.len() as u64);
+                        } else if let Event::Binary(b) = &ev {
+                            (messages, bytes) = (messages + 1, bytes + b.len() as u64);
+                        }
+                    }
+                }
+                let s = c.stats();
+                assert_eq!(
+                    (s.messages_in, s.bytes_in),
+                    (messages, bytes),
+                    "{role:?} {chunk}"
+                );
+                assert_eq!(s.wire_bytes_in, wire.len() as u64);
+                seen.push(s);
+            }
+            assert_eq!(seen[0], seen[1], "{role:?} {chunk}");
+        }
+    }
 }

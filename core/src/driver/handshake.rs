@@ -79,7 +79,10 @@ async fn drive_handshake<R: Io<S>, S>(io: &mut S, conn: &mut Connection) -> Resu
     loop {
         write_transmit::<R, S>(io, conn).await?;
         match conn.poll_event() {
-            Some(Event::Error(e)) => return Err(Error::Ws(e)),
+            Some(Event::Error(e)) => {
+                super::trace::handshake_failed(conn.role(), &e);
+                return Err(Error::Ws(e));
+            }
             Some(ev) => return Ok(ev),
             None => {}
         }
@@ -206,6 +209,8 @@ where
             return Err(e);
         }
     };
+    // The span of a traced connection names its path.
+    let path = request.path().to_owned();
     let Some(decision) = until::<R, _>(deadline, callback(*request)).await else {
         // The callback could not decide in time: the server is unavailable.
         let _ = conn.reject(503, &[], b"");
@@ -239,7 +244,7 @@ where
     }
     // The 101 goes out now, before the application does anything else.
     write_transmit::<R, S>(&mut stream, &mut conn).await?;
-    Ok(WebSocket::from_connection(stream, conn))
+    Ok(WebSocket::from_connection(stream, conn, &path))
 }
 
 /// Runs the client handshake on an established stream.
@@ -250,9 +255,13 @@ async fn client_handshake<R: Io<S>, S>(
 ) -> Result<(WebSocket<S, R>, Response), Error> {
     let mut key = [0u8; 16];
     R::fill_random(&mut key);
+    let path = super::trace::Path::new(request.path());
     let mut conn = Connection::client(config, request, key, os_mask::<R>(), R::now());
     match drive_handshake::<R, S>(&mut stream, &mut conn).await? {
-        Event::Connected(resp) => Ok((WebSocket::from_connection(stream, conn), *resp)),
+        Event::Connected(resp) => Ok((
+            WebSocket::from_connection(stream, conn, path.as_str()),
+            *resp,
+        )),
         _ => unreachable!("a client connection reports Connected first"),
     }
 }

@@ -40,6 +40,7 @@ mod reconnect;
 mod split;
 mod state;
 mod sync;
+mod trace;
 mod websocket;
 
 pub use byte_stream::ByteStream;

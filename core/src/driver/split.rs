@@ -23,7 +23,7 @@ use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, PoisonError};
 use super::{Ended, Error, Io, Runtime, SendStatus};
 use crate::{
     CloseCode, CloseFrame, ConnectionError, Event, Message, Negotiated, PreparedMessage, SendError,
-    SendHalf, State,
+    SendHalf, State, Stats,
 };
 
 /// Wakers of the tasks waiting on one thing; woken all at once.
@@ -235,6 +235,20 @@ impl<S, R: Io<S>> WebSocketReader<S, R> {
         self.r.rx.state()
     }
 
+    /// The connection's counters, both ways (see
+    /// [`WebSocket::stats`](super::WebSocket::stats)): the received ones
+    /// are the reader's own, the sent ones are read under the lock the
+    /// writer holds for a write.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().w.tx.add_stats(self.r.rx.stats())
+    }
+
+    /// Records the peer's address on the connection's span (see
+    /// [`WebSocket::record_peer_addr`](super::WebSocket::record_peer_addr)).
+    pub fn record_peer_addr(&self, addr: std::net::SocketAddr) {
+        self.r.trace.span().record_peer(addr);
+    }
+
     fn end(&mut self) {
         self.done = true;
         self.shared.finish(self.r.ended(true));
@@ -370,6 +384,14 @@ impl<S, R: Runtime> std::fmt::Debug for WebSocketWriter<S, R> {
 }
 
 impl<S, R: Io<S>> WebSocketWriter<S, R> {
+    /// The counters of what was sent (messages, bytes, compressed bytes);
+    /// the received ones, the keepalive Pings and the round-trip time are
+    /// the reader's and are zero here: [`WebSocketReader::stats`] has them
+    /// all.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().w.tx.stats()
+    }
+
     /// Sends a message: waits while the output is over the high-water
     /// mark, queues the message and writes what the transport accepts now.
     /// Fails with [`Error::Closed`] once a Close frame was sent or the

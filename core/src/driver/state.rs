@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
+use super::trace::{ConnSpan, ReadTrace, WriteTrace};
 use super::{Ended, Io, Runtime, Timer};
 use crate::{CloseFrame, ConnectionError, Event, ReceiveHalf, SendHalf, State};
 
@@ -66,6 +67,9 @@ pub(crate) struct ReadState<R: Runtime> {
     /// A read went through since [`ReadState::take_read`] last looked.
     read: bool,
     end: Option<Box<EndState>>,
+    /// The `tracing` feature's view of the receiving side (zero-sized
+    /// without it).
+    pub(crate) trace: ReadTrace,
     _rt: PhantomData<fn() -> R>,
 }
 
@@ -83,7 +87,7 @@ struct EndState {
 }
 
 impl<R: Runtime> ReadState<R> {
-    pub(crate) fn new(rx: ReceiveHalf) -> Self {
+    pub(crate) fn new(rx: ReceiveHalf, span: ConnSpan) -> Self {
         // Events the handshake left behind (frames that arrived with the 101
         // response) stay in the core like any other.
         ReadState {
@@ -93,6 +97,7 @@ impl<R: Runtime> ReadState<R> {
             eof: false,
             read: false,
             end: None,
+            trace: ReadTrace::new(span),
             _rt: PhantomData,
         }
     }
@@ -122,6 +127,7 @@ impl<R: Runtime> ReadState<R> {
     }
 
     fn note(&mut self, ev: &Event) {
+        self.trace.event(ev);
         match ev {
             Event::Close(f) => self.end().close_frame = Some(f.clone()),
             Event::Error(e) => self.end().error = Some(e.clone()),
@@ -238,6 +244,7 @@ impl<R: Runtime> ReadState<R> {
             let now = R::now();
             if now >= deadline {
                 self.rx.handle_timeout(now);
+                self.trace.after_input(&self.rx);
                 return true;
             }
             if self.timer_at != Some(deadline) {
@@ -285,6 +292,7 @@ impl<R: Runtime> ReadState<R> {
             } else {
                 self.rx.receive(R::now(), &buf[..n.min(buf.len())]);
             }
+            self.trace.after_input(&self.rx);
             Poll::Ready(Ok(()))
         })
     }
@@ -328,16 +336,20 @@ pub(crate) struct WriteState {
     high_water: usize,
     /// The transport's write side has been shut down.
     pub(crate) shut_down: bool,
+    /// The `tracing` feature's view of the sending side (zero-sized
+    /// without it).
+    trace: WriteTrace,
 }
 
 impl WriteState {
-    pub(crate) fn new(tx: SendHalf, high_water: usize) -> Self {
+    pub(crate) fn new(tx: SendHalf, high_water: usize, span: ConnSpan) -> Self {
         WriteState {
             tx,
             needs_flush: false,
             wrote: false,
             high_water,
             shut_down: false,
+            trace: WriteTrace::new(span),
         }
     }
 
@@ -436,6 +448,22 @@ impl WriteState {
         // A stream claiming more than it was given is buggy: the core
         // clamps, never panics.
         self.tx.advance_transmit(n);
+        self.trace.after_write(&self.tx);
         Poll::Ready(Ok(()))
+    }
+}
+
+/// The totals of each side, as the connection goes (feature `tracing`).
+#[cfg(feature = "tracing")]
+impl<R: Runtime> Drop for ReadState<R> {
+    fn drop(&mut self) {
+        self.trace.finish(&self.rx);
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl Drop for WriteState {
+    fn drop(&mut self) {
+        self.trace.finish(&self.tx);
     }
 }

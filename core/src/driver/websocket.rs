@@ -12,10 +12,11 @@ use futures_sink::Sink;
 use super::byte_stream::ByteStream;
 use super::split::{self, WebSocketReader, WebSocketWriter};
 use super::state::{ReadState, WriteState};
+use super::trace::ConnSpan;
 use super::{Ended, Error, Io, Runtime, SendStatus};
 use crate::{
     CloseCode, CloseFrame, Config, Connection, EntropyMask, Event, Message, Negotiated,
-    PreparedMessage, Role, SendError, SendHalf, State,
+    PreparedMessage, Role, SendError, SendHalf, State, Stats,
 };
 
 /// A WebSocket connection over a byte stream `S` (TCP, TLS, a Unix socket,
@@ -178,19 +179,21 @@ pub(crate) fn event_to_message(ev: Event) -> Option<Message> {
 }
 
 impl<S, R: Io<S>> WebSocket<S, R> {
-    /// Wraps a connection whose opening handshake has completed.
-    pub(crate) fn from_connection(io: S, conn: Connection) -> Self {
+    /// Wraps a connection whose opening handshake has completed; `path` is
+    /// the request's, for the `tracing` span (empty when unknown).
+    pub(crate) fn from_connection(io: S, conn: Connection, path: &str) -> Self {
         let negotiated = conn.negotiated().clone();
         let high_water = conn.config().write_buffer_high_water;
         let wakers = Arc::new(Wakers::default());
+        let span = ConnSpan::opened(conn.role(), path, &negotiated);
         let (rx, tx) = match conn.split() {
             Ok(halves) => halves,
             Err(_) => unreachable!("from_connection is only called once the handshake is done"),
         };
         WebSocket {
             io,
-            r: ReadState::new(rx),
-            w: WriteState::new(tx, high_water),
+            r: ReadState::new(rx, span.clone()),
+            w: WriteState::new(tx, high_water, span),
             negotiated,
             done: false,
             closing: false,
@@ -219,7 +222,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             Role::Server => None,
         };
         let conn = Connection::upgraded(role, config, negotiated, mask, R::now());
-        WebSocket::from_connection(stream, conn)
+        WebSocket::from_connection(stream, conn, "")
     }
 
     /// Sends a message. Waits while more than
@@ -462,6 +465,21 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// The connection's state as the core sees it.
     pub fn state(&self) -> State {
         self.r.rx.state()
+    }
+
+    /// The connection's counters: messages and bytes each way, compressed
+    /// bytes, keepalive Pings and automatic Pongs, and the round-trip time
+    /// of the last keepalive Ping (see [`Stats`]). Always kept.
+    pub fn stats(&self) -> Stats {
+        self.w.tx.add_stats(self.r.rx.stats())
+    }
+
+    /// Records the peer's address as the `peer` field of the connection's
+    /// span (feature `tracing`; without it, does nothing). The driver does
+    /// not know it (the transport can be any byte stream): call this after
+    /// `accept(stream)` with the address the listener returned.
+    pub fn record_peer_addr(&self, addr: std::net::SocketAddr) {
+        self.r.trace.span().record_peer(addr);
     }
 
     /// A shared reference to the transport.

@@ -27,6 +27,7 @@ impl ReceiveHalf {
                     // answered all the same by the closing handshake.
                     if self.link.close_sent_at().is_none() {
                         self.link.push(Reply::Pong(payload.clone()));
+                        self.stats.auto_pongs = self.stats.auto_pongs.wrapping_add(1);
                     }
                     self.push_answered(Event::Ping(payload));
                 } else {
@@ -36,8 +37,13 @@ impl ReceiveHalf {
                 }
             }
             OpCode::Pong => {
-                if self.ping_sent.is_some() && payload[..] == self.ping_count.to_be_bytes() {
-                    self.ping_sent = None;
+                // Only the answer to our outstanding keepalive Ping (its
+                // counter payload) counts: an unsolicited Pong, or one
+                // answering an application's Ping, changes nothing.
+                if self.ping_outstanding && payload[..] == self.ping_count.to_be_bytes() {
+                    self.ping_outstanding = false;
+                    self.stats
+                        .set_rtt(now.saturating_duration_since(self.last_ping));
                 }
                 self.push_answered(Event::Pong(payload));
             }
@@ -70,11 +76,12 @@ impl ReceiveHalf {
         let kind = cur.kind.expect("set by check_header");
         let text = kind == MessageKind::Text;
         let data = if cur.compressed {
-            let d = &mut self
+            let inflate = self
                 .inflate
                 .as_mut()
-                .expect("compressed implies a decompressor")
-                .codec;
+                .expect("compressed implies a decompressor");
+            inflate.compressed_bytes += payload.len() as u64;
+            let d = &mut inflate.codec;
             let mut fresh = BytesMut::new();
             let out = if self.reassemble {
                 &mut cur.data
@@ -86,6 +93,7 @@ impl ReceiveHalf {
             d.decompress_within(&payload, h.fin, out, config.max_message_size, &mut |n| {
                 held.cover(config, n)
             })?;
+            self.stats.bytes += (out.len() - before) as u64;
             if text {
                 self.utf8
                     .feed(&out[before..])
@@ -97,6 +105,7 @@ impl ReceiveHalf {
                 Some(fresh.freeze())
             }
         } else if self.reassemble {
+            self.stats.bytes += payload.len() as u64;
             if h.fin && cur.frames == 1 {
                 // One frame: hand out the input buffer's bytes, no copy.
                 Some(payload)
@@ -105,6 +114,7 @@ impl ReceiveHalf {
                 None
             }
         } else {
+            self.stats.bytes += payload.len() as u64;
             Some(payload)
         };
         if h.fin && text {
@@ -135,6 +145,7 @@ impl ReceiveHalf {
         }
         if h.fin {
             cur.kind = None;
+            self.stats.messages += 1;
         }
         Ok(())
     }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 
 use super::link::{Link, Reply};
-use super::Event;
+use super::stats::RecvCounters;
+use super::{Event, Stats};
 use crate::budget::Held;
 use crate::close::CloseFrame;
 use crate::config::Config;
@@ -102,6 +103,12 @@ struct Inflate {
     /// When the zlib streams were last released (the timer then waits for
     /// new traffic before it is armed again).
     released_at: Option<Instant>,
+    /// When bytes last arrived (only the idle release needs it, so it
+    /// lives here and not in every connection).
+    last_rx: Instant,
+    /// `Stats::compressed_bytes_in`, which only compressed connections
+    /// count.
+    compressed_bytes: u64,
 }
 
 /// The connection state as seen by the application.
@@ -153,9 +160,16 @@ pub struct ReceiveHalf {
     eof: bool,
     /// The transport should be closed once pending output is written.
     transport_done: bool,
-    last_rx: Instant,
-    ping_sent: Option<Instant>,
+    /// When the last keepalive Ping was sent (at first, when the
+    /// connection opened): the next one is due `ping_interval` after it.
+    last_ping: Instant,
+    /// The last keepalive Ping waits for its Pong (due `pong_timeout`
+    /// after `last_ping`).
+    ping_outstanding: bool,
+    /// The payload of the last keepalive Ping, a counter.
     ping_count: u32,
+    /// The receiving side's counters (see [`Stats`]).
+    stats: RecvCounters,
     /// The input buffer holds (or held) a large frame: see `SMALL_COPY`.
     large_buffer: bool,
     /// The input buffer held more than `KEEP_INPUT_PEAK` bytes since it was
@@ -218,9 +232,10 @@ impl ReceiveHalf {
             failed: false,
             eof: false,
             transport_done: false,
-            last_rx: now,
-            ping_sent: None,
+            last_ping: now,
+            ping_outstanding: false,
             ping_count: 0,
+            stats: RecvCounters::default(),
             large_buffer: false,
             buffer_peaked: false,
             small_bound: if cfg.max_fragments == 0 {
@@ -253,10 +268,12 @@ impl ReceiveHalf {
                 idle,
                 mark: now,
                 released_at: None,
+                last_rx: now,
+                compressed_bytes: 0,
             })
         });
         self.open = true;
-        self.last_rx = now;
+        self.last_ping = now;
     }
 
     /// When the peer's Close arrived.
@@ -315,6 +332,7 @@ impl ReceiveHalf {
 
     /// Buffers bytes that arrived before the connection opened.
     pub(crate) fn stash(&mut self, data: &[u8]) {
+        self.stats.wire_bytes += data.len() as u64;
         self.buf.extend_from_slice(data);
     }
 
@@ -344,7 +362,10 @@ impl ReceiveHalf {
             // Nothing could be answered (see `SendHalf::abort`).
             return;
         }
-        self.last_rx = now;
+        if let Some(inflate) = self.inflate.as_deref_mut() {
+            inflate.last_rx = now;
+        }
+        self.stats.wire_bytes += data.len() as u64;
         self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
         if data.len() > RECEIVE_STEP {
             self.buf.reserve(data.len());
@@ -594,6 +615,24 @@ impl ReceiveHalf {
             Some(Event::Close(_) | Event::Error(_))
         ));
         self.release_deferred_close()
+    }
+
+    /// The receiving side's counters (messages, bytes, automatic Pongs,
+    /// keepalive Pings and their round-trip time); the sending ones are
+    /// zero here (see [`crate::SendHalf::stats`], and
+    /// [`crate::Connection::stats`] for both).
+    pub fn stats(&self) -> Stats {
+        let c = &self.stats;
+        Stats {
+            messages_in: c.messages,
+            bytes_in: c.bytes,
+            compressed_bytes_in: self.inflate.as_ref().map_or(0, |i| i.compressed_bytes),
+            wire_bytes_in: c.wire_bytes,
+            keepalive_pings: self.ping_count.into(),
+            auto_pongs: c.auto_pongs.into(),
+            last_rtt: c.rtt(),
+            ..Stats::default()
+        }
     }
 
     /// Whether the sending half has control replies to encode and transmit.

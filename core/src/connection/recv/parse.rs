@@ -108,6 +108,24 @@ impl ReceiveHalf {
     /// opposed to at a frame the full path must take).
     #[inline]
     fn parse_small(&mut self) -> Result<bool, ProtocolError> {
+        // The frames that joined the ready region are counted from its
+        // growth, once per call: no counter work per frame.
+        // (The full path calls this before each of its frames too: then
+        // the region does not grow, and this is one comparison.)
+        let (ready, count) = (self.ready, self.ready_count);
+        let stop = self.parse_small_frames();
+        if self.ready_count != count {
+            let frames = self.ready_count - count;
+            let hlen = if self.role == Role::Server { 6 } else { 2 };
+            self.stats.messages += frames as u64;
+            self.stats.bytes += (self.ready - ready - frames * hlen) as u64;
+        }
+        stop
+    }
+
+    /// `parse_small`'s loop.
+    #[inline]
+    fn parse_small_frames(&mut self) -> Result<bool, ProtocolError> {
         let server = self.role == Role::Server;
         let mask_bit = if server { 0x80 } else { 0 };
         let hlen = if server { 6 } else { 2 };
@@ -140,10 +158,13 @@ impl ReceiveHalf {
                 return Err(ProtocolError::InvalidUtf8);
             }
             if lazy {
+                // Counted by `parse_small` from the region's growth.
                 self.ready += total;
                 self.ready_count += 1;
                 continue;
             }
+            self.stats.messages += 1;
+            self.stats.bytes += len as u64;
             let payload = if self.large_buffer {
                 let copy = Bytes::copy_from_slice(payload);
                 self.buf.advance(total);

@@ -66,14 +66,18 @@ impl ReceiveHalf {
             (Some(s), Some(r)) => after(s.max(r), close_timeout).map(|d| (d, Due::Linger)),
             (None, Some(_)) => None,
             (None, None) => {
-                let keepalive = self
-                    .config
-                    .ping_interval
-                    .and_then(|iv| match self.ping_sent {
-                        None => after(self.last_rx, iv).map(|d| (d, Due::Ping)),
-                        Some(p) => after(p.max(self.last_rx), self.config.pong_timeout)
-                            .map(|d| (d, Due::Pong)),
-                    });
+                // Keepalive (see `Config::ping_interval`): a Ping
+                // `ping_interval` after the last one whatever the traffic,
+                // one at a time, each with its own Pong deadline. Received
+                // data postpones neither: it shows that the peer writes,
+                // only the Pong that it reads.
+                let keepalive = self.config.ping_interval.and_then(|iv| {
+                    if self.ping_outstanding {
+                        after(self.last_ping, self.config.pong_timeout).map(|d| (d, Due::Pong))
+                    } else {
+                        after(self.last_ping, iv).map(|d| (d, Due::Ping))
+                    }
+                });
                 match (keepalive, self.deflate_deadline()) {
                     (Some(k), Some(r)) => Some(if r.0 < k.0 { r } else { k }),
                     (k, r) => k.or(r),
@@ -91,12 +95,12 @@ impl ReceiveHalf {
         let idle = inflate.idle?;
         let armed = match inflate.released_at {
             None => true,
-            Some(at) => self.last_rx > at || self.link.sent_since_check(),
+            Some(at) => inflate.last_rx > at || self.link.sent_since_check(),
         };
         if !armed {
             return None;
         }
-        after(self.last_rx.max(inflate.mark), idle).map(|d| (d, Due::ReleaseDeflate))
+        after(inflate.last_rx.max(inflate.mark), idle).map(|d| (d, Due::ReleaseDeflate))
     }
 
     /// Runs the timers that are due at `now`. Calling it early is harmless.
@@ -129,7 +133,8 @@ impl ReceiveHalf {
                 self.ping_count = self.ping_count.wrapping_add(1);
                 let payload = Bytes::copy_from_slice(&self.ping_count.to_be_bytes());
                 self.link.push(Reply::Ping(payload));
-                self.ping_sent = Some(now);
+                self.ping_outstanding = true;
+                self.last_ping = now;
             }
             Due::ReleaseDeflate => {
                 let busy = self.link.take_sent();
