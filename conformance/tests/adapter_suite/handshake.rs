@@ -60,6 +60,42 @@ macro_rules! handshake_tests {
             }));
         }
 
+        /// `Duration::MAX` means "no deadline" for the opening handshake,
+        /// on both sides: the deadline that cannot be represented is none
+        /// (adding it to the clock used to panic in every accept).
+        #[test]
+        fn an_unbounded_handshake_timeout_means_no_deadline() {
+            rt::block_on(rt::within_a_minute(async {
+                let unbounded = Config {
+                    opening_handshake_timeout: std::time::Duration::MAX,
+                    ..config()
+                };
+                let (l, addr) = rt::listen().await;
+                let server_config = unbounded.clone();
+                let server = rt::spawn(async move {
+                    let s = rt::accept(&l).await;
+                    let mut ws = accept_with(s, server_config, |_| Ok(Accept::new()))
+                        .await
+                        .expect("accept");
+                    let m = ws.recv().await.expect("a message").expect("a message");
+                    ws.send(m).await.expect("echo");
+                    ws.close(CloseCode::NORMAL, "").await.expect("close");
+                });
+                let (mut ws, _) = ConnectBuilder::new(format!("ws://{addr}/"))
+                    .no_proxy()
+                    .config(unbounded)
+                    .handshake_timeout(std::time::Duration::MAX)
+                    .connect()
+                    .await
+                    .expect("connect");
+                ws.send("hello").await.expect("send");
+                let echo = ws.recv().await.expect("the echo").expect("the echo");
+                assert_eq!(echo, Message::from("hello"));
+                assert!(ws.recv().await.is_none(), "the server's close");
+                server.await;
+            }));
+        }
+
         /// A plain `GET /` (no upgrade) on a raw socket against
         /// `accept_with` with `answer_plain_http` and `callback`: the raw
         /// response, and what `accept_with` returned.

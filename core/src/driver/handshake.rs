@@ -53,7 +53,15 @@ async fn read<R: Io<S>, S>(io: &mut S, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Runs `fut` until `deadline`; `None` when the deadline passed first.
-async fn until<R: Runtime, T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+/// No deadline (a timeout too long for the clock, `Duration::MAX` for
+/// "never") waits for `fut` alone.
+async fn until<R: Runtime, T>(
+    deadline: Option<Instant>,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    let Some(deadline) = deadline else {
+        return Some(fut.await);
+    };
     let mut fut = pin!(fut);
     let mut timer = R::timer();
     timer.reset(deadline);
@@ -88,7 +96,7 @@ async fn drive_handshake<R: Io<S>, S>(io: &mut S, conn: &mut Connection) -> Resu
         }
         let read = read::<R, S>(io, &mut buf);
         let outcome = match conn.poll_timeout() {
-            Some(deadline) => until::<R, _>(deadline, read).await,
+            Some(deadline) => until::<R, _>(Some(deadline), read).await,
             None => Some(read.await),
         };
         match outcome {
@@ -199,7 +207,7 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Result<Accept, Reject>>,
 {
-    let deadline = R::now() + config.opening_handshake_timeout;
+    let deadline = R::now().checked_add(config.opening_handshake_timeout);
     let mut conn = Connection::server(config, R::now());
     let request = match drive_handshake::<R, S>(&mut stream, &mut conn).await {
         Ok(Event::Request(req)) => req,
@@ -404,7 +412,7 @@ impl<C: Connector> ConnectBuilder<C> {
         let proxy = self
             .opts
             .proxy_for(&p.url, |name| std::env::var(name).ok())?;
-        let deadline = <C::Runtime as Runtime>::now() + p.timeout;
+        let deadline = <C::Runtime as Runtime>::now().checked_add(p.timeout);
         let url = &p.url;
         let (tls, roots) = (self.tls.clone(), self.roots);
         let setup = async {
@@ -430,8 +438,10 @@ impl<C: Connector> ConnectBuilder<C> {
         // The core's own handshake timer starts now: what is left of the
         // budget bounds the opening handshake.
         let mut config = p.config;
-        config.opening_handshake_timeout =
-            deadline.saturating_duration_since(<C::Runtime as Runtime>::now());
+        if let Some(deadline) = deadline {
+            config.opening_handshake_timeout =
+                deadline.saturating_duration_since(<C::Runtime as Runtime>::now());
+        }
         client_handshake::<C::Runtime, C::Stream>(stream, p.request, config).await
     }
 
