@@ -79,8 +79,9 @@ impl ReconnectPolicy {
     /// uniformly random `random`: `cap × random / 2^64` with
     /// `cap = min(max_delay, initial_delay × 2^retry)` ("full jitter").
     pub fn delay(&self, retry: u32, random: u64) -> Duration {
-        let cap = self.cap(retry);
-        let nanos = (cap.as_nanos() * u128::from(random)) >> 64;
+        // Below 2^64 ns (584 years), so the product fits in a u128.
+        let cap = self.cap(retry).as_nanos().min(u128::from(u64::MAX));
+        let nanos = (cap * u128::from(random)) >> 64;
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
@@ -111,8 +112,11 @@ impl ReconnectPolicy {
                     ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | TimedOut
                 )
             }
-            // The proxy could not reach the server (502, 503, 504).
+            // The proxy could not reach the server (502, 503, 504; SOCKS5:
+            // general failure, network or host unreachable, refused, TTL
+            // expired).
             Error::Proxy(ProxyError::Status(status)) => (500..=599).contains(status),
+            Error::Proxy(ProxyError::SocksReply(code)) => matches!(code, 1 | 3 | 4 | 5 | 6),
             _ => false,
         }
     }
@@ -338,13 +342,17 @@ impl<C: Connector> Reconnect<C> {
             if self.retrying {
                 self.wait().await;
             }
-            self.retrying = true;
+            // Set once the attempt has an outcome: one abandoned mid-way
+            // (this future dropped) is neither a failure nor a reason to
+            // draw another delay.
             match self.builder.connect_ref().await {
                 Ok(conn) => {
+                    self.retrying = true;
                     self.connected = true;
                     return Some(Ok(conn));
                 }
                 Err(e) => {
+                    self.retrying = true;
                     self.failures += 1;
                     let limit = self.policy.max_attempts.is_some_and(|m| self.failures >= m);
                     if limit || !self.policy.retries(&e) {
@@ -368,7 +376,11 @@ impl<C: Connector> Reconnect<C> {
                 .max(std::mem::take(&mut self.at_least));
             self.retry = self.retry.saturating_add(1);
             self.last_delay = Some(delay);
-            <C::Runtime as Runtime>::now() + delay
+            let now = <C::Runtime as Runtime>::now();
+            // A delay too long for the clock (`max_delay(Duration::MAX)`
+            // and a huge `Retry-After`): as long as it can be.
+            now.checked_add(delay)
+                .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)))
         });
         let mut timer = <C::Runtime as Runtime>::timer();
         timer.reset(wake_at);
@@ -455,6 +467,20 @@ mod tests {
         }
     }
 
+    /// Caps beyond 2^64 ns (about 584 years) do not overflow the jitter
+    /// arithmetic: the delay saturates at the largest one it can draw.
+    #[test]
+    fn an_unbounded_maximum_does_not_overflow() {
+        let p = ReconnectPolicy::new()
+            .initial_delay(Duration::from_secs(3600))
+            .max_delay(Duration::MAX);
+        assert!(p.cap(40) > Duration::from_nanos(u64::MAX));
+        assert_eq!(p.delay(40, u64::MAX), Duration::from_nanos(u64::MAX - 1));
+        assert_eq!(p.delay(40, 0), Duration::ZERO);
+        let huge = status(503, Some("18446744073709551615"));
+        assert_eq!(p.retry_after(&huge), Some(Duration::from_secs(u64::MAX)));
+    }
+
     /// An injected random source (xorshift64): reproducible.
     fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
         move || {
@@ -522,6 +548,20 @@ mod tests {
         assert!(!p.retries(&Error::Tls(std::io::ErrorKind::NotFound.into())));
         assert!(p.retries(&Error::Proxy(ProxyError::Status(502))));
         assert!(!p.retries(&Error::Proxy(ProxyError::Status(407))));
+        // SOCKS5: the server behind the proxy is down or unreachable...
+        for code in [1, 3, 4, 5, 6] {
+            assert!(
+                p.retries(&Error::Proxy(ProxyError::SocksReply(code))),
+                "{code}"
+            );
+        }
+        // ...but not allowed, or a request the proxy does not support.
+        for code in [2, 7, 8] {
+            assert!(
+                !p.retries(&Error::Proxy(ProxyError::SocksReply(code))),
+                "{code}"
+            );
+        }
         assert_eq!(p.retry_after(&status(503, Some("0"))), Some(Duration::ZERO));
         assert_eq!(
             p.retry_after(&status(503, Some("3600"))),
