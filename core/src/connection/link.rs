@@ -43,6 +43,9 @@ pub(crate) struct Link {
     /// looked (only noted when compression is on: it keeps idle zlib
     /// streams from being released while the application only sends).
     sent: AtomicBool,
+    /// The application sent a Ping since the receiving half's last
+    /// keepalive Ping: a peer may answer only that one (RFC 6455 §5.5.3).
+    app_ping: AtomicBool,
     replies: Mutex<VecDeque<Reply>>,
 }
 
@@ -86,6 +89,20 @@ impl Link {
 
     pub(crate) fn take_sent(&self) -> bool {
         self.sent.swap(false, Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_app_ping(&self) {
+        self.app_ping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the application sent a Ping since the last call (the
+    /// receiving half calls it as it sends a keepalive Ping).
+    pub(crate) fn take_app_ping(&self) -> bool {
+        self.app_ping.swap(false, Ordering::Relaxed)
+    }
+
+    pub(crate) fn app_ping_sent(&self) -> bool {
+        self.app_ping.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_finished(&self) {

@@ -215,6 +215,8 @@ impl SendHalf {
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.check_control(payload)?;
         self.write_frame(OpCode::Ping, 0, true, payload, None);
+        // A keepalive Ping waiting for its Pong may now get only this one's.
+        self.link.note_app_ping();
         Ok(())
     }
 

@@ -460,6 +460,38 @@ fn keepalive_ignores_unsolicited_pongs() {
     assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(10)));
 }
 
+/// RFC 6455 §5.5.3 lets a peer answer only the most recent Ping: when the
+/// application pings right after a keepalive Ping, the Pong to its Ping
+/// meets the keepalive deadline (no RTT: it is not the keepalive Ping's).
+#[test]
+fn keepalive_accepts_the_pong_to_a_later_application_ping() {
+    let (mut s, start) = open_server(keepalive_config());
+    let t = start + Duration::from_secs(10);
+    s.handle_timeout(t);
+    take_keepalive_ping(&mut s);
+    s.ping(b"app").unwrap();
+    let _ = std::iter::from_fn(|| s.poll_transmit()).count();
+    // The peer answers only the latest Ping, the application's.
+    s.receive(t + Duration::from_secs(1), &client_frame(0x8A, b"app"));
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(10)));
+    s.handle_timeout(t + Duration::from_secs(5));
+    assert_eq!(s.state(), State::Open);
+    assert_eq!(s.stats().last_rtt, None);
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert_eq!(events, [Event::Pong(Bytes::from_static(b"app"))]);
+    // An application Ping sent *before* the next keepalive Ping does not
+    // excuse that one: unanswered, it fails the connection.
+    s.ping(b"early").unwrap();
+    s.handle_timeout(t + Duration::from_secs(10));
+    let _ = std::iter::from_fn(|| s.poll_transmit()).count();
+    s.receive(t + Duration::from_secs(11), &client_frame(0x8A, b"early"));
+    s.handle_timeout(t + Duration::from_secs(15));
+    assert_eq!(
+        std::iter::from_fn(|| s.poll_event()).last(),
+        Some(Event::Error(ConnectionError::TimedOut(Timeout::Pong)))
+    );
+}
+
 #[test]
 fn keepalive_waits_for_the_pong_and_then_pings_at_once_when_it_is_late() {
     // A Pong deadline longer than the interval: one Ping at a time.

@@ -38,12 +38,19 @@ impl ReceiveHalf {
             }
             OpCode::Pong => {
                 // Only the answer to our outstanding keepalive Ping (its
-                // counter payload) counts: an unsolicited Pong, or one
-                // answering an application's Ping, changes nothing.
-                if self.ping_outstanding && payload[..] == self.ping_count.to_be_bytes() {
-                    self.ping_outstanding = false;
-                    self.stats
-                        .set_rtt(now.saturating_duration_since(self.last_ping));
+                // counter payload) counts: an unsolicited Pong changes
+                // nothing. But a peer may answer only the most recent Ping
+                // (RFC 6455 §5.5.3): once the application has sent one
+                // after ours, any Pong proves the peer reads — it meets
+                // the deadline, without an RTT (it is not our Ping's).
+                if self.ping_outstanding {
+                    if payload[..] == self.ping_count.to_be_bytes() {
+                        self.ping_outstanding = false;
+                        self.stats
+                            .set_rtt(now.saturating_duration_since(self.last_ping));
+                    } else if self.link.app_ping_sent() {
+                        self.ping_outstanding = false;
+                    }
                 }
                 self.push_answered(Event::Pong(payload));
             }

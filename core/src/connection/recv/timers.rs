@@ -132,6 +132,7 @@ impl ReceiveHalf {
             Due::Ping => {
                 self.ping_count = self.ping_count.wrapping_add(1);
                 let payload = Bytes::copy_from_slice(&self.ping_count.to_be_bytes());
+                self.link.take_app_ping();
                 self.link.push(Reply::Ping(payload));
                 self.ping_outstanding = true;
                 self.last_ping = now;
