@@ -7,7 +7,7 @@
 //! it. Readiness also reaches the waiting task late, through the reactor.
 //! So when the reader of a split connection writes the output the writer
 //! waits on, or one side of an unsplit connection polled from two tasks
-//! reads or writes for the other, the driver itself must wake the other
+//! reads or writes (or flushes, on TLS) for the other, the driver itself must wake the other
 //! task: the transport's wake-up may never come.
 //!
 //! The transport here does exactly that, and the tests poll futures with
@@ -75,6 +75,10 @@ struct Wire {
     incoming: Vec<u8>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
+    /// Like a TLS stream: writes are taken into a buffer at once, and
+    /// `flush` writes the buffer to the socket (which needs `room`).
+    tls: bool,
+    buffered: usize,
 }
 
 #[derive(Clone, Default)]
@@ -144,6 +148,10 @@ impl Io<Transport> for Rt {
     ) -> Poll<io::Result<usize>> {
         let mut w = io.wire();
         let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if w.tls {
+            w.buffered += len;
+            return Poll::Ready(Ok(len));
+        }
         let n = len.min(w.room);
         if n == 0 {
             w.write_waker = Some(cx.waker().clone());
@@ -155,7 +163,20 @@ impl Io<Transport> for Rt {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(_io: &mut Transport, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(io: &mut Transport, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut w = io.wire();
+        if w.buffered == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if w.room < w.buffered {
+            w.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = w.buffered;
+        w.room -= n;
+        w.written += n;
+        w.buffered = 0;
+        w.write_waker = None;
         Poll::Ready(Ok(()))
     }
 
@@ -243,6 +264,39 @@ fn the_reader_wakes_a_writer_whose_output_it_wrote() {
     );
     assert!(poll(next.as_mut(), &ww).is_ready());
     let _ = reader_task;
+}
+
+/// The same over a TLS-like stream, whose `flush` does the socket writes:
+/// the reader's flush that went through must wake the writer waiting in
+/// its own flush.
+#[test]
+fn the_reader_wakes_a_writer_whose_flush_it_finished() {
+    let t = Transport::default();
+    t.wire().tls = true;
+    let (mut reader, mut writer) = client(&t).split();
+    let (writer_task, ww) = Task::new();
+    let (_reader_task, rw) = Task::new();
+
+    assert!(poll(pin!(writer.send(vec![1u8; 100])), &ww).is_ready());
+    let mut flush = pin!(writer.flush());
+    assert!(poll(flush.as_mut(), &ww).is_pending());
+    let before = writer_task.woken();
+
+    t.wire().room = usize::MAX;
+    t.wire().incoming = server_text(b"hello");
+    let got = poll(pin!(reader.recv()), &rw);
+    assert!(matches!(got, Poll::Ready(Some(Ok(_)))));
+    assert!(
+        t.wire().written > 100,
+        "the reader's flush wrote the output"
+    );
+    t.notify_writable();
+
+    assert!(
+        writer_task.woken() > before,
+        "the writer waits in a flush that is done, and nothing will wake it"
+    );
+    assert!(poll(flush.as_mut(), &ww).is_ready());
 }
 
 #[test]

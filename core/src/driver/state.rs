@@ -383,6 +383,8 @@ impl WriteState {
                 if self.needs_flush {
                     ready!(R::poll_flush(io, cx))?;
                     self.needs_flush = false;
+                    // A TLS stream writes to its socket when flushed.
+                    self.wrote = true;
                 }
                 // A reply may have been pushed by the receiving half (on
                 // another task) while we were flushing.
