@@ -7,8 +7,8 @@
 //! it. Readiness also reaches the waiting task late, through the reactor.
 //! So when the reader of a split connection writes the output the writer
 //! waits on, or one side of an unsplit connection polled from two tasks
-//! reads or writes (or flushes, on TLS) for the other, the driver itself must wake the other
-//! task: the transport's wake-up may never come.
+//! reads or writes (or flushes, on TLS) for the other, the driver itself
+//! must wake the other task: the transport's wake-up may never come.
 //!
 //! The transport here does exactly that, and the tests poll futures with
 //! counting wakers in the one interleaving that loses the wake-up: the
