@@ -111,7 +111,10 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// Fail the connection when a keepalive Ping has not been answered
     /// this long after it was sent: a deadline per Ping, which data from
-    /// the peer does not postpone. The connection then reports
+    /// the peer does not postpone. The answer is the Pong carrying the
+    /// Ping's payload, or — as a peer may answer only the most recent Ping
+    /// (RFC 6455 §5.5.3) — any Pong once the application has sent a Ping
+    /// of its own after the keepalive Ping. The connection then reports
     /// [`crate::ConnectionError::TimedOut`]`(`[`crate::Timeout::Pong`]`)`,
     /// sends a Close with 1011 ("keepalive ping timeout") and is done with
     /// its transport.
