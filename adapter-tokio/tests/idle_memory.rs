@@ -10,48 +10,19 @@
 // The test drives its own clients and clock.
 #![allow(clippy::disallowed_methods)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use tokio::net::TcpListener;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(delta: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + delta));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        add(l.size() as isize);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        add(l.size() as isize);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add(-(l.size() as isize));
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        add(n as isize - l.size() as isize);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+// The memory tests' one counting allocator, core's (both crates are in
+// this workspace).
+#[path = "../../core/tests/support/live_bytes.rs"]
+mod live_bytes;
+use live_bytes::live;
 
 #[global_allocator]
-static A: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
+static A: live_bytes::LiveBytes = live_bytes::LiveBytes;
 
 const CONNS: usize = 64;
 

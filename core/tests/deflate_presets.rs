@@ -18,50 +18,18 @@
 // This is the event loop around the core: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsmachine::internals::{clear_thread_pool, thread_pool_len, FrameHeader};
 use wsmachine::{Accept, ClientRequest, Config, Connection, DeflateConfig, Event, SeededMask};
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(delta: isize) {
-    // `try_with`: the thread-local may already be gone while a thread exits.
-    let _ = LIVE.try_with(|c| c.set(c.get() + delta));
-}
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        add(l.size() as isize);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        add(l.size() as isize);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add(-(l.size() as isize));
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        add(n as isize - l.size() as isize);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
+use live_bytes::live;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: live_bytes::LiveBytes = live_bytes::LiveBytes;
 
 /// xorshift64*: a fixed sequence for a fixed seed.
 struct Rng(u64);

@@ -18,8 +18,6 @@
 // This is the event loop around the core: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,40 +25,12 @@ use bytes::BytesMut;
 use wsmachine::internals::FrameHeader;
 use wsmachine::{apply_mask, Accept, Config, Connection, Event, OpCode};
 
-struct Live;
-
-thread_local! {
-    /// Live bytes allocated by this thread: each test counts only its own
-    /// allocations, whatever the harness's other threads do meanwhile.
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(delta: isize) {
-    // `try_with`: the thread-local may already be gone while a thread exits.
-    let _ = LIVE.try_with(|c| c.set(c.get() + delta));
-}
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-unsafe impl GlobalAlloc for Live {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        add(l.size() as isize);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        add(-(l.size() as isize));
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        add(n as isize - l.size() as isize);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
+use live_bytes::live;
 
 #[global_allocator]
-static A: Live = Live;
+static A: live_bytes::LiveBytes = live_bytes::LiveBytes;
 
 const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
