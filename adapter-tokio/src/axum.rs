@@ -88,11 +88,12 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             .extensions
             .remove::<OnUpgrade>()
             .ok_or(WebSocketUpgradeRejection::NotUpgradable)?;
+        let config = Config::shared_with_deflate();
         Ok(WebSocketUpgrade {
             request,
             on_upgrade,
-            config: Config::shared_with_deflate(),
-            compression: Compression(Config::shared_with_deflate().deflate.clone()),
+            compression: Compression(config.deflate.clone()),
+            config,
             protocols: Vec::new(),
         })
     }
