@@ -338,40 +338,25 @@ fn streams_are_allocated_on_first_use_only() {
     drop((c, d));
 }
 
+#[path = "support/handshake.rs"]
+mod handshake;
+
 mod idle_release {
     use super::current;
+    use super::handshake::{open, pump};
     use std::time::{Duration, Instant};
     use wsmachine::internals::FrameHeader;
-    use wsmachine::{Accept, ClientRequest, Config, Connection, Event, SeededMask};
-
-    fn pump(from: &mut Connection, to: &mut Connection, now: Instant) -> Vec<u8> {
-        let mut wire = Vec::new();
-        while let Some(b) = from.poll_transmit() {
-            wire.extend_from_slice(&b);
-        }
-        to.receive(now, &wire);
-        wire
-    }
+    use wsmachine::{ClientRequest, Config, Connection, Event, SeededMask};
 
     fn pair(now: Instant) -> (Connection, Connection) {
-        let cfg = Config::with_deflate();
-        let mut client = Connection::client(
-            cfg.clone(),
+        let client = Connection::client(
+            Config::with_deflate(),
             ClientRequest::new("h", "/"),
             [3; 16],
             SeededMask::new([4; 32]),
             now,
         );
-        let mut server = Connection::server(cfg, now);
-        pump(&mut client, &mut server, now);
-        let Some(Event::Request(_)) = server.poll_event() else {
-            panic!("no request")
-        };
-        server.accept(now, Accept::new()).unwrap();
-        pump(&mut server, &mut client, now);
-        let Some(Event::Connected(_)) = client.poll_event() else {
-            panic!("not connected")
-        };
+        let (client, server) = open(client, Config::with_deflate(), now);
         assert!(client.negotiated().deflate.is_some());
         (client, server)
     }

@@ -22,10 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wsmachine::internals::{clear_thread_pool, thread_pool_len, FrameHeader};
-use wsmachine::{Accept, ClientRequest, Config, Connection, DeflateConfig, Event, SeededMask};
+use wsmachine::{ClientRequest, Config, Connection, DeflateConfig, Event, SeededMask};
 
+#[path = "support/handshake.rs"]
+mod handshake;
 #[path = "support/live_bytes.rs"]
 mod live_bytes;
+use handshake::pump;
 use live_bytes::live;
 
 #[global_allocator]
@@ -208,33 +211,15 @@ fn message(rng: &mut Rng, seq: u64) -> String {
     m
 }
 
-fn pump(from: &mut Connection, to: &mut Connection, now: Instant) -> Vec<u8> {
-    let mut wire = Vec::new();
-    while let Some(b) = from.poll_transmit() {
-        wire.extend_from_slice(&b);
-    }
-    to.receive(now, &wire);
-    wire
-}
-
 fn open_pair(server_cfg: &Arc<Config>, now: Instant, i: usize) -> (Connection, Connection) {
-    let mut client = Connection::client(
+    let client = Connection::client(
         Config::with_deflate(),
         ClientRequest::new("example.com", "/"),
         [i as u8; 16],
         SeededMask::new([i as u8; 32]),
         now,
     );
-    let mut server = Connection::server(server_cfg.clone(), now);
-    pump(&mut client, &mut server, now);
-    let Some(Event::Request(_)) = server.poll_event() else {
-        panic!("no request")
-    };
-    server.accept(now, Accept::new()).unwrap();
-    pump(&mut server, &mut client, now);
-    let Some(Event::Connected(_)) = client.poll_event() else {
-        panic!("not connected")
-    };
+    let (client, server) = handshake::open(client, server_cfg.clone(), now);
     assert_eq!(
         server.negotiated().deflate.is_some(),
         server_cfg.deflate.is_some()
