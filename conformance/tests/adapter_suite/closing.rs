@@ -47,11 +47,7 @@ macro_rules! closing_tests {
                     .close(Instant::now(), wsmachine::CloseCode::from(code), "peer")
                     .expect("close");
                 p.flush();
-                let mut events = Vec::new();
-                while let Some(ev) = p.next_event() {
-                    events.push(ev);
-                }
-                events
+                p.events_until_end()
             });
             (addr, peer)
         }
@@ -220,11 +216,7 @@ macro_rules! closing_tests {
                     p.conn
                         .close(Instant::now(), wsmachine::CloseCode::NORMAL, "client")
                         .expect("close");
-                    let mut events = Vec::new();
-                    while let Some(ev) = p.next_event() {
-                        events.push(ev);
-                    }
-                    events
+                    p.events_until_end()
                 });
                 let s = rt::accept(&l).await;
                 let mut ws = accept_with(s, config(), |_| Ok(Accept::new()))

@@ -314,11 +314,7 @@ macro_rules! fanout_tests {
                 let (l, addr) = rt::listen().await;
                 let client = std::thread::spawn(move || {
                     let mut p = crate::peer::Peer::connect(addr);
-                    let mut events = Vec::new();
-                    while let Some(ev) = p.next_event() {
-                        events.push(ev);
-                    }
-                    events
+                    p.events_until_end()
                 });
                 let s = rt::accept(&l).await;
                 let cfg = Config {

@@ -123,6 +123,11 @@ impl Peer {
         }
     }
 
+    /// Every event until the end of stream (see [`Peer::next_event`]).
+    pub(crate) fn events_until_end(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.next_event()).collect()
+    }
+
     /// The next event, reading as needed (and writing the core's replies
     /// first); `None` at end of stream once every event was taken.
     pub(crate) fn next_event(&mut self) -> Option<Event> {

@@ -30,11 +30,7 @@ macro_rules! streams_tests {
                         .close(Instant::now(), wsmachine::CloseCode::NORMAL, "")
                         .expect("close");
                     p.flush();
-                    let mut events = Vec::new();
-                    while let Some(ev) = p.next_event() {
-                        events.push(ev);
-                    }
-                    events
+                    p.events_until_end()
                 });
                 let s = rt::accept(&l).await;
                 let cfg = Config {
