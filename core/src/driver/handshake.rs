@@ -217,8 +217,13 @@ where
             return Err(e);
         }
     };
-    // The span of a traced connection names its path.
-    let path = request.path().to_owned();
+    // The span of a traced connection names its path; without the
+    // feature nothing is copied (an empty `String` does not allocate).
+    let path = if cfg!(feature = "tracing") {
+        request.path().to_owned()
+    } else {
+        String::new()
+    };
     let Some(decision) = until::<R, _>(deadline, callback(*request)).await else {
         // The callback could not decide in time: the server is unavailable.
         let _ = conn.reject(503, &[], b"");
