@@ -986,13 +986,26 @@ async fn serve_one(tcp: tokio::net::TcpStream) -> ServerReport {
     .await;
     report.path = path;
     report.offered_extensions = offered;
-    let mut ws = match ws {
-        Ok(ws) => ws,
+    match ws {
+        Ok(ws) => echo_and_report(ws, report, &counters).await,
         Err(e) => {
             report.error = Some(format!("accept failed: {e}"));
-            return report;
+            report
         }
-    };
+    }
+}
+
+/// Echoes every message of an accepted connection until it ends and fills
+/// in the rest of `report` (`path` and `offered_extensions` are the
+/// caller's); `counters` count the bytes of the stream under `ws`.
+pub(crate) async fn echo_and_report<S>(
+    mut ws: wsmachine_tokio::WebSocket<S>,
+    mut report: ServerReport,
+    counters: &Counters,
+) -> ServerReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     report.deflate = ws.negotiated().deflate.is_some();
     let closer = report.path.starts_with("/server-close");
     // Bounded by the number of events a test sends (and the 90 s above).
