@@ -62,12 +62,20 @@ pub use wsmachine::{
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "http2")]
+pub mod h2;
+#[cfg(any(feature = "axum", feature = "http2"))]
+pub mod hyper;
+#[cfg(feature = "http2")]
+pub use h2::{serve_connection, H2Connection};
 
 /// The core's handshake from and to the `http` crate's types (feature
 /// `http`), for streams an HTTP server upgraded (see
 /// `examples/upgrade_hyper.rs`).
 #[cfg(feature = "http")]
-pub use wsmachine::{accept_http_response, error_http_response, reject_http_response};
+pub use wsmachine::{
+    accept_http_response, error_h2_response, error_http_response, reject_http_response, H2Handshake,
+};
 
 /// The Tokio binding: Tokio's clock and timers (so `tokio::time::pause`
 /// drives the core's timers too), `getrandom`, and any

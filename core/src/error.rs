@@ -256,6 +256,24 @@ pub enum HandshakeError {
     /// The application rejected the request, or a response was sent that was not 101.
     #[error("handshake rejected with status {0}")]
     Rejected(u16),
+    /// A WebSocket request over HTTP/2 (RFC 8441 extended CONNECT) whose
+    /// method is not CONNECT. The server answers 405 with `Allow: CONNECT`.
+    #[error("method {0} is not CONNECT")]
+    ConnectMethod(String),
+    /// An HTTP/2 CONNECT whose `:protocol` is missing (a plain CONNECT, a
+    /// tunnel) or is not `websocket` (RFC 8441 §4); the value as it came,
+    /// empty when missing. The server answers 400.
+    #[error("extended CONNECT :protocol {0:?} is not websocket")]
+    ConnectProtocol(String),
+    /// A field that has no place in a WebSocket handshake over HTTP/2: the
+    /// `Sec-WebSocket-Key` RFC 8441 §5 leaves out, or the connection-specific
+    /// `Upgrade` and `Connection` (RFC 9113 §8.2.2). The server answers 400.
+    #[error("{0} has no place in an HTTP/2 WebSocket handshake")]
+    Http2Field(&'static str),
+    /// The HTTP/2 server did not send `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`
+    /// (RFC 8441 §3): a client may not open a WebSocket on its connection.
+    #[error("the HTTP/2 server does not allow extended CONNECT (RFC 8441)")]
+    ExtendedConnectDisabled,
 }
 
 /// A URL that cannot be connected to: [`WsUrl::parse`](crate::WsUrl::parse)

@@ -54,7 +54,9 @@ pub use error::{
 pub use extensions::{parse_extensions, ExtensionOffer};
 pub use frame::OpCode;
 #[cfg(feature = "http")]
-pub use handshake::{accept_http_response, error_http_response, reject_http_response};
+pub use handshake::{
+    accept_http_response, error_h2_response, error_http_response, reject_http_response, H2Handshake,
+};
 pub use handshake::{
     accept_key, accept_response, error_response, reject_response, Accept, ClientRequest,
     Negotiated, Request, ServerHandshake, WsUrl,

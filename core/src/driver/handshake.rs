@@ -380,6 +380,14 @@ impl<C: Connector> ConnectBuilder<C> {
         self
     }
 
+    /// The options without the runtime's parts (TLS, roots): URL, headers,
+    /// subprotocols, Origin, compression, configuration, timeout and proxy.
+    /// What opens a WebSocket on a connection made elsewhere (the tokio
+    /// adapter's HTTP/2 connection) reads.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
     /// Connects through `proxy`: an HTTP proxy (tunnel with `CONNECT`,
     /// `Proxy-Authorization: Basic` when it has credentials) or a SOCKS5
     /// proxy (no authentication or user/password; the proxy resolves the

@@ -266,29 +266,40 @@ impl ClientRequest {
         put(&self.host);
         put("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
         put(key);
-        put("\r\nSec-WebSocket-Version: 13\r\n");
-        if let Some(o) = &self.origin {
-            put("Origin: ");
-            put(o);
-            put("\r\n");
-        }
-        if !self.subprotocols.is_empty() {
-            put("Sec-WebSocket-Protocol: ");
-            put(&self.subprotocols.join(", "));
-            put("\r\n");
-        }
-        if let Some(d) = deflate {
-            put("Sec-WebSocket-Extensions: ");
-            put(&d.offer_header());
-            put("\r\n");
-        }
-        for (n, v) in &self.headers {
+        put("\r\n");
+        for (n, v) in self.offer_fields(deflate) {
             put(n);
             put(": ");
-            put(v);
+            put(&v);
             put("\r\n");
         }
         put("\r\n");
+    }
+
+    /// The fields both HTTP versions send after their own (RFC 6455 §4.1;
+    /// RFC 8441 §5 keeps them): the version, Origin, the subprotocols and
+    /// the permessage-deflate offer, then the caller's headers.
+    pub(super) fn offer_fields<'a>(
+        &'a self,
+        deflate: Option<&DeflateConfig>,
+    ) -> Vec<(&'a str, std::borrow::Cow<'a, str>)> {
+        let mut fields = vec![("Sec-WebSocket-Version", "13".into())];
+        if let Some(o) = &self.origin {
+            fields.push(("Origin", o.as_str().into()));
+        }
+        if !self.subprotocols.is_empty() {
+            fields.push((
+                "Sec-WebSocket-Protocol",
+                self.subprotocols.join(", ").into(),
+            ));
+        }
+        if let Some(d) = deflate {
+            fields.push(("Sec-WebSocket-Extensions", d.offer_header().into()));
+        }
+        for (n, v) in &self.headers {
+            fields.push((n.as_str(), v.as_str().into()));
+        }
+        fields
     }
 }
 
@@ -468,35 +479,46 @@ impl ClientHandshake {
             Some(a) if a.trim() == self.expected_accept => {}
             _ => return Err(HandshakeError::Accept),
         }
-        let protocols = r.headers.list("sec-websocket-protocol");
-        let subprotocol = match protocols.as_slice() {
-            [] => None,
-            [p] if self.subprotocols.iter().any(|o| o == p) => Some(p.clone()),
-            [p] => return Err(HandshakeError::Subprotocol(p.clone())),
-            _ => return Err(HandshakeError::Subprotocol(protocols.join(", "))),
-        };
-        let mut deflate = None;
-        for value in r.headers.get_all("sec-websocket-extensions") {
-            for ext in parse_extensions(value)? {
-                match (
-                    &self.deflate,
-                    ext.name.eq_ignore_ascii_case("permessage-deflate"),
-                ) {
-                    (Some(cfg), true) => {
-                        if deflate.is_some() {
-                            return Err(ExtensionError::DuplicateExtension(ext.name).into());
-                        }
-                        deflate = Some(cfg.check_response(&ext)?);
+        negotiate_response(&r.headers, &self.subprotocols, self.deflate.as_ref())
+    }
+}
+
+/// What an accepting answer agreed on, over either HTTP version: at most
+/// one subprotocol, one the client offered; only extensions it offered
+/// (permessage-deflate, once, with parameters its offer allows).
+pub(super) fn negotiate_response(
+    headers: &Headers,
+    offered: &[String],
+    deflate_offer: Option<&DeflateConfig>,
+) -> Result<Negotiated, HandshakeError> {
+    let protocols = headers.list("sec-websocket-protocol");
+    let subprotocol = match protocols.as_slice() {
+        [] => None,
+        [p] if offered.iter().any(|o| o == p) => Some(p.clone()),
+        [p] => return Err(HandshakeError::Subprotocol(p.clone())),
+        _ => return Err(HandshakeError::Subprotocol(protocols.join(", "))),
+    };
+    let mut deflate = None;
+    for value in headers.get_all("sec-websocket-extensions") {
+        for ext in parse_extensions(value)? {
+            match (
+                deflate_offer,
+                ext.name.eq_ignore_ascii_case("permessage-deflate"),
+            ) {
+                (Some(cfg), true) => {
+                    if deflate.is_some() {
+                        return Err(ExtensionError::DuplicateExtension(ext.name).into());
                     }
-                    _ => return Err(ExtensionError::UnofferedExtension(ext.name).into()),
+                    deflate = Some(cfg.check_response(&ext)?);
                 }
+                _ => return Err(ExtensionError::UnofferedExtension(ext.name).into()),
             }
         }
-        Ok(Negotiated {
-            subprotocol,
-            deflate,
-        })
     }
+    Ok(Negotiated {
+        subprotocol,
+        deflate,
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ mod server;
 
 pub use client::{ClientHandshake, ClientOutcome, ClientRequest, WsUrl};
 #[cfg(feature = "http")]
-pub use http_types::{accept_http_response, error_http_response, reject_http_response};
+pub use http_types::{
+    accept_http_response, error_h2_response, error_http_response, reject_http_response, H2Handshake,
+};
 pub use server::{
     accept_response, error_response, reject_response, Accept, Request, ServerHandshake,
 };

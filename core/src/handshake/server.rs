@@ -29,6 +29,8 @@ pub struct Request {
     subprotocols: Vec<String>,
     extensions: Vec<ExtensionOffer>,
     upgrade: bool,
+    /// An HTTP/2 extended CONNECT (RFC 8441), answered with a 200.
+    extended_connect: bool,
 }
 
 impl Request {
@@ -80,9 +82,19 @@ impl Request {
         &self.extensions
     }
 
-    /// The `Sec-WebSocket-Key` (empty for a plain HTTP request).
+    /// The `Sec-WebSocket-Key` (empty for a plain HTTP request and for an
+    /// HTTP/2 extended CONNECT, which has none).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Whether the request came over HTTP/2 as an extended CONNECT (RFC
+    /// 8441, the `http` feature's `Request::from_h2_connect`): its answer
+    /// is a `200` with no `Sec-WebSocket-Accept`, built by
+    /// `accept_http_response` only (there are no HTTP/1.1 bytes to write),
+    /// and the stream it opened is the WebSocket's transport.
+    pub fn is_extended_connect(&self) -> bool {
+        self.extended_connect
     }
 
     /// Whether this is a WebSocket opening request (RFC 6455 §4.2.1), which
@@ -369,6 +381,7 @@ fn validate_request(
             subprotocols: Vec::new(),
             extensions: Vec::new(),
             upgrade: false,
+            extended_connect: false,
         });
     }
     if !headers.has_token("upgrade", "websocket") {
@@ -377,13 +390,7 @@ fn validate_request(
     if !headers.has_token("connection", "upgrade") {
         return Err(HandshakeError::Connection);
     }
-    // Two version fields are a malformed request (400), not a version we
-    // could name in a 426.
-    let version =
-        at_most_once(&headers, "sec-websocket-version", "Sec-WebSocket-Version")?.unwrap_or("");
-    if version.trim() != "13" {
-        return Err(HandshakeError::UnsupportedVersion(version.to_owned()));
-    }
+    check_version(&headers)?;
     let key = at_most_once(&headers, "sec-websocket-key", "Sec-WebSocket-Key")?
         .ok_or(HandshakeError::Key)?
         .trim()
@@ -392,6 +399,29 @@ fn validate_request(
         Ok(raw) if raw.len() == 16 => {}
         _ => return Err(HandshakeError::Key),
     }
+    Ok(websocket_request(target, headers, key, false))
+}
+
+/// `Sec-WebSocket-Version: 13`, the one version (RFC 6455 §4.2.1 item 6;
+/// RFC 8441 §5 keeps it): else 426.
+fn check_version(headers: &Headers) -> Result<(), HandshakeError> {
+    // Two version fields are a malformed request (400), not a version we
+    // could name in a 426.
+    let version =
+        at_most_once(headers, "sec-websocket-version", "Sec-WebSocket-Version")?.unwrap_or("");
+    if version.trim() != "13" {
+        return Err(HandshakeError::UnsupportedVersion(version.to_owned()));
+    }
+    Ok(())
+}
+
+/// A validated WebSocket request with its offers, over either HTTP version.
+fn websocket_request(
+    target: String,
+    headers: Headers,
+    key: String,
+    extended_connect: bool,
+) -> Request {
     let subprotocols = headers.list("sec-websocket-protocol");
     // RFC 6455 §9.1: an offer the server cannot parse is declined, not fatal.
     let extensions = headers
@@ -399,14 +429,84 @@ fn validate_request(
         .filter_map(|v| parse_extensions(v).ok())
         .flatten()
         .collect();
-    Ok(Request {
+    Request {
         target,
         headers,
         key,
         subprotocols,
         extensions,
         upgrade: true,
-    })
+        extended_connect,
+    }
+}
+
+/// The rules for an HTTP/2 extended CONNECT (RFC 8441 §4 and §5), the
+/// HTTP/2 counterpart of [`validate_head`]: method CONNECT, HTTP/2,
+/// `:protocol` `websocket`, an authority (`:authority`, or a `Host` naming
+/// the same), an origin-form `:path`, no body, `Sec-WebSocket-Version: 13`
+/// (else 426), and none of the HTTP/1.1 handshake's own fields
+/// (`Sec-WebSocket-Key`, `Upgrade`, `Connection`). Subprotocol and
+/// extension offers are read as over HTTP/1.1.
+///
+/// The `:authority` is given to the application as a `host` field when
+/// the request has none, so that [`Request::host`] means the same over
+/// both versions.
+pub(super) fn validate_extended_connect(
+    method: &str,
+    http2: bool,
+    protocol: Option<&str>,
+    authority: Option<&str>,
+    target: &str,
+    mut headers: Headers,
+) -> Result<Request, HandshakeError> {
+    if method != "CONNECT" {
+        return Err(HandshakeError::ConnectMethod(method.to_owned()));
+    }
+    if !http2 {
+        return Err(HandshakeError::HttpVersion);
+    }
+    // The same comparison as the `Upgrade: websocket` token's on HTTP/1.1.
+    match protocol {
+        Some(p) if p.eq_ignore_ascii_case("websocket") => {}
+        p => return Err(HandshakeError::ConnectProtocol(p.unwrap_or("").to_owned())),
+    }
+    check_no_body(&headers)?;
+    for (name, canonical) in [
+        ("sec-websocket-key", "Sec-WebSocket-Key"),
+        ("upgrade", "Upgrade"),
+        ("connection", "Connection"),
+    ] {
+        if headers.get(name).is_some() {
+            return Err(HandshakeError::Http2Field(canonical));
+        }
+    }
+    let host = at_most_once(&headers, "host", "Host")?.map(str::trim);
+    let authority = match (authority, host) {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => {
+            // RFC 9113 §8.3.1: a Host that differs from :authority is a
+            // request that two readers would route differently.
+            return Err(HandshakeError::InvalidHost(h.to_owned()));
+        }
+        (Some(a), _) => a.to_owned(),
+        (None, Some(h)) if !h.is_empty() => h.to_owned(),
+        (None, _) => return Err(HandshakeError::MissingHost),
+    };
+    if !is_host(&authority) {
+        return Err(HandshakeError::InvalidHost(authority));
+    }
+    if !target.starts_with('/') || target.contains('#') {
+        return Err(HandshakeError::RequestTarget(target.to_owned()));
+    }
+    check_version(&headers)?;
+    if host.is_none() {
+        headers.push("host", authority.as_bytes());
+    }
+    Ok(websocket_request(
+        target.to_owned(),
+        headers,
+        String::new(),
+        true,
+    ))
 }
 
 /// Whether a request asks for a WebSocket, however badly: an `Upgrade`
@@ -545,6 +645,11 @@ pub fn accept_response(
     accept: &Accept,
     deflate: Option<&DeflateConfig>,
 ) -> Result<(Bytes, Negotiated), SendError> {
+    if request.extended_connect {
+        return Err(SendError::InvalidAccept(
+            "an HTTP/2 extended CONNECT is answered by accept_http_response".into(),
+        ));
+    }
     accept_answer(request, accept, deflate).map(|(a, n)| (a.to_bytes(), n))
 }
 
@@ -564,11 +669,18 @@ pub(super) fn accept_answer(
             )));
         }
     }
-    let mut headers = vec![
-        ("Upgrade".to_owned(), "websocket".to_owned()),
-        ("Connection".to_owned(), "Upgrade".to_owned()),
-        ("Sec-WebSocket-Accept".to_owned(), accept_key(&request.key)),
-    ];
+    // RFC 8441 §5: over HTTP/2 the answer is a 2xx with neither the
+    // upgrade fields nor Sec-WebSocket-Accept; the rest is the same.
+    let (status, mut headers) = if request.extended_connect {
+        (200, Vec::new())
+    } else {
+        let switch = vec![
+            ("Upgrade".to_owned(), "websocket".to_owned()),
+            ("Connection".to_owned(), "Upgrade".to_owned()),
+            ("Sec-WebSocket-Accept".to_owned(), accept_key(&request.key)),
+        ];
+        (101, switch)
+    };
     if let Some(p) = &accept.subprotocol {
         push_header(&mut headers, "Sec-WebSocket-Protocol", p)?;
     }
@@ -586,7 +698,7 @@ pub(super) fn accept_answer(
         push_header(&mut headers, n, v)?;
     }
     let answer = Answer {
-        status: 101,
+        status,
         headers,
         body: Bytes::new(),
     };
@@ -640,6 +752,7 @@ pub(super) fn error_answer(err: &HandshakeError) -> Answer {
             (431, vec![])
         }
         HandshakeError::Method(_) => (405, vec![("Allow", "GET")]),
+        HandshakeError::ConnectMethod(_) => (405, vec![("Allow", "CONNECT")]),
         _ => (400, vec![]),
     };
     Answer {
