@@ -10,6 +10,20 @@
 //! the library reads every request head, under the opening handshake's
 //! limits and deadline, and `Config::answer_plain_http` hands a plain one
 //! to the `accept_with` callback, which answers it with a `Reject`.
+//!
+//! With the `http2` feature it has an HTTP/2 mode (RFC 8441):
+//!
+//! ```text
+//! cargo run -p wsmachine-tokio --features http2 --example echo_server -- --h2 127.0.0.1:9443
+//! ```
+//!
+//! serves `https://ADDR/` with a certificate it generates for 127.0.0.1
+//! and localhost (its PEM is written to the path it prints, for
+//! `curl --cacert` or a browser's trust store; Chromium takes
+//! `--ignore-certificate-errors` for a quick look). A browser that loads the
+//! demo page over HTTP/2 opens its `wss://` WebSocket as an extended
+//! CONNECT on the page's own connection; HTTP/1.1 clients (ALPN
+//! `http/1.1`) get the upgrade as usual, on the same port.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,9 +33,19 @@ use wsmachine_tokio::{accept_with, Accept, Config, Error, Reject, Request};
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--h2") {
+        let addr = args.nth(1).unwrap_or_else(|| "127.0.0.1:9443".into());
+        #[cfg(feature = "http2")]
+        h2::main(addr).await;
+        #[cfg(not(feature = "http2"))]
+        {
+            eprintln!("echo_server: --h2 {addr} needs the http2 feature: cargo run -p wsmachine-tokio --features http2 --example echo_server -- --h2");
+            std::process::exit(2);
+        }
+        return;
+    }
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = match TcpListener::bind(&addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -86,6 +110,115 @@ fn route(req: &Request) -> Result<Accept, Reject> {
         Err(Reject::new(404)
             .header("Content-Type", "text/plain; charset=utf-8")
             .body("not found\n"))
+    }
+}
+
+/// The HTTP/2 mode: TLS with ALPN `h2` and `http/1.1`, each connection
+/// served by hyper through `serve_connection`, which allows both an
+/// HTTP/1.1 upgrade and extended CONNECT.
+#[cfg(feature = "http2")]
+mod h2 {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::{Method, Request, Response, StatusCode};
+    use tokio::net::TcpListener;
+    use wsmachine_tokio::hyper::WebSocketUpgrade;
+    use wsmachine_tokio::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use wsmachine_tokio::{rustls, serve_connection, tokio_rustls::TlsAcceptor};
+
+    pub(super) async fn main(addr: String) {
+        let listener = match TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("echo_server: cannot listen on {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let local = listener.local_addr().expect("bound socket has an address");
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let ck = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
+        let pem = std::env::temp_dir().join(format!("wsmachine-echo-{}.pem", local.port()));
+        if let Err(e) = std::fs::write(&pem, ck.cert.pem()) {
+            eprintln!("echo_server: cannot write {}: {e}", pem.display());
+        }
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .expect("the generated certificate");
+        // HTTP/2 first: a browser that can, takes it.
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tls = TlsAcceptor::from(Arc::new(tls));
+        println!(
+            "listening on https://{local} (HTTP/2 and HTTP/1.1; WebSockets at wss://{local}/)"
+        );
+        println!("certificate: {}", pem.display());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("echo_server: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let stream = match tls.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => return eprintln!("echo_server: {peer}: TLS: {e}"),
+                };
+                let service = hyper::service::service_fn(route);
+                if let Err(e) = serve_connection(stream, service).await {
+                    eprintln!("echo_server: {peer}: {e}");
+                }
+            });
+        }
+    }
+
+    /// The demo page for a plain `GET /`, a 404 for other plain requests,
+    /// and every WebSocket request (an HTTP/1.1 upgrade or an HTTP/2
+    /// extended CONNECT) echoed.
+    async fn route(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let plain = req.method() == Method::GET && !req.headers().contains_key("upgrade");
+        if plain {
+            let (status, body) = if req.uri().path() == "/" {
+                (StatusCode::OK, super::PAGE)
+            } else {
+                (StatusCode::NOT_FOUND, "not found\n")
+            };
+            let kind = if status == StatusCode::OK {
+                "text/html"
+            } else {
+                "text/plain"
+            };
+            let resp = Response::builder()
+                .status(status)
+                .header("content-type", format!("{kind}; charset=utf-8"))
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .expect("a valid response");
+            return Ok(resp);
+        }
+        let ws = match WebSocketUpgrade::from_request(&mut req) {
+            Ok(ws) => ws,
+            Err(rejection) => return Ok(rejection.into_response()),
+        };
+        Ok(ws.on_upgrade(|mut ws| async move {
+            while let Some(Ok(msg)) = ws.recv().await {
+                if ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }))
     }
 }
 

@@ -987,7 +987,7 @@ async fn serve_one(tcp: tokio::net::TcpStream) -> ServerReport {
     report.path = path;
     report.offered_extensions = offered;
     match ws {
-        Ok(ws) => echo_and_report(ws, report, &counters).await,
+        Ok(ws) => echo_and_report(ws, report, Some(&counters)).await,
         Err(e) => {
             report.error = Some(format!("accept failed: {e}"));
             report
@@ -997,11 +997,14 @@ async fn serve_one(tcp: tokio::net::TcpStream) -> ServerReport {
 
 /// Echoes every message of an accepted connection until it ends and fills
 /// in the rest of `report` (`path` and `offered_extensions` are the
-/// caller's); `counters` count the bytes of the stream under `ws`.
+/// caller's); `counters` count the bytes of the stream under `ws`, and
+/// without them the wire bytes are the connection's own count
+/// ([`Stats`](wsmachine_tokio::Stats)), for a stream that cannot be
+/// wrapped (an HTTP/2 stream, whose TCP connection carries other streams).
 pub(crate) async fn echo_and_report<S>(
     mut ws: wsmachine_tokio::WebSocket<S>,
     mut report: ServerReport,
-    counters: &Counters,
+    counters: Option<&Counters>,
 ) -> ServerReport
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -1050,8 +1053,13 @@ where
     if report.close.is_none() {
         report.close = ws.close_frame().cloned();
     }
-    report.wire_read = counters.read();
-    report.wire_written = counters.written();
+    (report.wire_read, report.wire_written) = match counters {
+        Some(c) => (c.read(), c.written()),
+        None => {
+            let stats = ws.stats();
+            (stats.wire_bytes_in, stats.wire_bytes_out)
+        }
+    };
     report
 }
 
