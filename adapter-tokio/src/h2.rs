@@ -204,12 +204,13 @@ impl H2Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let seen = Arc::new(AtomicBool::new(false));
+        let settings = Arc::new(SettingsSeen::default());
         let io = FirstFrameWatch {
             io,
-            seen: seen.clone(),
+            settings: settings.clone(),
             header: [0; 9],
             read: 0,
+            complete: false,
         };
         let (sender, conn) = builder
             .handshake(TokioIo::new(io))
@@ -218,7 +219,7 @@ impl H2Connection {
         let (settings_tx, settings_rx) = oneshot::channel();
         tokio::spawn(Driven {
             conn,
-            seen,
+            settings,
             settings_tx: Some(settings_tx),
         });
         match settings_rx.await {
@@ -331,24 +332,56 @@ impl hyper::body::Body for NoBody {
     }
 }
 
-/// The client's transport, watching for the end of the server's first
-/// frame, which RFC 9113 §3.4 makes its SETTINGS. hyper tells whether
-/// extended CONNECT is enabled, but not whether the SETTINGS that would
-/// say so has come yet: this does.
+/// The client's transport, watching for the server's first frame, which
+/// RFC 9113 §3.4 makes its SETTINGS. hyper tells whether extended CONNECT
+/// is enabled, but not whether the SETTINGS that would say so has come
+/// yet: this does.
+///
+/// hyper runs the HTTP/2 connection on a task of its own, so the task
+/// waiting for the answer must be woken from here. And not as the frame
+/// is read: h2 applies a peer's SETTINGS when it queues the
+/// acknowledgement, which it does before it reads again. So the next read
+/// after the one that completed the first frame (the frames read with it
+/// processed, the SETTINGS applied) is the moment to wake it.
 struct FirstFrameWatch<S> {
     io: S,
-    seen: Arc<AtomicBool>,
+    settings: Arc<SettingsSeen>,
     /// The first frame's 9-byte header, as far as it came.
     header: [u8; 9],
     /// Bytes read so far (counted until the first frame is in).
     read: usize,
+    /// The first frame is in; the next read tells the waiting task.
+    complete: bool,
+}
+
+/// Shared by the transport (in hyper's connection task) and [`Driven`].
+#[derive(Default)]
+struct SettingsSeen {
+    applied: AtomicBool,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl SettingsSeen {
+    fn set(&self) {
+        self.applied.store(true, Ordering::Release);
+        let waker = self.waker.lock().map(|mut w| w.take());
+        if let Ok(Some(w)) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the server's SETTINGS are applied; if not yet, `cx` is woken
+    /// when they are.
+    fn poll(&self, cx: &Context<'_>) -> bool {
+        if let Ok(mut w) = self.waker.lock() {
+            *w = Some(cx.waker().clone());
+        }
+        self.applied.load(Ordering::Acquire)
+    }
 }
 
 impl<S> FirstFrameWatch<S> {
     fn observe(&mut self, new: &[u8]) {
-        if self.seen.load(Ordering::Relaxed) {
-            return;
-        }
         if self.read < 9 {
             let n = new.len().min(9 - self.read);
             self.header[self.read..self.read + n].copy_from_slice(&new[..n]);
@@ -357,9 +390,7 @@ impl<S> FirstFrameWatch<S> {
         if self.read >= 9 {
             let [a, b, c, ..] = self.header;
             let len = u32::from_be_bytes([0, a, b, c]) as usize;
-            if self.read >= 9 + len {
-                self.seen.store(true, Ordering::Relaxed);
-            }
+            self.complete = self.read >= 9 + len;
         }
     }
 }
@@ -371,6 +402,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstFrameWatch<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.complete {
+            if !this.settings.applied.load(Ordering::Relaxed) {
+                this.settings.set();
+            }
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         this.observe(&buf.filled()[before..]);
@@ -408,11 +445,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstFrameWatch<S> {
     }
 }
 
-/// The client connection's task: drives hyper's connection and says,
-/// once, whether the server allows extended CONNECT.
+/// The client connection's task: drives hyper's connection (the part
+/// that dispatches requests; hyper runs the frames on a task of its own)
+/// and says, once, whether the server allows extended CONNECT.
 struct Driven<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     conn: http2::Connection<TokioIo<FirstFrameWatch<S>>, NoBody, TokioExecutor>,
-    seen: Arc<AtomicBool>,
+    settings: Arc<SettingsSeen>,
     settings_tx: Option<oneshot::Sender<bool>>,
 }
 
@@ -421,12 +459,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Driven<S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let done = Pin::new(&mut self.conn).poll(cx);
-        // h2 applies a peer's SETTINGS as it acknowledges it, before it
-        // reads another frame, within this poll (its write buffer is all
-        // but empty this early): once the frame has been read, the poll
-        // that read it has applied it.
-        let enabled = self.conn.is_extended_connect_protocol_enabled();
-        if enabled || self.seen.load(Ordering::Relaxed) {
+        if self.settings_tx.is_some() && self.settings.poll(cx) {
+            let enabled = self.conn.is_extended_connect_protocol_enabled();
             if let Some(tx) = self.settings_tx.take() {
                 let _ = tx.send(enabled);
             }
