@@ -40,7 +40,6 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -204,10 +203,10 @@ impl H2Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let seen = Arc::new(AtomicBool::new(false));
+        let (first_frame_tx, first_frame) = oneshot::channel();
         let io = FirstFrameWatch {
             io,
-            seen: seen.clone(),
+            first_frame: Some(first_frame_tx),
             header: [0; 9],
             read: 0,
         };
@@ -218,7 +217,7 @@ impl H2Connection {
         let (settings_tx, settings_rx) = oneshot::channel();
         tokio::spawn(Driven {
             conn,
-            seen,
+            first_frame: Some(first_frame),
             settings_tx: Some(settings_tx),
         });
         match settings_rx.await {
@@ -331,13 +330,21 @@ impl hyper::body::Body for NoBody {
     }
 }
 
-/// The client's transport, watching for the end of the server's first
+/// The client's transport, telling when h2 has applied the server's first
 /// frame, which RFC 9113 §3.4 makes its SETTINGS. hyper tells whether
 /// extended CONNECT is enabled, but not whether the SETTINGS that would
 /// say so has come yet: this does.
+///
+/// h2 acknowledges and applies a peer's SETTINGS before it decodes the
+/// next frame, and reads from the transport only once every frame it
+/// holds is decoded: so when it reads again after the whole first frame
+/// came in, that SETTINGS is applied. (Were its acknowledgement stuck
+/// behind a full write buffer, h2 would not read on, and the signal would
+/// wait with it.)
 struct FirstFrameWatch<S> {
     io: S,
-    seen: Arc<AtomicBool>,
+    /// Fired at the first read after the first frame; `None` after.
+    first_frame: Option<oneshot::Sender<()>>,
     /// The first frame's 9-byte header, as far as it came.
     header: [u8; 9],
     /// Bytes read so far (counted until the first frame is in).
@@ -345,22 +352,17 @@ struct FirstFrameWatch<S> {
 }
 
 impl<S> FirstFrameWatch<S> {
-    fn observe(&mut self, new: &[u8]) {
-        if self.seen.load(Ordering::Relaxed) {
-            return;
-        }
+    fn first_frame_in(&self) -> bool {
+        let [a, b, c, ..] = self.header;
+        self.read >= 9 && self.read >= 9 + u32::from_be_bytes([0, a, b, c]) as usize
+    }
+
+    fn count(&mut self, new: &[u8]) {
         if self.read < 9 {
             let n = new.len().min(9 - self.read);
             self.header[self.read..self.read + n].copy_from_slice(&new[..n]);
         }
         self.read += new.len();
-        if self.read >= 9 {
-            let [a, b, c, ..] = self.header;
-            let len = u32::from_be_bytes([0, a, b, c]) as usize;
-            if self.read >= 9 + len {
-                self.seen.store(true, Ordering::Relaxed);
-            }
-        }
     }
 }
 
@@ -371,9 +373,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstFrameWatch<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.first_frame.is_none() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        if this.first_frame_in() {
+            if let Some(tx) = this.first_frame.take() {
+                let _ = tx.send(());
+            }
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-        this.observe(&buf.filled()[before..]);
+        this.count(&buf.filled()[before..]);
         Poll::Ready(Ok(()))
     }
 }
@@ -408,11 +418,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstFrameWatch<S> {
     }
 }
 
-/// The client connection's task: drives hyper's connection and says,
-/// once, whether the server allows extended CONNECT.
+/// The client connection's task: drives hyper's connection (whose h2 part
+/// hyper runs on a task of its own) and says, once the server's SETTINGS
+/// is applied, whether it allows extended CONNECT.
 struct Driven<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     conn: http2::Connection<TokioIo<FirstFrameWatch<S>>, NoBody, TokioExecutor>,
-    seen: Arc<AtomicBool>,
+    first_frame: Option<oneshot::Receiver<()>>,
     settings_tx: Option<oneshot::Sender<bool>>,
 }
 
@@ -421,14 +432,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Driven<S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let done = Pin::new(&mut self.conn).poll(cx);
-        // h2 applies a peer's SETTINGS as it acknowledges it, before it
-        // reads another frame, within this poll (its write buffer is all
-        // but empty this early): once the frame has been read, the poll
-        // that read it has applied it.
-        let enabled = self.conn.is_extended_connect_protocol_enabled();
-        if enabled || self.seen.load(Ordering::Relaxed) {
-            if let Some(tx) = self.settings_tx.take() {
-                let _ = tx.send(enabled);
+        if let Some(first_frame) = &mut self.first_frame {
+            if let Poll::Ready(applied) = Pin::new(first_frame).poll(cx) {
+                self.first_frame = None;
+                // Dropped unfired: the connection ended first, and so
+                // does the handshake's wait.
+                if let (Ok(()), Some(tx)) = (applied, self.settings_tx.take()) {
+                    let _ = tx.send(self.conn.is_extended_connect_protocol_enabled());
+                }
             }
         }
         // A failed connection shows as failed requests on its streams.
