@@ -23,7 +23,7 @@
 //! HTTP/1.1 upgrades, in a hyper service served by [`serve_connection`]
 //! (HTTP/1.1 and HTTP/2 on one port, extended CONNECT allowed).
 //!
-//! What differs from HTTP/1.1, all below the [`WebSocket`](crate::WebSocket)
+//! What differs from HTTP/1.1, all below the [`WebSocket`]
 //! (whose surface is the same):
 //! - the opening handshake is an extended CONNECT (`:protocol =
 //!   websocket`) answered `200`, without `Sec-WebSocket-Key`/`Accept`

@@ -28,6 +28,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use wsmachine_tokio::h2::{client_builder, server_builder, H2Connection};
 use wsmachine_tokio::hyper::{Upgraded, WebSocketUpgrade};
+use wsmachine_tokio::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use wsmachine_tokio::rustls::{crypto::ring, ClientConfig, RootCertStore, ServerConfig};
+use wsmachine_tokio::tokio_rustls::TlsAcceptor;
 use wsmachine_tokio::{
     CloseCode, Config, ConnectBuilder, ConnectionError, Error, HandshakeError, Message, Role,
     WebSocket,
@@ -141,6 +144,11 @@ struct Server {
 }
 
 impl Server {
+    /// How many TCP connections the server has accepted.
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
     /// The next report of a server-side WebSocket.
     async fn next(&mut self) -> Seen {
         self.seen.recv().await.expect("the server runs")
@@ -150,6 +158,14 @@ impl Server {
 /// Serves `route` on a free loopback port: with `serve_connection` when
 /// `builder` is `None`, else with that builder (HTTP/1.1 and HTTP/2).
 async fn start(builder: Option<auto::Builder<TokioExecutor>>) -> Server {
+    start_with(builder, None).await
+}
+
+/// [`start`], over TLS when `tls` is given.
+async fn start_with(
+    builder: Option<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
+) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let (tx, seen) = mpsc::unbounded_channel();
@@ -160,16 +176,16 @@ async fn start(builder: Option<auto::Builder<TokioExecutor>>) -> Server {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let tx = tx.clone();
-            let service = service_fn(move |req| route(req, tx.clone()));
-            let builder = builder.clone();
+            let (builder, tls) = (builder.clone(), tls.clone());
             tokio::spawn(async move {
-                let _ = match builder {
-                    Some(b) => {
-                        b.serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                            .await
+                match tls {
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(tcp).await {
+                            serve(stream, builder, tx).await;
+                        }
                     }
-                    None => wsmachine_tokio::serve_connection(tcp, service).await,
-                };
+                    None => serve(tcp, builder, tx).await,
+                }
             });
         }
     });
@@ -178,6 +194,50 @@ async fn start(builder: Option<auto::Builder<TokioExecutor>>) -> Server {
         accepted,
         seen,
     }
+}
+
+async fn serve<S>(
+    io: S,
+    builder: Option<Arc<auto::Builder<TokioExecutor>>>,
+    tx: mpsc::UnboundedSender<Seen>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| route(req, tx.clone()));
+    let _ = match builder {
+        Some(b) => {
+            b.serve_connection_with_upgrades(TokioIo::new(io), service)
+                .await
+        }
+        None => wsmachine_tokio::serve_connection(io, service).await,
+    };
+}
+
+/// Runs a test's body; only a hang makes it fail here.
+async fn guard(body: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(HANG, body).await.expect("hang");
+}
+
+/// A server as `start(None)` makes it, and an HTTP/2 connection to it.
+async fn start_with_client() -> (Server, H2Connection) {
+    let server = start(None).await;
+    let h2 = h2_client(server.addr).await;
+    (server, h2)
+}
+
+/// A WebSocket on `h2` to `/echo?{i}`.
+async fn open_echo(h2: &H2Connection, addr: SocketAddr, i: usize) -> WebSocket<Upgraded> {
+    let url = format!("ws://{addr}/echo?{i}");
+    h2.websocket(&url).await.expect("WebSocket over HTTP/2").0
+}
+
+/// Sends `text` and checks that it comes back.
+async fn echoed<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut WebSocket<S>,
+    text: &'static str,
+) {
+    ws.send(text).await.expect("send");
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from(text));
 }
 
 async fn h2_client(addr: SocketAddr) -> H2Connection {
@@ -200,9 +260,8 @@ fn message(i: usize, round: usize) -> Message {
 
 #[tokio::test]
 async fn a_hundred_websockets_on_one_connection() {
-    tokio::time::timeout(HANG, async {
-        let mut server = start(None).await;
-        let h2 = h2_client(server.addr).await;
+    guard(async {
+        let (mut server, h2) = start_with_client().await;
         let mut sockets = Vec::new();
         for i in 0..100 {
             // Every other one compressed.
@@ -239,25 +298,20 @@ async fn a_hundred_websockets_on_one_connection() {
         targets.sort();
         targets.dedup();
         assert_eq!(targets.len(), 100);
-        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(server.connections(), 1);
     })
-    .await
-    .expect("hang");
+    .await;
 }
 
 #[tokio::test]
 async fn a_reset_stream_leaves_the_others_alone() {
-    tokio::time::timeout(HANG, async {
-        let mut server = start(None).await;
-        let h2 = h2_client(server.addr).await;
-        let mut sockets = Vec::new();
+    guard(async {
+        let (mut server, h2) = start_with_client().await;
+        // Three, and one more once one of them is reset.
+        let mut sockets = Vec::with_capacity(4);
         for i in 0..3 {
-            let (mut ws, _) = h2
-                .websocket(&format!("ws://{}/echo?{i}", server.addr))
-                .await
-                .expect("WebSocket over HTTP/2");
-            ws.send("before").await.expect("send");
-            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("before"));
+            let mut ws = open_echo(&h2, server.addr, i).await;
+            echoed(&mut ws, "before").await;
             sockets.push(ws);
         }
         // Dropped without a Close: hyper ends the stream and resets it
@@ -268,15 +322,10 @@ async fn a_reset_stream_leaves_the_others_alone() {
         assert_ne!(seen.end, "clean", "{seen:?}");
         // The other streams and the connection carry on.
         for ws in &mut sockets {
-            ws.send("after").await.expect("send");
-            assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("after"));
+            echoed(ws, "after").await;
         }
-        let (mut late, _) = h2
-            .websocket(&format!("ws://{}/echo?3", server.addr))
-            .await
-            .expect("a new stream after the reset");
-        late.send("late").await.expect("send");
-        assert_eq!(late.recv().await.unwrap().unwrap(), Message::from("late"));
+        let mut late = open_echo(&h2, server.addr, 3).await;
+        echoed(&mut late, "late").await;
         sockets.push(late);
         for ws in &mut sockets {
             ws.close(CloseCode::NORMAL, "")
@@ -287,10 +336,9 @@ async fn a_reset_stream_leaves_the_others_alone() {
             let seen = server.next().await;
             assert_eq!(seen.end, "clean", "{seen:?}");
         }
-        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(server.connections(), 1);
     })
-    .await
-    .expect("hang");
+    .await;
 }
 
 /// A reader that stops reading holds at most its stream's window of the
@@ -302,7 +350,7 @@ async fn a_reset_stream_leaves_the_others_alone() {
 /// would hang (the test then fails at `HANG`).
 #[tokio::test]
 async fn a_stalled_reader_does_not_stall_the_other_streams() {
-    tokio::time::timeout(HANG, async {
+    guard(async {
         let mut server = start(None).await;
         let mut builder = client_builder();
         builder
@@ -347,8 +395,7 @@ async fn a_stalled_reader_does_not_stall_the_other_streams() {
         assert_eq!(ends[0], ("/echo".to_owned(), "clean".to_owned()));
         assert_eq!(ends[1].0, "/flood");
     })
-    .await
-    .expect("hang");
+    .await;
 }
 
 /// One compressed echo and a clean close, over either transport.
@@ -356,17 +403,13 @@ async fn same_route<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     ws: &mut WebSocket<S>,
 ) {
     assert!(ws.negotiated().deflate.is_some());
-    ws.send("same route").await.expect("send");
-    assert_eq!(
-        ws.recv().await.unwrap().unwrap(),
-        Message::from("same route")
-    );
+    echoed(ws, "same route").await;
     ws.close(CloseCode::NORMAL, "").await.expect("close");
 }
 
 #[tokio::test]
 async fn one_port_answers_http1_upgrades_and_http2_extended_connect() {
-    tokio::time::timeout(HANG, async {
+    guard(async {
         let mut server = start(None).await;
         let (mut h1, response) = wsmachine_tokio::connect(&format!("ws://{}/echo?h1", server.addr))
             .await
@@ -387,10 +430,9 @@ async fn one_port_answers_http1_upgrades_and_http2_extended_connect() {
         );
         assert_eq!((seen[1].target.as_str(), seen[1].http2), ("/echo?h2", true));
         assert!(seen.iter().all(|s| s.end == "clean"), "{seen:?}");
-        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(server.connections(), 2);
     })
-    .await
-    .expect("hang");
+    .await;
 }
 
 /// An extended CONNECT to `/echo`, with the version and `:protocol` given.
@@ -412,7 +454,7 @@ fn connect_request(
 
 #[tokio::test]
 async fn refusals_on_the_wire() {
-    tokio::time::timeout(HANG, async {
+    guard(async {
         let mut server = start(None).await;
         let addr = server.addr;
         // A bare HTTP/2 client, to send what ours never would.
@@ -460,8 +502,7 @@ async fn refusals_on_the_wire() {
             Default::default(),
             Config::default(),
         );
-        ws.send("raw").await.expect("send");
-        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("raw"));
+        echoed(&mut ws, "raw").await;
         ws.close(CloseCode::NORMAL, "").await.expect("close");
         assert_eq!(server.next().await.end, "clean");
 
@@ -494,13 +535,12 @@ async fn refusals_on_the_wire() {
             "{answer}"
         );
     })
-    .await
-    .expect("hang");
+    .await;
 }
 
 #[tokio::test]
 async fn a_server_without_extended_connect_is_refused_before_any_request() {
-    tokio::time::timeout(HANG, async {
+    guard(async {
         // hyper's HTTP/2 server as it comes: no SETTINGS_ENABLE_CONNECT_PROTOCOL.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -537,6 +577,130 @@ async fn a_server_without_extended_connect_is_refused_before_any_request() {
             .await
             .expect("extended CONNECT allowed");
     })
-    .await
-    .expect("hang");
+    .await;
+}
+
+/// A server config for 127.0.0.1 offering ALPN `h2` and `http/1.1`, and a
+/// client config that trusts only its certificate.
+fn self_signed() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("rcgen");
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let provider = Arc::new(ring::default_provider());
+    let mut server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("cert");
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+#[tokio::test]
+async fn tls_answers_http2_by_alpn_and_http1_on_one_port() {
+    guard(async {
+        let (server_tls, client_tls) = self_signed();
+        let mut server = start_with(None, Some(TlsAcceptor::from(server_tls))).await;
+        let port = server.addr.port();
+        let h2 =
+            H2Connection::connect_tls(&format!("https://127.0.0.1:{port}"), client_tls.clone())
+                .await
+                .expect("HTTP/2 over TLS");
+        let (mut over_h2, _) = h2
+            .websocket(&format!("wss://127.0.0.1:{port}/echo?h2"))
+            .await
+            .expect("wss over HTTP/2");
+        same_route(&mut over_h2).await;
+        // The adapter's own client config says `http/1.1` by ALPN; this one
+        // says nothing, and the server tells the versions apart anyway.
+        let (mut h1, response) = ConnectBuilder::new(format!("wss://127.0.0.1:{port}/echo?h1"))
+            .tls(client_tls)
+            .no_proxy()
+            .connect()
+            .await
+            .expect("wss over HTTP/1.1");
+        assert_eq!(response.status, 101);
+        same_route(&mut h1).await;
+        let mut seen = vec![server.next().await, server.next().await];
+        seen.sort_by(|a, b| a.target.cmp(&b.target));
+        assert_eq!(
+            (seen[0].target.as_str(), seen[0].http2),
+            ("/echo?h1", false)
+        );
+        assert_eq!((seen[1].target.as_str(), seen[1].http2), ("/echo?h2", true));
+        assert!(seen.iter().all(|s| s.end == "clean"), "{seen:?}");
+    })
+    .await;
+}
+
+/// Split halves on two tasks, Stream and Sink, control frames, and the
+/// byte stream: the WebSocket over an HTTP/2 stream is the same type.
+#[tokio::test]
+async fn the_same_surface_over_http2() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt as _;
+    use wsmachine_tokio::Event;
+
+    guard(async {
+        let (mut server, h2) = start_with_client().await;
+        let (mut reader, mut writer) = open_echo(&h2, server.addr, 0).await.split();
+        let writing = tokio::spawn(async move {
+            for n in 0..50 {
+                writer.send(format!("{n}")).await.expect("send");
+            }
+            writer
+        });
+        for n in 0..50 {
+            let msg = reader.recv().await.expect("an echo").expect("an echo");
+            assert_eq!(msg, Message::from(format!("{n}")));
+        }
+        // After the echoes: the server answers a Ping as soon as it reads
+        // it, ahead of echoes of messages read with it, and `recv`
+        // passes over a Pong.
+        let mut writer = writing.await.expect("writer task");
+        writer.ping(b"are you there").await.expect("ping");
+        loop {
+            match reader
+                .recv_event()
+                .await
+                .expect("an event")
+                .expect("an event")
+            {
+                Event::Pong(p) => break assert_eq!(&p[..], b"are you there"),
+                other => panic!("{other:?}"),
+            }
+        }
+        writer.close(CloseCode::NORMAL, "").await.expect("close");
+        assert!(reader.recv().await.is_none());
+
+        let mut ws = open_echo(&h2, server.addr, 1).await;
+        SinkExt::send(&mut ws, Message::from("sink"))
+            .await
+            .expect("sink");
+        let echoed = StreamExt::next(&mut ws)
+            .await
+            .expect("stream")
+            .expect("stream");
+        assert_eq!(echoed, Message::from("sink"));
+
+        let mut bytes = ws.into_byte_stream();
+        bytes.write_all(b"tunnelled").await.expect("write");
+        let mut back = [0; 9];
+        bytes.read_exact(&mut back).await.expect("read");
+        assert_eq!(&back, b"tunnelled");
+        bytes.shutdown().await.expect("close 1000");
+        for _ in 0..2 {
+            let seen = server.next().await;
+            assert_eq!(seen.end, "clean", "{seen:?}");
+        }
+    })
+    .await;
 }
