@@ -10,6 +10,11 @@
 //! (an echo, the server's report of how a WebSocket ended), and `HANG`
 //! only turns a hang into a failure.
 
+// Its certificate only; its tests are adapter_suite's.
+#[allow(unused_macros)]
+#[path = "adapter_suite/tls.rs"]
+mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,8 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use wsmachine_tokio::h2::{client_builder, server_builder, H2Connection};
 use wsmachine_tokio::hyper::{Upgraded, WebSocketUpgrade};
-use wsmachine_tokio::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use wsmachine_tokio::rustls::{crypto::ring, ClientConfig, RootCertStore, ServerConfig};
+use wsmachine_tokio::rustls::{ClientConfig, ServerConfig};
 use wsmachine_tokio::tokio_rustls::TlsAcceptor;
 use wsmachine_tokio::{
     CloseCode, Config, ConnectBuilder, ConnectionError, Error, HandshakeError, Message, Role,
@@ -147,6 +151,20 @@ impl Server {
     /// How many TCP connections the server has accepted.
     fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The next two reports are of `/echo?h1` over HTTP/1.1 and
+    /// `/echo?h2` over HTTP/2, both closed cleanly.
+    async fn saw_h1_and_h2(&mut self) {
+        let mut seen = [self.next().await, self.next().await];
+        seen.sort_by(|a, b| a.target.cmp(&b.target));
+        let got = seen
+            .each_ref()
+            .map(|s| (s.target.as_str(), s.http2, s.end.as_str()));
+        assert_eq!(
+            got,
+            [("/echo?h1", false, "clean"), ("/echo?h2", true, "clean")]
+        );
     }
 
     /// The next report of a server-side WebSocket.
@@ -422,14 +440,7 @@ async fn one_port_answers_http1_upgrades_and_http2_extended_connect() {
             .expect("HTTP/2 extended CONNECT");
         same_route(&mut h1).await;
         same_route(&mut over_h2).await;
-        let mut seen = vec![server.next().await, server.next().await];
-        seen.sort_by(|a, b| a.target.cmp(&b.target));
-        assert_eq!(
-            (seen[0].target.as_str(), seen[0].http2),
-            ("/echo?h1", false)
-        );
-        assert_eq!((seen[1].target.as_str(), seen[1].http2), ("/echo?h2", true));
-        assert!(seen.iter().all(|s| s.end == "clean"), "{seen:?}");
+        server.saw_h1_and_h2().await;
         assert_eq!(server.connections(), 2);
     })
     .await;
@@ -580,28 +591,13 @@ async fn a_server_without_extended_connect_is_refused_before_any_request() {
     .await;
 }
 
-/// A server config for 127.0.0.1 offering ALPN `h2` and `http/1.1`, and a
-/// client config that trusts only its certificate.
+/// adapter_suite's certificate for 127.0.0.1, the server offering ALPN
+/// `h2` and `http/1.1`.
 fn self_signed() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("rcgen");
-    let cert: CertificateDer<'static> = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let provider = Arc::new(ring::default_provider());
-    let mut server = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .expect("cert");
+    let (server, client) = tls::self_signed();
+    let mut server = (*server).clone();
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).expect("root");
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
+    (Arc::new(server), client)
 }
 
 #[tokio::test]
@@ -629,14 +625,7 @@ async fn tls_answers_http2_by_alpn_and_http1_on_one_port() {
             .expect("wss over HTTP/1.1");
         assert_eq!(response.status, 101);
         same_route(&mut h1).await;
-        let mut seen = vec![server.next().await, server.next().await];
-        seen.sort_by(|a, b| a.target.cmp(&b.target));
-        assert_eq!(
-            (seen[0].target.as_str(), seen[0].http2),
-            ("/echo?h1", false)
-        );
-        assert_eq!((seen[1].target.as_str(), seen[1].http2), ("/echo?h2", true));
-        assert!(seen.iter().all(|s| s.end == "clean"), "{seen:?}");
+        server.saw_h1_and_h2().await;
     })
     .await;
 }
