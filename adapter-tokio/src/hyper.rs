@@ -9,7 +9,7 @@
 //! websocket` (RFC 8441, answered `200`, the WebSocket then running on
 //! that one stream of the HTTP/2 connection). The server must allow each:
 //! hyper's `with_upgrades()` for HTTP/1.1, `enable_connect_protocol()` for
-//! HTTP/2 (both set by [`serve_connection`](crate::serve_connection)).
+//! HTTP/2 (both set by `serve_connection`, feature `http2`).
 //!
 //! ```no_run
 //! # #[cfg(feature = "http2")] {

@@ -451,6 +451,7 @@ fn websocket_request(
 /// The `:authority` is given to the application as a `host` field when
 /// the request has none, so that [`Request::host`] means the same over
 /// both versions.
+#[cfg(feature = "http")]
 pub(super) fn validate_extended_connect(
     method: &str,
     http2: bool,
