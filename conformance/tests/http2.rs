@@ -693,3 +693,38 @@ async fn the_same_surface_over_http2() {
     })
     .await;
 }
+
+/// An axum route that takes any method (`any`, so that CONNECT reaches it)
+/// answers both versions with the same extractor, behind `axum::serve`
+/// (which allows extended CONNECT).
+#[tokio::test]
+async fn an_axum_route_takes_websockets_over_http2() {
+    use axum::{response::Response, routing::any, Router};
+
+    async fn version(ws: wsmachine_tokio::axum::WebSocketUpgrade) -> Response {
+        let said = if ws.is_http2() { "HTTP/2" } else { "HTTP/1.1" };
+        ws.on_upgrade(move |mut ws| async move {
+            if ws.send(said).await.is_ok() {
+                let _ = echo(&mut ws).await;
+            }
+        })
+    }
+
+    guard(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let app = Router::new().route("/ws", any(version));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("ws://{addr}/ws");
+        let (mut over_h2, _) = h2_client(addr).await.websocket(&url).await.expect("h2");
+        let (mut h1, _) = wsmachine_tokio::connect(&url).await.expect("h1");
+        assert_eq!(
+            over_h2.recv().await.unwrap().unwrap(),
+            Message::from("HTTP/2")
+        );
+        assert_eq!(h1.recv().await.unwrap().unwrap(), Message::from("HTTP/1.1"));
+        same_route(&mut over_h2).await;
+        same_route(&mut h1).await;
+    })
+    .await;
+}
