@@ -630,8 +630,9 @@ async fn tls_answers_http2_by_alpn_and_http1_on_one_port() {
     .await;
 }
 
-/// Split halves on two tasks, Stream and Sink, control frames, and the
-/// byte stream: the WebSocket over an HTTP/2 stream is the same type.
+/// Split halves on two tasks, Stream and Sink, control frames, keepalive
+/// and the byte stream: the WebSocket over an HTTP/2 stream is the same
+/// type.
 #[tokio::test]
 async fn the_same_surface_over_http2() {
     use futures_util::{SinkExt, StreamExt};
@@ -670,6 +671,28 @@ async fn the_same_surface_over_http2() {
         writer.close(CloseCode::NORMAL, "").await.expect("close");
         assert!(reader.recv().await.is_none());
 
+        // Keepalive: the core's timer sends a Ping, the server's Pong comes
+        // back on the stream.
+        let config = Config {
+            ping_interval: Some(Duration::from_millis(10)),
+            ..Config::default()
+        };
+        let url = format!("ws://{}/echo?keepalive", server.addr);
+        let (mut kept, _) = h2
+            .open(ConnectBuilder::new(url).config(config))
+            .await
+            .expect("keepalive");
+        match kept
+            .recv_event()
+            .await
+            .expect("an event")
+            .expect("an event")
+        {
+            Event::Pong(_) => {}
+            other => panic!("{other:?}"),
+        }
+        kept.close(CloseCode::NORMAL, "").await.expect("close");
+
         let mut ws = open_echo(&h2, server.addr, 1).await;
         SinkExt::send(&mut ws, Message::from("sink"))
             .await
@@ -686,7 +709,7 @@ async fn the_same_surface_over_http2() {
         bytes.read_exact(&mut back).await.expect("read");
         assert_eq!(&back, b"tunnelled");
         bytes.shutdown().await.expect("close 1000");
-        for _ in 0..2 {
+        for _ in 0..3 {
             let seen = server.next().await;
             assert_eq!(seen.end, "clean", "{seen:?}");
         }
