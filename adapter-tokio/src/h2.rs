@@ -280,7 +280,7 @@ impl H2Connection {
             .await
             .map_err(hyper_error)?;
         let ws =
-            WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Client, negotiated, p.config);
+            WebSocket::from_upgraded(Upgraded::new(upgraded), Role::Client, negotiated, p.config);
         Ok((ws, response.map(|_| ())))
     }
 

@@ -276,7 +276,9 @@ fn message(i: usize, round: usize) -> Message {
     }
 }
 
-#[tokio::test]
+// On two worker threads: the client's wait for the server's SETTINGS is
+// told across tasks that may run in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_websockets_on_one_connection() {
     guard(async {
         let (mut server, h2) = start_with_client().await;
@@ -508,7 +510,7 @@ async fn refusals_on_the_wire() {
         assert!(resp.headers().get("sec-websocket-accept").is_none());
         let upgraded = hyper::upgrade::on(&mut resp).await.expect("the stream");
         let mut ws = WebSocket::from_upgraded(
-            TokioIo::new(upgraded),
+            Upgraded::new(upgraded),
             Role::Client,
             Default::default(),
             Config::default(),
@@ -549,7 +551,9 @@ async fn refusals_on_the_wire() {
     .await;
 }
 
-#[tokio::test]
+// On two worker threads: the client's wait for the server's SETTINGS is
+// told across tasks that may run in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_extended_connect_is_refused_before_any_request() {
     guard(async {
         // hyper's HTTP/2 server as it comes: no SETTINGS_ENABLE_CONNECT_PROTOCOL.
