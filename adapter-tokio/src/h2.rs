@@ -446,3 +446,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Driven<S> {
         done.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_frame_is_told_at_the_read_after_it() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let (tx, mut told) = oneshot::channel();
+        let mut watch = FirstFrameWatch {
+            io: client,
+            first_frame: Some(tx),
+            header: [0; 9],
+            read: 0,
+        };
+        // SETTINGS (type 4) with one setting (6 bytes): ENABLE_CONNECT_PROTOCOL = 1.
+        let frame = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 1];
+        let mut buf = [0; 64];
+        // In pieces that split the header and the payload.
+        for piece in [&frame[..2], &frame[2..10], &frame[10..]] {
+            server.write_all(piece).await.unwrap();
+            assert_eq!(watch.read(&mut buf).await.unwrap(), piece.len());
+            assert!(told.try_recv().is_err(), "told before h2 read on");
+        }
+        // h2 reads again only once it has applied the frame.
+        server.write_all(&[0; 9]).await.unwrap();
+        watch.read(&mut buf).await.unwrap();
+        assert!(told.try_recv().is_ok());
+    }
+}
