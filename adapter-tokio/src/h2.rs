@@ -474,7 +474,7 @@ mod tests {
         }
         // h2 reads again only once it has applied the frame.
         server.write_all(&[0; 9]).await.unwrap();
-        watch.read(&mut buf).await.unwrap();
+        assert_eq!(watch.read(&mut buf).await.unwrap(), 9);
         assert!(told.try_recv().is_ok());
     }
 }
