@@ -23,7 +23,7 @@
 //! HTTP/1.1 upgrades, in a hyper service served by [`serve_connection`]
 //! (HTTP/1.1 and HTTP/2 on one port, extended CONNECT allowed).
 //!
-//! What differs from HTTP/1.1, all below the [`WebSocket`](crate::WebSocket)
+//! What differs from HTTP/1.1, all below the [`WebSocket`]
 //! (whose surface is the same):
 //! - the opening handshake is an extended CONNECT (`:protocol =
 //!   websocket`) answered `200`, without `Sec-WebSocket-Key`/`Accept`
@@ -40,7 +40,6 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -204,13 +203,12 @@ impl H2Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let settings = Arc::new(SettingsSeen::default());
+        let (first_frame_tx, first_frame) = oneshot::channel();
         let io = FirstFrameWatch {
             io,
-            settings: settings.clone(),
+            first_frame: Some(first_frame_tx),
             header: [0; 9],
             read: 0,
-            complete: false,
         };
         let (sender, conn) = builder
             .handshake(TokioIo::new(io))
@@ -219,7 +217,7 @@ impl H2Connection {
         let (settings_tx, settings_rx) = oneshot::channel();
         tokio::spawn(Driven {
             conn,
-            settings,
+            first_frame: Some(first_frame),
             settings_tx: Some(settings_tx),
         });
         match settings_rx.await {
@@ -282,7 +280,7 @@ impl H2Connection {
             .await
             .map_err(hyper_error)?;
         let ws =
-            WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Client, negotiated, p.config);
+            WebSocket::from_upgraded(Upgraded::new(upgraded), Role::Client, negotiated, p.config);
         Ok((ws, response.map(|_| ())))
     }
 
@@ -332,66 +330,39 @@ impl hyper::body::Body for NoBody {
     }
 }
 
-/// The client's transport, watching for the server's first frame, which
-/// RFC 9113 §3.4 makes its SETTINGS. hyper tells whether extended CONNECT
-/// is enabled, but not whether the SETTINGS that would say so has come
-/// yet: this does.
+/// The client's transport, telling when h2 has applied the server's first
+/// frame, which RFC 9113 §3.4 makes its SETTINGS. hyper tells whether
+/// extended CONNECT is enabled, but not whether the SETTINGS that would
+/// say so has come yet: this does.
 ///
-/// hyper runs the HTTP/2 connection on a task of its own, so the task
-/// waiting for the answer must be woken from here. And not as the frame
-/// is read: h2 applies a peer's SETTINGS when it queues the
-/// acknowledgement, which it does before it reads again. So the next read
-/// after the one that completed the first frame (the frames read with it
-/// processed, the SETTINGS applied) is the moment to wake it.
+/// h2 acknowledges and applies a peer's SETTINGS before it decodes the
+/// next frame, and reads from the transport only once every frame it
+/// holds is decoded: so when it reads again after the whole first frame
+/// came in, that SETTINGS is applied. (Were its acknowledgement stuck
+/// behind a full write buffer, h2 would not read on, and the signal would
+/// wait with it.)
 struct FirstFrameWatch<S> {
     io: S,
-    settings: Arc<SettingsSeen>,
+    /// Fired at the first read after the first frame; `None` after.
+    first_frame: Option<oneshot::Sender<()>>,
     /// The first frame's 9-byte header, as far as it came.
     header: [u8; 9],
     /// Bytes read so far (counted until the first frame is in).
     read: usize,
-    /// The first frame is in; the next read tells the waiting task.
-    complete: bool,
-}
-
-/// Shared by the transport (in hyper's connection task) and [`Driven`].
-#[derive(Default)]
-struct SettingsSeen {
-    applied: AtomicBool,
-    waker: std::sync::Mutex<Option<std::task::Waker>>,
-}
-
-impl SettingsSeen {
-    fn set(&self) {
-        self.applied.store(true, Ordering::Release);
-        let waker = self.waker.lock().map(|mut w| w.take());
-        if let Ok(Some(w)) = waker {
-            w.wake();
-        }
-    }
-
-    /// Whether the server's SETTINGS are applied; if not yet, `cx` is woken
-    /// when they are.
-    fn poll(&self, cx: &Context<'_>) -> bool {
-        if let Ok(mut w) = self.waker.lock() {
-            *w = Some(cx.waker().clone());
-        }
-        self.applied.load(Ordering::Acquire)
-    }
 }
 
 impl<S> FirstFrameWatch<S> {
-    fn observe(&mut self, new: &[u8]) {
+    fn first_frame_in(&self) -> bool {
+        let [a, b, c, ..] = self.header;
+        self.read >= 9 && self.read >= 9 + u32::from_be_bytes([0, a, b, c]) as usize
+    }
+
+    fn count(&mut self, new: &[u8]) {
         if self.read < 9 {
             let n = new.len().min(9 - self.read);
             self.header[self.read..self.read + n].copy_from_slice(&new[..n]);
         }
         self.read += new.len();
-        if self.read >= 9 {
-            let [a, b, c, ..] = self.header;
-            let len = u32::from_be_bytes([0, a, b, c]) as usize;
-            self.complete = self.read >= 9 + len;
-        }
     }
 }
 
@@ -402,15 +373,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstFrameWatch<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.complete {
-            if !this.settings.applied.load(Ordering::Relaxed) {
-                this.settings.set();
-            }
+        if this.first_frame.is_none() {
             return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        if this.first_frame_in() {
+            if let Some(tx) = this.first_frame.take() {
+                let _ = tx.send(());
+            }
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-        this.observe(&buf.filled()[before..]);
+        this.count(&buf.filled()[before..]);
         Poll::Ready(Ok(()))
     }
 }
@@ -445,12 +418,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstFrameWatch<S> {
     }
 }
 
-/// The client connection's task: drives hyper's connection (the part
-/// that dispatches requests; hyper runs the frames on a task of its own)
-/// and says, once, whether the server allows extended CONNECT.
+/// The client connection's task: drives hyper's connection (whose h2 part
+/// hyper runs on a task of its own) and says, once the server's SETTINGS
+/// is applied, whether it allows extended CONNECT.
 struct Driven<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     conn: http2::Connection<TokioIo<FirstFrameWatch<S>>, NoBody, TokioExecutor>,
-    settings: Arc<SettingsSeen>,
+    first_frame: Option<oneshot::Receiver<()>>,
     settings_tx: Option<oneshot::Sender<bool>>,
 }
 
@@ -459,13 +432,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Future for Driven<S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let done = Pin::new(&mut self.conn).poll(cx);
-        if self.settings_tx.is_some() && self.settings.poll(cx) {
-            let enabled = self.conn.is_extended_connect_protocol_enabled();
-            if let Some(tx) = self.settings_tx.take() {
-                let _ = tx.send(enabled);
+        if let Some(first_frame) = &mut self.first_frame {
+            if let Poll::Ready(applied) = Pin::new(first_frame).poll(cx) {
+                self.first_frame = None;
+                // Dropped unfired: the connection ended first, and so
+                // does the handshake's wait.
+                if let (Ok(()), Some(tx)) = (applied, self.settings_tx.take()) {
+                    let _ = tx.send(self.conn.is_extended_connect_protocol_enabled());
+                }
             }
         }
         // A failed connection shows as failed requests on its streams.
         done.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_frame_is_told_at_the_read_after_it() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let (tx, mut told) = oneshot::channel();
+        let mut watch = FirstFrameWatch {
+            io: client,
+            first_frame: Some(tx),
+            header: [0; 9],
+            read: 0,
+        };
+        // SETTINGS (type 4) with one setting (6 bytes): ENABLE_CONNECT_PROTOCOL = 1.
+        let frame = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 1];
+        let mut buf = [0; 64];
+        // In pieces that split the header and the payload.
+        for piece in [&frame[..2], &frame[2..10], &frame[10..]] {
+            server.write_all(piece).await.unwrap();
+            assert_eq!(watch.read(&mut buf).await.unwrap(), piece.len());
+            assert!(told.try_recv().is_err(), "told before h2 read on");
+        }
+        // h2 reads again only once it has applied the frame.
+        server.write_all(&[0; 9]).await.unwrap();
+        assert_eq!(watch.read(&mut buf).await.unwrap(), 9);
+        assert!(told.try_recv().is_ok());
     }
 }

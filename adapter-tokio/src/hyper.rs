@@ -9,7 +9,7 @@
 //! websocket` (RFC 8441, answered `200`, the WebSocket then running on
 //! that one stream of the HTTP/2 connection). The server must allow each:
 //! hyper's `with_upgrades()` for HTTP/1.1, `enable_connect_protocol()` for
-//! HTTP/2 (both set by [`serve_connection`](crate::serve_connection)).
+//! HTTP/2 (both set by `serve_connection`, feature `http2`).
 //!
 //! ```no_run
 //! # #[cfg(feature = "http2")] {
@@ -57,11 +57,15 @@
 //! only its stream.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use hyper::body::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wsmachine::{accept_http_response, error_h2_response, error_http_response, Request};
 
 use crate::{Accept, Compression, Config, HandshakeError, Role, WebSocket};
@@ -70,7 +74,114 @@ use crate::{Accept, Compression, Config, HandshakeError, Role, WebSocket};
 /// CONNECT's HTTP/2 stream: hyper's `Upgraded` as a Tokio stream. Its
 /// shutdown ends the HTTP/2 stream (`END_STREAM`) where HTTP/1.1 closes the
 /// TCP connection's write side.
-pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+///
+/// An HTTP/2 server that is done with a stream before the client ends its
+/// side resets it with `NO_ERROR` (RFC 9113 §8.1: "stop sending, nothing is
+/// wrong"), as h2 does for a server WebSocket that closed first. That is
+/// the HTTP/2 form of a server closing its TCP connection after the
+/// closing handshake, so writes after it are dropped as sent rather than
+/// failed: whether the WebSocket ended cleanly is the read side's to say
+/// (the peer's Close came, or the stream ended without one). Any other
+/// reset is an error, as a TCP reset is.
+#[derive(Debug)]
+pub struct Upgraded {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    /// The peer reset the stream with `NO_ERROR`: what we write is dropped.
+    finished: bool,
+}
+
+impl Upgraded {
+    /// Wraps a stream hyper upgraded (`hyper::upgrade::on`), for
+    /// [`WebSocket::from_upgraded`] on an upgrade made without
+    /// [`WebSocketUpgrade`] or `H2Connection` (feature `http2`).
+    pub fn new(upgraded: hyper::upgrade::Upgraded) -> Self {
+        Upgraded {
+            io: TokioIo::new(upgraded),
+            finished: false,
+        }
+    }
+
+    /// hyper's upgraded stream.
+    pub fn get_ref(&self) -> &hyper::upgrade::Upgraded {
+        self.io.inner()
+    }
+
+    /// Runs a write-side `op` on the stream, unless the peer reset it
+    /// with `NO_ERROR`: then (and when `op` finds that it did) the bytes
+    /// count as written, `done`.
+    fn write_side<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: T,
+        op: impl FnOnce(
+            Pin<&mut TokioIo<hyper::upgrade::Upgraded>>,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.finished {
+            return Poll::Ready(Ok(done));
+        }
+        match op(Pin::new(&mut self.io), cx) {
+            Poll::Ready(Err(e)) if reset_without_error(&e) => {
+                self.finished = true;
+                Poll::Ready(Ok(done))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether `e` is hyper's report of an HTTP/2 stream reset with
+/// `NO_ERROR` by the peer.
+fn reset_without_error(e: &io::Error) -> bool {
+    #[cfg(feature = "http2")]
+    {
+        use std::error::Error as _;
+        let h2 = e
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<hyper::Error>())
+            .and_then(|e| e.source())
+            .and_then(|e| e.downcast_ref::<h2::Error>());
+        h2.and_then(h2::Error::reason) == Some(h2::Reason::NO_ERROR)
+    }
+    #[cfg(not(feature = "http2"))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len();
+        self.get_mut()
+            .write_side(cx, n, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .write_side(cx, (), |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .write_side(cx, (), |io, cx| io.poll_shutdown(cx))
+    }
+}
 
 /// A WebSocket opening request taken from a hyper request; answer it with
 /// [`on_upgrade`](Self::on_upgrade).
@@ -227,7 +338,7 @@ impl WebSocketUpgrade {
             // Fails when the client went away before the answer reached it.
             if let Ok(upgraded) = on_upgrade.await {
                 let ws = WebSocket::from_upgraded(
-                    TokioIo::new(upgraded),
+                    Upgraded::new(upgraded),
                     Role::Server,
                     negotiated,
                     config,

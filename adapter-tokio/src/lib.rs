@@ -30,7 +30,11 @@
 //! Behind an HTTP server, the `axum` feature's `axum::WebSocketUpgrade`
 //! extractor upgrades an axum route (`examples/axum_echo.rs`), and the
 //! `http` feature validates a hyper request and builds its response
-//! (`examples/upgrade_hyper.rs`).
+//! (`examples/upgrade_hyper.rs`). The `http2` feature adds WebSockets over
+//! HTTP/2 (RFC 8441): `hyper::WebSocketUpgrade` answers an HTTP/1.1
+//! upgrade or an HTTP/2 extended CONNECT in any hyper service,
+//! `serve_connection` serves both on one port, and `H2Connection` opens
+//! many WebSockets on one HTTP/2 connection (see the `h2` module).
 //!
 //! How the connection is driven (no background task; every future
 //! cancel-safe) is the driver's: see [`driver::WebSocket`].

@@ -1003,6 +1003,21 @@ mod tests {
         let mut req = relative.clone();
         req.headers_mut().insert("host", "h:1".parse().unwrap());
         assert_eq!(h2(&req).unwrap().host(), "h:1");
+        // A :path that is not origin-form (the http crate's URI cannot
+        // carry one, another server's parser might).
+        for bad in ["*", "chat", "/a#b"] {
+            let mut fields = Headers::new();
+            fields.push("sec-websocket-version", b"13");
+            let r = validate_extended_connect(
+                "CONNECT",
+                true,
+                Some("websocket"),
+                Some("h"),
+                bad,
+                fields,
+            );
+            assert_eq!(status(r), (HandshakeError::RequestTarget(bad.into()), 400));
+        }
         // The limits.
         let few = Config {
             max_headers: 2,

@@ -451,6 +451,7 @@ fn websocket_request(
 /// The `:authority` is given to the application as a `host` field when
 /// the request has none, so that [`Request::host`] means the same over
 /// both versions.
+#[cfg(feature = "http")]
 pub(super) fn validate_extended_connect(
     method: &str,
     http2: bool,
@@ -494,19 +495,12 @@ pub(super) fn validate_extended_connect(
     if !is_host(&authority) {
         return Err(HandshakeError::InvalidHost(authority));
     }
-    if !target.starts_with('/') || target.contains('#') {
-        return Err(HandshakeError::RequestTarget(target.to_owned()));
-    }
+    let target = origin_form(target, &authority)?;
     check_version(&headers)?;
     if host.is_none() {
         headers.push("host", authority.as_bytes());
     }
-    Ok(websocket_request(
-        target.to_owned(),
-        headers,
-        String::new(),
-        true,
-    ))
+    Ok(websocket_request(target, headers, String::new(), true))
 }
 
 /// Whether a request asks for a WebSocket, however badly: an `Upgrade`
