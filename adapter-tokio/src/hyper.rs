@@ -172,6 +172,22 @@ impl AsyncWrite for Upgraded {
             .write_side(cx, n, |io, cx| io.poll_write(cx, buf))
     }
 
+    // The driver writes a frame's header and payload in one vectored
+    // write; over HTTP/1.1 hyper hands it to the socket as one.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = bufs.iter().map(|b| b.len()).sum();
+        self.get_mut()
+            .write_side(cx, n, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut()
             .write_side(cx, (), |io, cx| io.poll_flush(cx))

@@ -4,7 +4,8 @@
 //! one stream reset without disturbing the others; a reader that stops
 //! reading on one stream without stalling the others; HTTP/1.1 upgrades
 //! and extended CONNECT answered on one port; the core's refusals on the
-//! wire; and a server that does not allow extended CONNECT.
+//! wire; a server that does not allow extended CONNECT; and, over
+//! HTTP/1.1 through hyper, a frame still leaving in one write.
 //!
 //! Nothing here waits on a clock: every step waits for the event it needs
 //! (an echo, the server's report of how a WebSocket ended), and `HANG`
@@ -750,6 +751,125 @@ async fn an_axum_route_takes_websockets_over_http2() {
         assert_eq!(h1.recv().await.unwrap().unwrap(), Message::from("HTTP/1.1"));
         same_route(&mut over_h2).await;
         same_route(&mut h1).await;
+    })
+    .await;
+}
+
+/// A transport that counts the writes that took bytes.
+struct CountWrites<S> {
+    io: S,
+    writes: Arc<AtomicUsize>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountWrites<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountWrites<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Over an HTTP/1.1 upgrade through hyper, a frame's header and its
+/// (uncopied, 8 KiB) payload still leave in one write: `Upgraded` passes
+/// the driver's vectored write down to the socket.
+#[tokio::test]
+async fn an_upgraded_http1_stream_writes_a_frame_in_one_write() {
+    guard(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = writes.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let io = CountWrites {
+                io: tcp,
+                writes: counted.clone(),
+            };
+            let (delta_tx, delta) = tokio::sync::oneshot::channel();
+            let delta_tx = Arc::new(std::sync::Mutex::new(Some(delta_tx)));
+            let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+                let (counted, delta_tx) = (counted.clone(), delta_tx.clone());
+                async move {
+                    let ws = WebSocketUpgrade::from_request(&mut req).expect("upgrade");
+                    Ok::<_, Infallible>(ws.compression(false).on_upgrade::<_, _, Body>(
+                        move |mut ws| async move {
+                            // The 101 is out before the upgrade resolves.
+                            let before = counted.load(Ordering::SeqCst);
+                            ws.send(Message::Binary(vec![7; 8192].into()))
+                                .await
+                                .expect("send");
+                            ws.flush().await.expect("flush");
+                            let n = counted.load(Ordering::SeqCst) - before;
+                            if let Some(tx) = delta_tx.lock().expect("lock").take() {
+                                let _ = tx.send(n);
+                            }
+                            while ws.recv().await.is_some() {}
+                        },
+                    ))
+                }
+            });
+            let _ = wsmachine_tokio::serve_connection(io, service).await;
+            delta.await.expect("the callback ran")
+        });
+        let (mut ws, _) = ConnectBuilder::new(format!("ws://{addr}/"))
+            .compression(false)
+            .no_proxy()
+            .connect()
+            .await
+            .expect("connect");
+        match ws.recv().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(b.len(), 8192),
+            other => panic!("{other:?}"),
+        }
+        ws.close(CloseCode::NORMAL, "").await.expect("close");
+        while ws.recv().await.is_some() {}
+        assert_eq!(server.await.expect("server"), 1, "writes for one frame");
     })
     .await;
 }
