@@ -1417,22 +1417,32 @@ fn rfc7692_inflating_in_slices_changes_no_event_whatever_the_slice_and_the_chunk
             let wire: Vec<u8> = std::iter::from_fn(|| client.poll_transmit())
                 .flatten()
                 .collect();
+            // Reassembling, a budget that the messages fit in and the bomb
+            // does not: its refusal (and what it says was needed) must not
+            // depend on the slices either. Streaming, the message limit.
+            let budget = reassemble.then(|| crate::MemoryBudget::new(1536 << 10));
             let cfg = Config {
                 max_message_size: 2 << 20,
                 reassemble,
+                memory_budget: budget.clone(),
                 ..Config::default()
             };
             let reference = sliced_run(&wire, &cfg, &params, usize::MAX, wire.len(), true);
-            assert!(
-                matches!(
-                    reference.last(),
-                    Some(Event::Error(ConnectionError::Protocol(
-                        ProtocolError::MessageTooBig { .. }
-                    )))
-                ),
-                "{:?}",
-                reference.last()
-            );
+            let last = match reference.last() {
+                Some(Event::Error(ConnectionError::Protocol(e))) => e,
+                other => panic!("{other:?}"),
+            };
+            if reassemble {
+                assert!(
+                    matches!(last, ProtocolError::MemoryBudget { .. }),
+                    "{last:?}"
+                );
+            } else {
+                assert!(
+                    matches!(last, ProtocolError::MessageTooBig { .. }),
+                    "{last:?}"
+                );
+            }
             let messages = if reassemble {
                 1 + 1 + 1 + 40
             } else {
@@ -1452,6 +1462,9 @@ fn rfc7692_inflating_in_slices_changes_no_event_whatever_the_slice_and_the_chunk
                             "quantum {quantum}, chunk {chunk}, eager {eager}, \
                              no_takeover {no_takeover}, reassemble {reassemble}"
                         );
+                        if let Some(b) = &budget {
+                            assert_eq!(b.in_use(), 0, "reservations left behind");
+                        }
                     }
                 }
             }
