@@ -1329,6 +1329,92 @@ fn rfc7692_decompression_bomb_fails_with_1009() {
     assert_eq!(&out[2..4], &1009u16.to_be_bytes());
 }
 
+#[test]
+fn a_failure_between_slices_ends_the_inflate_and_its_reservation() {
+    use crate::deflate::{Compressor, DeflateConfig, DeflateParams};
+    use crate::MemoryBudget;
+    let params = DeflateParams::default();
+    let mut comp = Compressor::new(&params, &DeflateConfig::default(), Role::Client);
+    let mut bomb = BytesMut::new();
+    comp.compress(&vec![0u8; 8 << 20], true, &mut bomb);
+    let mut frame = BytesMut::new();
+    FrameHeader {
+        fin: true,
+        rsv: crate::frame::RSV1,
+        opcode: OpCode::Binary,
+        mask: Some([1, 2, 3, 4]),
+        payload_len: bomb.len() as u64,
+    }
+    .encode(&mut frame);
+    let start = frame.len();
+    frame.extend_from_slice(&bomb);
+    apply_mask(&mut frame[start..], [1, 2, 3, 4], 0);
+    let budget = MemoryBudget::new(64 << 20);
+    let cfg = Config {
+        memory_budget: Some(budget.clone()),
+        ping_interval: Some(Duration::from_secs(1)),
+        pong_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let now = Instant::now();
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(params),
+    };
+    let mut s = Connection::upgraded(Role::Server, cfg, negotiated, None, now);
+    s.receive(now, &frame);
+    assert!(s.has_pending_work());
+    assert!(budget.in_use() > 0);
+    // The keepalive Ping goes unanswered (the driver was slow to resume):
+    // the connection fails between two slices.
+    let mut t = now;
+    while s.state() == State::Open {
+        t = s.poll_timeout().expect("keepalive armed");
+        s.handle_timeout(t);
+        while s.poll_transmit().is_some() {}
+    }
+    assert!(!s.has_pending_work(), "no work is left once failed");
+    assert_eq!(budget.in_use(), 0, "the paused frame's reservation returns");
+    s.resume(t);
+    let evs: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Error(ConnectionError::TimedOut(Timeout::Pong))]
+        ),
+        "{evs:?}"
+    );
+
+    // The same when our output passes `max_pending_output` (the peer does
+    // not read): `resume` drops the frame rather than inflating on.
+    let cfg = Config {
+        memory_budget: Some(budget.clone()),
+        max_pending_output: Some(1 << 20),
+        ..Config::default()
+    };
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(params),
+    };
+    let mut s = Connection::upgraded(Role::Server, cfg, negotiated, None, now);
+    s.receive(now, &frame);
+    assert!(s.has_pending_work());
+    s.send_uncompressed(Bytes::from(vec![0u8; 2 << 20]))
+        .unwrap();
+    assert_eq!(s.send_binary(b"x"), Err(SendError::PendingOutputLimit));
+    s.resume(now);
+    assert!(!s.has_pending_work());
+    assert_eq!(budget.in_use(), 0);
+    let evs: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Error(ConnectionError::PendingOutputLimit)]
+        ),
+        "{evs:?}"
+    );
+}
+
 /// Compressed client traffic and how a server core reports it, fed in
 /// pieces of `chunk` bytes with slices of `quantum`; `eager`: resume after
 /// each piece until no work is left (a driver), else feed on and resume

@@ -502,9 +502,17 @@ impl ReceiveHalf {
     /// After calling this: drain [`ReceiveHalf::poll_event`], have the
     /// sending half transmit, re-arm the timer, as after `receive`.
     pub fn resume(&mut self, now: Instant) {
-        if self.backlog {
-            self.process(now);
+        if !self.backlog {
+            return;
         }
+        if self.link.is_aborted() {
+            // Nothing could be answered (see `SendHalf::abort`), as in
+            // `receive`: the message is dropped, not inflated further.
+            self.materialize();
+            self.drop_message_in_progress();
+            return;
+        }
+        self.process(now);
     }
 
     /// Inflates the next slice of the frame in `Inflate::backlog`.
