@@ -329,6 +329,9 @@ impl Decompressor {
             return Ok(None);
         }
         let given = input.len();
+        // Counted in a local (written back on every way out): the loop
+        // then keeps it in a register.
+        let mut used = *spent;
         let limit64 = limit as u64;
         let history = &mut self.history;
         let stream = self.stream.get_or_insert_with(|| {
@@ -345,9 +348,10 @@ impl Decompressor {
             // One byte more than the limit allows, so passing it is seen.
             let remaining = limit64.saturating_sub(self.total);
             let room = remaining.saturating_add(1).min(step as u64) as usize;
-            if *spent > 0 && spent.saturating_add(room) > quantum {
+            if used > 0 && used.saturating_add(room) > quantum {
                 // Decided before the step, from the step alone, so the
                 // steps are the same whatever the quantum.
+                *spent = used;
                 return Ok(Some((given - input.len(), step)));
             }
             let max_len = out
@@ -364,7 +368,8 @@ impl Decompressor {
             // spare capacity it was handed.
             unsafe { out.set_len(out.len() + produced) };
             input = &input[consumed..];
-            *spent += produced;
+            used += produced;
+            *spent = used;
             self.total += produced as u64;
             if self.total > limit64 {
                 return Err(ProtocolError::MessageTooBig {
