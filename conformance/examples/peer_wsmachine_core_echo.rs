@@ -118,6 +118,10 @@ async fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
                 }
             }
         }
+        // One connection per process: finish a sliced inflate at once.
+        while conn.has_pending_work() {
+            conn.resume(now);
+        }
         while let Some(ev) = conn.poll_event() {
             let sent = match ev {
                 Event::Text(t) => conn.send(t),

@@ -361,6 +361,11 @@ where
                     conn.receive_eof(now);
                 } else {
                     conn.receive(now, buf.get(..n).unwrap_or_default());
+                    // What a large compressed message left: no yield
+                    // needed here, one connection per process.
+                    while conn.has_pending_work() {
+                        conn.resume(now);
+                    }
                 }
             }
             _ = sleep_until(timer) => {

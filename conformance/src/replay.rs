@@ -218,15 +218,23 @@ impl Replayer<'_> {
     }
 
     fn drain(&mut self) {
-        while let Some(b) = self.conn.poll_transmit() {
-            self.actual.extend_from_slice(&b);
-        }
-        // An adapter hands events to the application one `recv` at a time,
-        // and the core answers the peer's Close only once its event is
-        // taken: a stream trace takes each event at its `=` line, as the
-        // application did, so the Close answer lands where it did live.
-        if !self.stream() {
-            while self.take_event() {}
+        loop {
+            while let Some(b) = self.conn.poll_transmit() {
+                self.actual.extend_from_slice(&b);
+            }
+            // An adapter hands events to the application one `recv` at a time,
+            // and the core answers the peer's Close only once its event is
+            // taken: a stream trace takes each event at its `=` line, as the
+            // application did, so the Close answer lands where it did live.
+            if !self.stream() {
+                while self.take_event() {}
+            }
+            // A large compressed message is inflated a slice per call; the
+            // driver resumes before it reads again.
+            if !self.conn.has_pending_work() {
+                break;
+            }
+            self.conn.resume(self.now);
         }
     }
 

@@ -81,6 +81,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         }
+        // Received bytes still wait (a large compressed message is inflated
+        // a slice per call): process them before reading more.
+        if conn.has_pending_work() {
+            conn.resume(Instant::now());
+            continue;
+        }
         let wait = conn.poll_timeout().map(|t| {
             t.saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1))

@@ -40,6 +40,12 @@ fn serve(mut tcp: TcpStream) -> std::io::Result<()> {
         if conn.pending_output() > 0 {
             continue;
         }
+        // Received bytes still wait (a large compressed message is inflated
+        // a slice per call): process the next slice before reading more.
+        if conn.has_pending_work() {
+            conn.resume(Instant::now());
+            continue;
+        }
         // 3. Wait for input, but no longer than the next timer.
         let wait = conn.poll_timeout().map(|t| {
             t.saturating_duration_since(Instant::now())

@@ -388,6 +388,12 @@ pub(crate) fn run(input: &ConnInput, input_len: usize) {
             }
         }
         c.step();
+        // One slice of pending work per operation, so later operations
+        // (more input, timers, sends, the end) meet a frame in mid-inflate.
+        if c.conn.has_pending_work() {
+            c.conn.resume(now);
+            c.step();
+        }
         if let Some(b) = &cfg.memory_budget {
             assert!(b.in_use() <= b.limit(), "over the budget: {b:?}");
         }

@@ -150,6 +150,9 @@ impl Peer {
                 self.conn.receive_eof(Instant::now());
             } else {
                 self.conn.receive(Instant::now(), &buf[..n]);
+                while self.conn.has_pending_work() {
+                    self.conn.resume(Instant::now());
+                }
             }
         }
     }

@@ -91,7 +91,10 @@ enum Phase {
 ///   [`stats`](Connection::stats),
 ///   [`negotiated`](Connection::negotiated), [`should_close_transport`](Connection::should_close_transport);
 /// - input: [`receive`](Connection::receive), [`receive_eof`](Connection::receive_eof),
-///   [`handle_timeout`](Connection::handle_timeout);
+///   [`handle_timeout`](Connection::handle_timeout), and
+///   [`resume`](Connection::resume) while
+///   [`has_pending_work`](Connection::has_pending_work) says received bytes
+///   wait (a large compressed message is inflated a slice per call);
 /// - commands: [`send`](Connection::send), [`send_text`](Connection::send_text),
 ///   [`send_prepared`](Connection::send_prepared),
 ///   [`send_binary`](Connection::send_binary), [`ping`](Connection::ping),
@@ -326,6 +329,26 @@ impl Connection {
                 }
             }
             Phase::Done => {}
+        }
+    }
+
+    /// Whether bytes already received wait to be processed without new
+    /// input: a compressed frame is inflated at most 256 KiB per call, and
+    /// the rest waits for [`resume`](Connection::resume). Check it after
+    /// draining the events of every `receive` and `resume`, and call
+    /// `resume` (yielding to other work in between, if there is any)
+    /// until it is false; see [`ReceiveHalf::has_pending_work`].
+    pub fn has_pending_work(&self) -> bool {
+        matches!(self.phase, Phase::Open) && self.rx.has_pending_work()
+    }
+
+    /// Processes the next slice of what was received; see
+    /// [`has_pending_work`](Connection::has_pending_work). After calling
+    /// this, call `poll_transmit`, `poll_event` and `poll_timeout`, as after
+    /// `receive`.
+    pub fn resume(&mut self, now: Instant) {
+        if let Phase::Open = self.phase {
+            self.rx.resume(now);
         }
     }
 

@@ -64,7 +64,8 @@ impl Pair {
         Pair::new(Config::default(), Config::default(), chunk)
     }
 
-    /// Exchanges bytes until neither side has anything to send.
+    /// Exchanges bytes until neither side has anything to send nor
+    /// received bytes to process (see `Connection::has_pending_work`).
     pub(crate) fn drive(&mut self) {
         loop {
             let a = Self::pump(&mut self.client, &mut self.server, self.now, self.chunk);
@@ -75,7 +76,14 @@ impl Pair {
             while let Some(e) = self.server.poll_event() {
                 self.server_events.push(e);
             }
-            if !a && !b {
+            let mut resumed = false;
+            for c in [&mut self.client, &mut self.server] {
+                if c.has_pending_work() {
+                    c.resume(self.now);
+                    resumed = true;
+                }
+            }
+            if !a && !b && !resumed {
                 break;
             }
         }
@@ -1235,6 +1243,7 @@ fn rfc7692_compressed_bit_and_uncompressed_opt_out() {
 #[test]
 fn rfc7692_decompression_bomb_fails_with_1009() {
     use crate::deflate::{Compressor, DeflateConfig, DeflateParams};
+    use crate::MemoryBudget;
     let params = DeflateParams {
         server_no_context_takeover: false,
         client_no_context_takeover: false,
@@ -1245,8 +1254,10 @@ fn rfc7692_decompression_bomb_fails_with_1009() {
     let mut comp = Compressor::new(&params, &DeflateConfig::default(), Role::Client);
     let mut bomb = BytesMut::new();
     comp.compress(&vec![0u8; 64 << 20], true, &mut bomb);
+    let budget = MemoryBudget::new(64 << 20);
     let cfg = Config {
         max_message_size: 1 << 20,
+        memory_budget: Some(budget.clone()),
         ..Config::default()
     };
     let now = Instant::now();
@@ -1267,16 +1278,284 @@ fn rfc7692_decompression_bomb_fails_with_1009() {
     let start = frame.len();
     frame.extend_from_slice(&bomb);
     apply_mask(&mut frame[start..], [1, 2, 3, 4], 0);
+    // Inflated a slice per call: the first call stops at the quantum, and
+    // says that work is left without new input.
     s.receive(now, &frame);
-    match s.poll_event() {
-        Some(Event::Error(ConnectionError::Protocol(e @ ProtocolError::MessageTooBig { .. }))) => {
+    assert_eq!(s.poll_event(), None);
+    assert!(s.has_pending_work());
+    let quantum = super::recv::INFLATE_QUANTUM;
+    let mut held = s.rx.message_len();
+    assert!(held > 0 && held <= quantum, "{held} bytes after one call");
+    // Each later call inflates at most the quantum more, and the budget
+    // reservation follows: it never falls, covers what is held, and grows.
+    let first = budget.in_use();
+    assert!(first >= held, "{budget:?} for {held} bytes");
+    let (mut calls, mut reserved) = (1, first);
+    let ev = loop {
+        s.resume(now);
+        calls += 1;
+        if let Some(ev) = s.poll_event() {
+            break ev;
+        }
+        assert!(s.has_pending_work());
+        let now_held = s.rx.message_len();
+        assert!(
+            now_held > held && now_held - held <= quantum,
+            "{held} -> {now_held}"
+        );
+        held = now_held;
+        assert!(
+            budget.in_use() >= reserved.max(held),
+            "{budget:?} for {held} bytes"
+        );
+        reserved = budget.in_use();
+    };
+    assert!(reserved > first, "{budget:?}");
+    assert!(calls > (1 << 20) / quantum, "{calls} calls");
+    match ev {
+        Event::Error(ConnectionError::Protocol(e @ ProtocolError::MessageTooBig { .. })) => {
             assert_eq!(e.close_code(), CloseCode::TOO_BIG)
         }
         other => panic!("{other:?}"),
     }
+    assert!(!s.has_pending_work());
+    assert_eq!(
+        budget.in_use(),
+        0,
+        "the reservation returns with the failure"
+    );
     let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flatten().collect();
     assert_eq!(out[0], 0x88, "a Close frame");
     assert_eq!(&out[2..4], &1009u16.to_be_bytes());
+}
+
+#[test]
+fn a_failure_between_slices_ends_the_inflate_and_its_reservation() {
+    use crate::deflate::{Compressor, DeflateConfig, DeflateParams};
+    use crate::MemoryBudget;
+    let params = DeflateParams::default();
+    let mut comp = Compressor::new(&params, &DeflateConfig::default(), Role::Client);
+    let mut bomb = BytesMut::new();
+    comp.compress(&vec![0u8; 8 << 20], true, &mut bomb);
+    let mut frame = BytesMut::new();
+    FrameHeader {
+        fin: true,
+        rsv: crate::frame::RSV1,
+        opcode: OpCode::Binary,
+        mask: Some([1, 2, 3, 4]),
+        payload_len: bomb.len() as u64,
+    }
+    .encode(&mut frame);
+    let start = frame.len();
+    frame.extend_from_slice(&bomb);
+    apply_mask(&mut frame[start..], [1, 2, 3, 4], 0);
+    let budget = MemoryBudget::new(64 << 20);
+    let cfg = Config {
+        memory_budget: Some(budget.clone()),
+        ping_interval: Some(Duration::from_secs(1)),
+        pong_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let now = Instant::now();
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(params),
+    };
+    let mut s = Connection::upgraded(Role::Server, cfg, negotiated, None, now);
+    s.receive(now, &frame);
+    assert!(s.has_pending_work());
+    assert!(budget.in_use() > 0);
+    // The keepalive Ping goes unanswered (the driver was slow to resume):
+    // the connection fails between two slices.
+    let mut t = now;
+    while s.state() == State::Open {
+        t = s.poll_timeout().expect("keepalive armed");
+        s.handle_timeout(t);
+        while s.poll_transmit().is_some() {}
+    }
+    assert!(!s.has_pending_work(), "no work is left once failed");
+    assert_eq!(budget.in_use(), 0, "the paused frame's reservation returns");
+    s.resume(t);
+    let evs: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Error(ConnectionError::TimedOut(Timeout::Pong))]
+        ),
+        "{evs:?}"
+    );
+
+    // The same when our output passes `max_pending_output` (the peer does
+    // not read): `resume` drops the frame rather than inflating on.
+    let cfg = Config {
+        memory_budget: Some(budget.clone()),
+        max_pending_output: Some(1 << 20),
+        ..Config::default()
+    };
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(params),
+    };
+    let mut s = Connection::upgraded(Role::Server, cfg, negotiated, None, now);
+    s.receive(now, &frame);
+    assert!(s.has_pending_work());
+    s.send_uncompressed(Bytes::from(vec![0u8; 2 << 20]))
+        .unwrap();
+    assert_eq!(s.send_binary(b"x"), Err(SendError::PendingOutputLimit));
+    s.resume(now);
+    assert!(!s.has_pending_work());
+    assert_eq!(budget.in_use(), 0);
+    let evs: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        matches!(
+            &evs[..],
+            [Event::Error(ConnectionError::PendingOutputLimit)]
+        ),
+        "{evs:?}"
+    );
+}
+
+/// Compressed client traffic and how a server core reports it, fed in
+/// pieces of `chunk` bytes with slices of `quantum`; `eager`: resume after
+/// each piece until no work is left (a driver), else feed on and resume
+/// only at the end (bytes fed meanwhile wait behind the work).
+fn sliced_run(
+    wire: &[u8],
+    cfg: &Config,
+    params: &crate::DeflateParams,
+    quantum: usize,
+    chunk: usize,
+    eager: bool,
+) -> Vec<Event> {
+    let now = Instant::now();
+    let negotiated = Negotiated {
+        subprotocol: None,
+        deflate: Some(*params),
+    };
+    let mut s = Connection::upgraded(Role::Server, cfg.clone(), negotiated, None, now);
+    s.rx.set_quantum(quantum);
+    let mut evs = Vec::new();
+    let mut drain = |s: &mut Connection| {
+        evs.extend(std::iter::from_fn(|| s.poll_event()));
+        while s.poll_transmit().is_some() {}
+    };
+    for piece in wire.chunks(chunk) {
+        s.receive(now, piece);
+        drain(&mut s);
+        while eager && s.has_pending_work() {
+            s.resume(now);
+            drain(&mut s);
+        }
+    }
+    while s.has_pending_work() {
+        s.resume(now);
+        drain(&mut s);
+    }
+    s.receive_eof(now);
+    drain(&mut s);
+    evs
+}
+
+#[test]
+fn rfc7692_inflating_in_slices_changes_no_event_whatever_the_slice_and_the_chunking() {
+    use crate::deflate::DeflateConfig;
+    use crate::DeflateParams;
+    let now = Instant::now();
+    for no_takeover in [false, true] {
+        for reassemble in [true, false] {
+            let params = DeflateParams {
+                client_no_context_takeover: no_takeover,
+                server_no_context_takeover: no_takeover,
+                ..DeflateParams::default()
+            };
+            // What a client sends: messages below and above the quantum,
+            // one frame and several, a burst of small ones that together
+            // pass it, a Ping and a plain message between, then a bomb
+            // past the limit.
+            let mut client = Connection::upgraded(
+                Role::Client,
+                Config {
+                    deflate: Some(DeflateConfig::default()),
+                    ..Config::default()
+                },
+                Negotiated {
+                    subprotocol: None,
+                    deflate: Some(params),
+                },
+                Some(Box::new(SeededMask::new([3; 32]))),
+                now,
+            );
+            client.send_text("small").unwrap();
+            client.send_text(&text(600_000)).unwrap();
+            for (i, last) in [(0, false), (1, false), (2, true)] {
+                client
+                    .send_fragment(MessageKind::Binary, &payload(300_000 + i), last)
+                    .unwrap();
+            }
+            for i in 0..40 {
+                client.send_text(&text(20_000 + i)).unwrap();
+            }
+            client.ping(b"between").unwrap();
+            client
+                .send_uncompressed(Bytes::from_static(b"plain"))
+                .unwrap();
+            client.send_binary(&vec![0u8; 3 << 20]).unwrap();
+            let wire: Vec<u8> = std::iter::from_fn(|| client.poll_transmit())
+                .flatten()
+                .collect();
+            // Reassembling, a budget that the messages fit in and the bomb
+            // does not: its refusal (and what it says was needed) must not
+            // depend on the slices either. Streaming, the message limit.
+            let budget = reassemble.then(|| crate::MemoryBudget::new(1536 << 10));
+            let cfg = Config {
+                max_message_size: 2 << 20,
+                reassemble,
+                memory_budget: budget.clone(),
+                ..Config::default()
+            };
+            let reference = sliced_run(&wire, &cfg, &params, usize::MAX, wire.len(), true);
+            let last = match reference.last() {
+                Some(Event::Error(ConnectionError::Protocol(e))) => e,
+                other => panic!("{other:?}"),
+            };
+            if reassemble {
+                assert!(
+                    matches!(last, ProtocolError::MemoryBudget { .. }),
+                    "{last:?}"
+                );
+            } else {
+                assert!(
+                    matches!(last, ProtocolError::MessageTooBig { .. }),
+                    "{last:?}"
+                );
+            }
+            let messages = if reassemble {
+                1 + 1 + 1 + 40
+            } else {
+                1 + 1 + 3 + 40
+            };
+            assert_eq!(
+                reference.len(),
+                messages + 1 + 1 + 1,
+                "no_takeover {no_takeover}"
+            );
+            for quantum in [64 << 10, 100_000, super::recv::INFLATE_QUANTUM, 1 << 20] {
+                for chunk in [wire.len(), 65536, 1000, 7] {
+                    for eager in [true, false] {
+                        let run = sliced_run(&wire, &cfg, &params, quantum, chunk, eager);
+                        assert!(
+                            run == reference,
+                            "quantum {quantum}, chunk {chunk}, eager {eager}, \
+                             no_takeover {no_takeover}, reassemble {reassemble}"
+                        );
+                        if let Some(b) = &budget {
+                            assert_eq!(b.in_use(), 0, "reservations left behind");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -46,6 +46,13 @@ pub struct Decompressor {
     history: History,
     /// A message is in progress.
     in_message: bool,
+    /// The frame in progress was paused by [`decompress_slice`]'s quantum:
+    /// the output step its inflate loop had reached, so the loop resumes
+    /// exactly where it stopped (the same reservations and the same output
+    /// whatever the quantum).
+    ///
+    /// [`decompress_slice`]: Self::decompress_slice
+    paused: Option<usize>,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -87,6 +94,7 @@ impl Decompressor {
             // The peer may reach back a whole window of its own.
             history: History::for_window(bits, no_context_takeover),
             in_message: false,
+            paused: None,
         }
     }
 
@@ -120,6 +128,7 @@ impl Decompressor {
     pub(crate) fn abandon(&mut self) {
         self.give_back();
         self.in_message = false;
+        self.paused = None;
         self.total = 0;
         self.ended = false;
         self.tail_len = 0;
@@ -172,7 +181,37 @@ impl Decompressor {
         limit: usize,
         grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
-        let result = self.decompress_frame(input, fin, out, limit, grant);
+        let mut input = input;
+        while let Some(consumed) =
+            self.decompress_slice(input, fin, out, limit, grant, &mut 0, usize::MAX)?
+        {
+            input = &input[consumed..];
+        }
+        Ok(())
+    }
+
+    /// [`decompress_within`](Self::decompress_within), as long as the
+    /// caller's output for this turn, `spent` (which it adds to), stays
+    /// within `quantum`: an inflate step (up to 64 KiB of output) that
+    /// would pass it is not started, unless nothing was produced yet this
+    /// turn (so each turn makes progress). `Ok(None)`: the frame is done.
+    /// `Ok(Some(n))`: paused after consuming `n` bytes of `input` (maybe
+    /// none); call again, in a later turn, with `&input[n..]` and the same
+    /// `fin` (the rest may be empty: zlib may still hold output) before
+    /// anything else. The slices together give the same output,
+    /// reservations and errors as one call, whatever the quantum.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decompress_slice(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        limit: usize,
+        grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
+        spent: &mut usize,
+        quantum: usize,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let result = self.decompress_frame(input, fin, out, limit, grant, spent, quantum);
         if result.is_err() && self.no_context_takeover {
             // The message is over: its pooled stream goes back (reset, so
             // whatever state the error left it in is gone).
@@ -181,6 +220,7 @@ impl Decompressor {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decompress_frame(
         &mut self,
         input: &[u8],
@@ -188,11 +228,28 @@ impl Decompressor {
         out: &mut BytesMut,
         limit: usize,
         grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
-        self.remember_tail(input);
-        self.in_message = !fin;
+        spent: &mut usize,
+        quantum: usize,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let resumed = self.paused.take();
+        if resumed.is_none() {
+            self.remember_tail(input);
+        }
+        // Until the frame is done: a paused message keeps its stream (the
+        // idle release must not take it).
+        self.in_message = true;
         let start = out.len();
-        self.inflate(input, out, limit, grant)?;
+        let step = resumed.unwrap_or_else(|| first_step(input.len()));
+        if let Some((consumed, step)) =
+            self.inflate(input, out, limit, grant, step, spent, quantum)?
+        {
+            self.paused = Some(step);
+            if !self.no_context_takeover {
+                self.history.push(&out[start..]);
+            }
+            return Ok(Some(consumed));
+        }
+        self.in_message = !fin;
         if fin {
             if self.ended {
                 // The peer ended the deflate stream with a BFINAL block
@@ -208,7 +265,9 @@ impl Decompressor {
                 // a stripped marker holds the empty block's zero header bits),
                 // so this cannot misfire on one.
             } else {
-                self.inflate(&TRAILER, out, limit, grant)?;
+                // Not sliced: four bytes inflate to a few KiB at most.
+                let step = first_step(TRAILER.len());
+                self.inflate(&TRAILER, out, limit, grant, step, spent, usize::MAX)?;
             }
             if self.no_context_takeover {
                 // Reset on its way back to the pool: the next message, this
@@ -233,7 +292,7 @@ impl Decompressor {
         } else if !self.no_context_takeover {
             self.history.push(&out[start..]);
         }
-        Ok(())
+        Ok(None)
     }
 
     fn remember_tail(&mut self, input: &[u8]) {
@@ -248,18 +307,31 @@ impl Decompressor {
         }
     }
 
+    /// Inflates `input` into `out`, `step` bytes of output space at a
+    /// time (doubling while inflate fills it), adding what it produces to
+    /// `spent`. Returns `Some((consumed, step))` when the next step would
+    /// take `spent` past `quantum` (see `decompress_slice`): the input
+    /// consumed, and the step to resume with.
+    #[allow(clippy::too_many_arguments)]
     fn inflate(
         &mut self,
         mut input: &[u8],
         out: &mut BytesMut,
         limit: usize,
         grant: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
-    ) -> Result<(), ProtocolError> {
+        mut step: usize,
+        spent: &mut usize,
+        quantum: usize,
+    ) -> Result<Option<(usize, usize)>, ProtocolError> {
         if self.ended {
             // Bytes after a BFINAL block are ignored, as zlib does: the RFC's
             // own example (§7.2.3.4, `f3 48 cd c9 c9 07 00 00`) has one.
-            return Ok(());
+            return Ok(None);
         }
+        let given = input.len();
+        // Counted in a local (written back on every way out): the loop
+        // then keeps it in a register.
+        let mut used = *spent;
         let limit64 = limit as u64;
         let history = &mut self.history;
         let stream = self.stream.get_or_insert_with(|| {
@@ -272,14 +344,16 @@ impl Decompressor {
                 )
             }
         });
-        // Output space starts at a few times the input and doubles while
-        // inflate fills it, so a short message does not pin a 64 KiB buffer
-        // (found by fuzzing: streamed fragments held 128 KiB each).
-        let mut step = input.len().saturating_mul(4).clamp(256, INFLATE_CHUNK);
         loop {
             // One byte more than the limit allows, so passing it is seen.
             let remaining = limit64.saturating_sub(self.total);
             let room = remaining.saturating_add(1).min(step as u64) as usize;
+            if used > 0 && used.saturating_add(room) > quantum {
+                // Decided before the step, from the step alone, so the
+                // steps are the same whatever the quantum.
+                *spent = used;
+                return Ok(Some((given - input.len(), step)));
+            }
             let max_len = out
                 .len()
                 .saturating_add(usize::try_from(remaining).unwrap_or(usize::MAX))
@@ -294,6 +368,8 @@ impl Decompressor {
             // spare capacity it was handed.
             unsafe { out.set_len(out.len() + produced) };
             input = &input[consumed..];
+            used += produced;
+            *spent = used;
             self.total += produced as u64;
             if self.total > limit64 {
                 return Err(ProtocolError::MessageTooBig {
@@ -308,7 +384,7 @@ impl Decompressor {
                 }
                 Ok(Status::StreamEnd) => {
                     self.ended = true;
-                    return Ok(());
+                    return Ok(None);
                 }
                 Ok(_) => {}
             }
@@ -318,7 +394,7 @@ impl Decompressor {
             if produced < room {
                 // Output space left over: inflate stopped for lack of input.
                 if input.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 if consumed == 0 && produced == 0 {
                     return Err(ProtocolError::Inflate("inflate made no progress".into()));
@@ -326,6 +402,14 @@ impl Decompressor {
             }
         }
     }
+}
+
+/// The first step of output space for `input_len` bytes of input: a few
+/// times the input, so a short message does not pin a 64 KiB buffer (found
+/// by fuzzing: streamed fragments held 128 KiB each); it doubles while
+/// inflate fills it.
+fn first_step(input_len: usize) -> usize {
+    input_len.saturating_mul(4).clamp(256, INFLATE_CHUNK)
 }
 
 /// Makes room for `additional` more bytes in `out` without letting its

@@ -261,6 +261,8 @@ impl<S, R: Io<S>> WebSocketReader<S, R> {
     }
 
     fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // One slice of input per poll (see `ReadState::poll_backlog`).
+        let mut sliced = false;
         loop {
             if self.r.has_events() || self.done {
                 return Poll::Ready(Ok(()));
@@ -301,13 +303,22 @@ impl<S, R: Io<S>> WebSocketReader<S, R> {
             if self.r.poll_timer(cx) {
                 continue;
             }
+            // Outside the lock: inflating needs no transport.
+            match self.r.poll_backlog(cx, &mut sliced) {
+                Some(Poll::Ready(())) => continue,
+                Some(Poll::Pending) => return Poll::Pending,
+                None => {}
+            }
             if self.r.can_read() {
                 let read = {
                     let mut side = self.shared.lock();
                     self.r.poll_read_io(&mut side.io, cx)
                 };
                 match read {
-                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Ok(())) => {
+                        sliced = true;
+                        continue;
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e))),
                     Poll::Pending => {}
                 }

@@ -207,6 +207,27 @@ impl<R: Runtime> ReadState<R> {
         std::mem::take(&mut self.read)
     }
 
+    /// The core's pending work before any read: received bytes wait to be
+    /// processed (a compressed frame is inflated a slice at a time, see
+    /// [`ReceiveHalf::has_pending_work`]). `None`: nothing waits, read.
+    /// `Some(Ready)`: a slice was processed (events may be queued). Only
+    /// one slice of input (this one, or a read) per poll: once `*sliced`,
+    /// it yields instead — `Some(Pending)` with the task's waker woken, so
+    /// the executor runs the other tasks (their accepts, handshakes and
+    /// echoes) before the next slice, rather than after the whole message.
+    pub(crate) fn poll_backlog(&mut self, cx: &Context<'_>, sliced: &mut bool) -> Option<Poll<()>> {
+        if !self.rx.has_pending_work() {
+            return None;
+        }
+        if std::mem::replace(sliced, true) {
+            cx.waker().wake_by_ref();
+            return Some(Poll::Pending);
+        }
+        self.rx.resume(R::now());
+        self.trace.after_input(&self.rx);
+        Some(Poll::Ready(()))
+    }
+
     /// Whether reading more would be useful: the transport is still open and
     /// the core has not finished with it.
     pub(crate) fn can_read(&self) -> bool {
@@ -300,6 +321,10 @@ impl<R: Runtime> ReadState<R> {
     /// Everything but waiting: runs due timers and, if `read` allows it,
     /// reads until the transport has nothing more right now. Registers `cx`
     /// for the timer and (when reading) for readability.
+    ///
+    /// Received bytes waiting in the core (see [`ReadState::poll_backlog`])
+    /// come before a read; one slice of them at most, after which the task
+    /// is woken to come back for the next.
     pub(crate) fn poll_background<S>(
         &mut self,
         io: &mut S,
@@ -309,13 +334,21 @@ impl<R: Runtime> ReadState<R> {
     where
         R: Io<S>,
     {
+        let mut sliced = false;
         loop {
             let mut progressed = self.poll_timer(cx);
             if read(self) {
-                match self.poll_read_io(io, cx) {
-                    Poll::Ready(Ok(())) => progressed = true,
-                    Poll::Ready(Err(e)) => return Err(e),
-                    Poll::Pending => {}
+                match self.poll_backlog(cx, &mut sliced) {
+                    Some(Poll::Ready(())) => progressed = true,
+                    Some(Poll::Pending) => {}
+                    None => match self.poll_read_io(io, cx) {
+                        Poll::Ready(Ok(())) => {
+                            sliced = true;
+                            progressed = true;
+                        }
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => {}
+                    },
                 }
             }
             if !progressed {

@@ -600,6 +600,8 @@ impl<S, R: Io<S>> WebSocket<S, R> {
     /// pending output, shuts the transport when the core says so, runs
     /// timers, reads.
     fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // One slice of input per poll (see `ReadState::poll_backlog`).
+        let mut sliced = false;
         loop {
             if self.closing {
                 // `close` was called: what arrives now is discarded, but the
@@ -639,9 +641,19 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             if self.r.poll_timer(cx) {
                 continue;
             }
+            match self.r.poll_backlog(cx, &mut sliced) {
+                Some(Poll::Ready(())) => continue,
+                // Yielded (the task is woken): the next slice comes after
+                // the executor's other tasks.
+                Some(Poll::Pending) => return Poll::Pending,
+                None => {}
+            }
             if self.r.can_read() {
                 match self.r.poll_read_io(&mut self.io, cx) {
-                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Ok(())) => {
+                        sliced = true;
+                        continue;
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.fail(e))),
                     Poll::Pending => {}
                 }

@@ -13,6 +13,9 @@ pub(crate) fn pump(from: &mut Connection, to: &mut Connection, now: Instant) -> 
         wire.extend_from_slice(&b);
     }
     to.receive(now, &wire);
+    while to.has_pending_work() {
+        to.resume(now);
+    }
     wire
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Current, ReceiveHalf, KEEP_INPUT_PEAK};
+use super::{Backlog, Current, ReceiveHalf, KEEP_INPUT_PEAK};
 use crate::close::CloseFrame;
 use crate::connection::link::Reply;
 use crate::connection::Event;
@@ -75,44 +75,23 @@ impl ReceiveHalf {
     }
 
     fn handle_data(&mut self, h: FrameHeader, payload: Bytes) -> Result<(), ProtocolError> {
-        if self.reassemble && !self.current.compressed && !(h.fin && self.current.frames == 1) {
-            let total = self.current.data.len() + payload.len();
-            self.held.cover(&self.config, total)?;
-        }
-        let cur = &mut self.current;
-        let kind = cur.kind.expect("set by check_header");
-        let text = kind == MessageKind::Text;
-        let data = if cur.compressed {
+        if self.current.compressed {
             let inflate = self
                 .inflate
                 .as_mut()
                 .expect("compressed implies a decompressor");
             inflate.compressed_bytes += payload.len() as u64;
-            let d = &mut inflate.codec;
-            let mut fresh = BytesMut::new();
-            let out = if self.reassemble {
-                &mut cur.data
-            } else {
-                &mut fresh
-            };
-            let before = out.len();
-            let (held, config) = (&mut self.held, &*self.config);
-            d.decompress_within(&payload, h.fin, out, config.max_message_size, &mut |n| {
-                held.cover(config, n)
-            })?;
-            self.stats.bytes += (out.len() - before) as u64;
-            if text {
-                self.utf8
-                    .feed(&out[before..])
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
-            if self.reassemble {
-                None
-            } else {
-                Some(fresh.freeze())
-            }
-        } else if self.reassemble {
-            self.stats.bytes += payload.len() as u64;
+            let start = self.current.data.len();
+            let pinned = payload.len();
+            return self.inflate_slice(payload, pinned, h.fin, start);
+        }
+        if self.reassemble && !(h.fin && self.current.frames == 1) {
+            let total = self.current.data.len() + payload.len();
+            self.held.cover(&self.config, total)?;
+        }
+        let cur = &mut self.current;
+        self.stats.bytes += payload.len() as u64;
+        let data = if self.reassemble {
             if h.fin && cur.frames == 1 {
                 // One frame: hand out the input buffer's bytes, no copy.
                 Some(payload)
@@ -121,10 +100,78 @@ impl ReceiveHalf {
                 None
             }
         } else {
-            self.stats.bytes += payload.len() as u64;
             Some(payload)
         };
-        if h.fin && text {
+        self.end_frame(h.fin, data)
+    }
+
+    /// Inflates the next slice of a compressed frame's payload `input`
+    /// (until this call's output, `spent`, would pass `quantum`: the bound
+    /// is per call, not per frame, so a read full of small compressed
+    /// frames is sliced too) into `Current::data`, where the
+    /// frame's output starts at `start`. When the slice leaves work, the
+    /// rest is kept as the backlog (see `has_pending_work`); once the
+    /// frame is done, it is ended like any other. `pinned`: the frame's
+    /// whole payload length, which `input` keeps allocated; the budget
+    /// covers it along with the output.
+    pub(super) fn inflate_slice(
+        &mut self,
+        input: Bytes,
+        pinned: usize,
+        fin: bool,
+        start: usize,
+    ) -> Result<(), ProtocolError> {
+        let quantum = self.quantum();
+        let cur = &mut self.current;
+        let inflate = &mut **self
+            .inflate
+            .as_mut()
+            .expect("compressed implies a decompressor");
+        let (held, config) = (&mut self.held, &*self.config);
+        let paused = inflate.codec.decompress_slice(
+            &input,
+            fin,
+            &mut cur.data,
+            config.max_message_size,
+            &mut |n| held.cover(config, n.saturating_add(pinned)),
+            &mut inflate.spent,
+            quantum,
+        )?;
+        if let Some(consumed) = paused {
+            inflate.backlog = Some(Box::new(Backlog {
+                input: input.slice(consumed..),
+                pinned,
+                fin,
+                start,
+            }));
+            self.backlog = true;
+            return Ok(());
+        }
+        self.stats.bytes += (cur.data.len() - start) as u64;
+        if cur.kind == Some(MessageKind::Text) {
+            // The frame's whole output at once, as before slicing: the
+            // error a frame ends with does not depend on the slices.
+            self.utf8
+                .feed(&cur.data[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        // Streamed fragments each take their own output (a fresh buffer per
+        // frame); reassembled ones stay until the message ends.
+        let data = (!self.reassemble).then(|| std::mem::take(&mut cur.data).freeze());
+        self.end_frame(fin, data)
+    }
+
+    /// The end of a data frame: its fragment event, or the message's when
+    /// `fin` (`data` is the frame's own payload when it is the whole of
+    /// what to hand out; `None` takes the reassembled message). Inlined: with the
+    /// full parser, the per-frame path of every message the fast path does
+    /// not take.
+    #[inline(always)]
+    fn end_frame(&mut self, fin: bool, data: Option<Bytes>) -> Result<(), ProtocolError> {
+        let cur = &mut self.current;
+        let kind = cur.kind.expect("set by check_header");
+        let text = kind == MessageKind::Text;
+        if fin && text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         if !self.reassemble {
@@ -132,9 +179,9 @@ impl ReceiveHalf {
                 kind,
                 data: data.unwrap_or_default(),
                 first: cur.frames == 1,
-                last: h.fin,
+                last: fin,
             }));
-        } else if h.fin {
+        } else if fin {
             let bytes = data.unwrap_or_else(|| {
                 if cur.data.capacity() > KEEP_INPUT_PEAK {
                     // Handed out whole: a split would leave the spare room
@@ -150,7 +197,7 @@ impl ReceiveHalf {
                 MessageKind::Binary => Event::Binary(bytes),
             });
         }
-        if h.fin {
+        if fin {
             cur.kind = None;
             self.stats.messages += 1;
         }

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::link::{Link, Reply};
 use super::stats::RecvCounters;
@@ -46,6 +46,21 @@ const SMALL_COPY: usize = 4 << 10;
 /// `receive` copies and parses a large read in steps of this size (a third
 /// of a typical 48 KiB L1 data cache).
 const RECEIVE_STEP: usize = 16 << 10;
+
+/// One call that processes input (`receive`, `resume`) inflates at most
+/// this much output; the rest of the frame waits, and `has_pending_work`
+/// says so. A compressed message is thus inflated a slice at a time, with
+/// the driver yielding to its executor between slices, instead of up to
+/// `max_message_size` (64 MiB, 40-50 ms of CPU) in one call while every
+/// other task on that thread waits. 256 KiB is about 0.2 ms of inflate on
+/// a bomb (0.5-1 ms on text): short enough that 200 connections' slices
+/// queue behind one another for tens of milliseconds, not seconds; four
+/// inflate steps (`INFLATE_CHUNK`), so a slice's fixed cost (returning to
+/// the driver, a wake-up, a poll) stays under 1%; larger than nearly every
+/// real message, which therefore never pauses. And each slice grows the
+/// message's budget reservation before the next, so concurrent bombs meet
+/// the process-wide budget while each holds a few MiB, not 64.
+pub(crate) const INFLATE_QUANTUM: usize = 256 << 10;
 
 /// Answered Pings and Pongs that wait unread at most (see `push_answered`
 /// and [`Event::Ping`]).
@@ -109,6 +124,25 @@ struct Inflate {
     /// `Stats::compressed_bytes_in`, which only compressed connections
     /// count.
     compressed_bytes: u64,
+    /// Inflate output produced by the current call (`receive`, `resume`):
+    /// at most `INFLATE_QUANTUM`.
+    spent: usize,
+    /// The frame being inflated in slices (see `INFLATE_QUANTUM`); boxed,
+    /// as only a large compressed frame needs it.
+    backlog: Option<Box<Backlog>>,
+}
+
+/// What is left of a compressed frame paused at `INFLATE_QUANTUM`.
+#[derive(Debug)]
+struct Backlog {
+    /// Its compressed payload not yet consumed.
+    input: Bytes,
+    /// The whole payload's length: `input` is a slice of it, and keeps
+    /// all of it allocated until the frame is done.
+    pinned: usize,
+    fin: bool,
+    /// Where its output starts in `Current::data`.
+    start: usize,
 }
 
 /// The connection state as seen by the application.
@@ -190,6 +224,12 @@ pub struct ReceiveHalf {
     ready_count: usize,
     /// What the message in progress reserved from `config.memory_budget`.
     held: Held,
+    /// A compressed frame is being inflated in slices (`Inflate::backlog`
+    /// holds the rest): nothing after it is parsed until it is done.
+    backlog: bool,
+    /// The slice size, when a test varies it (`INFLATE_QUANTUM` otherwise).
+    #[cfg(test)]
+    quantum: usize,
     /// Events in `events` that need nothing from the application: Pings
     /// already answered and Pongs (see `push_answered`). At most
     /// `KEEP_ANSWERED`.
@@ -247,6 +287,9 @@ impl ReceiveHalf {
             ready: 0,
             ready_count: 0,
             held: Held::default(),
+            backlog: false,
+            #[cfg(test)]
+            quantum: INFLATE_QUANTUM,
             answered: 0,
             config: cfg,
         }
@@ -270,6 +313,8 @@ impl ReceiveHalf {
                 released_at: None,
                 last_rx: now,
                 compressed_bytes: 0,
+                spent: 0,
+                backlog: None,
             })
         });
         self.open = true;
@@ -364,6 +409,7 @@ impl ReceiveHalf {
         }
         if let Some(inflate) = self.inflate.as_deref_mut() {
             inflate.last_rx = now;
+            inflate.spent = 0;
         }
         self.stats.wire_bytes += data.len() as u64;
         self.buffer_peaked |= self.buf.len() + data.len() > KEEP_INPUT_PEAK;
@@ -375,6 +421,12 @@ impl ReceiveHalf {
         // rather than after the whole read went through it. Parsing is
         // incremental: the events and replies are the same as in one go.
         for step in data.chunks(RECEIVE_STEP) {
+            if self.backlog {
+                // This call has inflated its slice: the rest waits,
+                // unparsed, for `resume` (or the next read).
+                self.buf.extend_from_slice(step);
+                continue;
+            }
             if let Err(e) = self.receive_step(step, now) {
                 self.fail(e, now);
             }
@@ -389,14 +441,118 @@ impl ReceiveHalf {
 
     /// Bytes held for the message in progress: its frame's payload so far
     /// (the input buffer starts there while a header is pending) and what
-    /// was reassembled or inflated before it.
+    /// was reassembled or inflated before it. While a frame is inflated in
+    /// slices, its compressed payload (all of it stays allocated) and the
+    /// whole output allocation (grown ahead of the output, with the
+    /// budget's grant) count.
     fn message_bytes(&self) -> usize {
         let partial = if self.header.is_some() {
             self.buf.len()
         } else {
             0
         };
+        if self.backlog {
+            return partial + self.current.data.capacity() + self.backlog_input();
+        }
         partial + self.current.data.len()
+    }
+
+    fn backlog_input(&self) -> usize {
+        self.inflate
+            .as_ref()
+            .and_then(|i| i.backlog.as_ref())
+            .map_or(0, |b| b.pinned)
+    }
+
+    /// Whether bytes already received wait to be processed without new
+    /// input: a compressed frame is being inflated in slices (each call
+    /// that processes input inflates at most 256 KiB, so a large message,
+    /// or a decompression bomb, cannot keep the caller for the whole
+    /// `max_message_size`), and what was received after it waits behind
+    /// it. Call [`resume`](Self::resume) until this is false, draining
+    /// events as usual in between; a driver yields to its other tasks
+    /// between calls. Bytes fed with `receive` meanwhile are kept and also
+    /// advance the work by one slice; [`receive_eof`](Self::receive_eof)
+    /// finishes it first.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use wsmachine::{Config, Connection, Negotiated, Role};
+    /// let mut conn = Connection::upgraded(Role::Server, Config::default(), Negotiated::default(), None, Instant::now());
+    /// # let bytes_read: &[u8] = &[];
+    /// conn.receive(Instant::now(), bytes_read);
+    /// loop {
+    ///     while let Some(_event) = conn.poll_event() { /* ... */ }
+    ///     if !conn.has_pending_work() {
+    ///         break;
+    ///     }
+    ///     // an async driver yields to its executor here
+    ///     conn.resume(Instant::now());
+    /// }
+    /// ```
+    #[inline]
+    pub fn has_pending_work(&self) -> bool {
+        self.backlog
+    }
+
+    /// Processes the next slice of what was received (see
+    /// [`has_pending_work`](Self::has_pending_work)); does nothing when
+    /// nothing waits.
+    ///
+    /// After calling this: drain [`ReceiveHalf::poll_event`], have the
+    /// sending half transmit, re-arm the timer, as after `receive`.
+    pub fn resume(&mut self, now: Instant) {
+        if !self.backlog {
+            return;
+        }
+        if self.link.is_aborted() {
+            // Nothing could be answered (see `SendHalf::abort`), as in
+            // `receive`: the message is dropped, not inflated further.
+            self.materialize();
+            self.drop_message_in_progress();
+            return;
+        }
+        self.process(now);
+    }
+
+    /// Inflates the next slice of the frame in `Inflate::backlog`.
+    #[cold]
+    pub(super) fn resume_inflate(&mut self) -> Result<(), ProtocolError> {
+        let backlog = self
+            .inflate
+            .as_mut()
+            .and_then(|i| i.backlog.take())
+            .expect("a backlog is kept in the decompressor's state");
+        self.backlog = false;
+        let Backlog {
+            input,
+            pinned,
+            fin,
+            start,
+        } = *backlog;
+        self.inflate_slice(input, pinned, fin, start)
+    }
+
+    /// Sets the slice size, so tests can check that the outcome does not
+    /// depend on it.
+    #[cfg(test)]
+    pub(crate) fn set_quantum(&mut self, quantum: usize) {
+        self.quantum = quantum;
+    }
+
+    /// Bytes reassembled or inflated so far for the message in progress.
+    #[cfg(test)]
+    pub(crate) fn message_len(&self) -> usize {
+        self.current.data.len()
+    }
+
+    /// The slice size: `INFLATE_QUANTUM`, or what a test set.
+    #[inline]
+    pub(super) fn quantum(&self) -> usize {
+        #[cfg(test)]
+        return self.quantum;
+        #[cfg(not(test))]
+        INFLATE_QUANTUM
     }
 
     /// Gives back what the budget reservation no longer covers: called
@@ -448,6 +604,11 @@ impl ReceiveHalf {
     pub fn receive_eof(&mut self, now: Instant) {
         if self.eof {
             return;
+        }
+        // What was received comes before the end (a caller that resumes
+        // until nothing is pending never has any left here).
+        while self.backlog {
+            self.process(now);
         }
         self.eof = true;
         self.set_transport_done_at(Some(now));
@@ -711,6 +872,9 @@ impl ReceiveHalf {
     }
 
     pub(crate) fn process(&mut self, now: Instant) {
+        if let Some(inflate) = self.inflate.as_deref_mut() {
+            inflate.spent = 0;
+        }
         if let Err(e) = self.parse(now) {
             self.fail(e, now);
         }
@@ -743,7 +907,9 @@ impl ReceiveHalf {
     fn abandon_inflate(&mut self) {
         if let Some(inflate) = &mut self.inflate {
             inflate.codec.abandon();
+            inflate.backlog = None;
         }
+        self.backlog = false;
     }
 
     fn fail(&mut self, err: ProtocolError, now: Instant) {

@@ -15,6 +15,13 @@ use crate::Role;
 
 impl ReceiveHalf {
     pub(super) fn parse(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        if self.backlog {
+            // The frame being inflated comes first, a slice per call.
+            self.resume_inflate()?;
+            if self.backlog {
+                return Ok(());
+            }
+        }
         while !self.failed && !self.close_received() {
             if self.header.is_none() && self.current.kind.is_none() {
                 if self.parse_small()? && self.ready > 0 {
@@ -84,6 +91,11 @@ impl ReceiveHalf {
             };
             self.header = None;
             self.handle_frame(header, payload, now)?;
+            if self.backlog {
+                // That frame inflated its slice; the rest waits for the
+                // next call.
+                return Ok(());
+            }
         }
         Ok(())
     }

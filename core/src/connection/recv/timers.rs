@@ -160,6 +160,11 @@ impl ReceiveHalf {
                 }
             }
             Due::Pong => {
+                // Nothing more is processed: the message in progress (a
+                // frame paused mid-inflate included) goes now, with its
+                // reservation; frames already whole are reported first.
+                self.materialize();
+                self.drop_message_in_progress();
                 self.events
                     .push_back(Event::Error(ConnectionError::TimedOut(Timeout::Pong)));
                 self.link.push(Reply::Close(
