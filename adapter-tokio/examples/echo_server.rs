@@ -37,13 +37,12 @@ async fn main() {
     if args.peek().map(String::as_str) == Some("--h2") {
         let addr = args.nth(1).unwrap_or_else(|| "127.0.0.1:9443".into());
         #[cfg(feature = "http2")]
-        h2::main(addr).await;
+        return h2::main(addr).await;
         #[cfg(not(feature = "http2"))]
         {
             eprintln!("echo_server: --h2 {addr} needs the http2 feature: cargo run -p wsmachine-tokio --features http2 --example echo_server -- --h2");
             std::process::exit(2);
         }
-        return;
     }
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = match TcpListener::bind(&addr).await {
