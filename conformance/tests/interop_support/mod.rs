@@ -69,9 +69,17 @@ pub(crate) fn peer<T>(test: &str, peer: Result<T, String>, install: &str) -> T {
 /// the path cargo reports for it (examples of different packages may share
 /// that path: copy it aside before building another).
 pub(crate) fn build_example(pkg: &str, name: &str) -> PathBuf {
+    build_example_with(pkg, name, &[])
+}
+
+/// [`build_example`] with the package's `features` turned on.
+pub(crate) fn build_example_with(pkg: &str, name: &str, features: &[&str]) -> PathBuf {
     let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "-p", pkg, "--example", name]);
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
+    }
     cargo
-        .args(["build", "-p", pkg, "--example", name])
         .args(["--message-format=json-render-diagnostics"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit());
