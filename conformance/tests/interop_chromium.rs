@@ -89,23 +89,12 @@ async fn page_server(page: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     (addr, loads)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    missing_chromium,
-    ignore = "Chromium not found: apt-get install chromium (or set CHROMIUM); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
-)]
-async fn chromium_page_to_tokio_server_deflate() {
-    let test = "chromium_page_to_tokio_server_deflate";
-    let chromium = peer(test, chromium(), INSTALL);
-    let page = std::fs::read_to_string(peers_dir().join("chromium").join("interop.html"))
-        .expect("read interop.html");
-    let (http, loads) = page_server(page).await;
-    let mut server = TokioServer::start().await;
-    let profile = TempDir::new("chromium-profile");
-    let url = format!("http://{http}/?ws={}", server.addr.port());
-    let mut browser = Peer::spawn_group(
+/// Starts headless Chromium on `url` with the flags every test here uses
+/// (no sandbox, GPU, QUIC or background traffic) and `extra`.
+fn headless(chromium: &std::path::Path, profile: &TempDir, extra: &[&str], url: &str) -> Peer {
+    Peer::spawn_group(
         "chromium",
-        Command::new(&chromium)
+        Command::new(chromium)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -117,22 +106,18 @@ async fn chromium_page_to_tokio_server_deflate() {
                 "--disable-sync",
                 "--disable-dev-shm-usage",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.0.display()))
-            .arg(&url),
+            .arg(url),
     )
-    .expect("start chromium");
-    // The page's whole run: startup, ~2.3 MB each way, the close.
-    let report = tokio::time::timeout(Duration::from_secs(60), server.report()).await;
-    let stderr = browser.stderr();
-    browser.stop();
-    drop(profile);
-    let report = report.unwrap_or_else(|_| {
-        panic!(
-            "no WebSocket session from Chromium within 60 s (page loads: {}); chromium stderr:\n{stderr}",
-            loads.load(Ordering::Relaxed)
-        )
-    });
-    assert!(loads.load(Ordering::Relaxed) >= 1, "the page was served");
+    .expect("start chromium")
+}
+
+/// What the server must have seen of the page's session (`interop.html`):
+/// path, Chromium's deflate offer accepted, the page's passing verdict over
+/// every echo, its Close 1000 "page done", and compression on the wire both
+/// ways.
+fn assert_page_session(report: &ServerReport, stderr: &str) {
     assert_eq!(report.path, "/chromium");
     assert_eq!(report.error, None, "server error; report {report:#?}");
     assert!(
@@ -176,6 +161,36 @@ async fn chromium_page_to_tokio_server_deflate() {
         report.payload_bytes,
         true,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_chromium,
+    ignore = "Chromium not found: apt-get install chromium (or set CHROMIUM); WSMACHINE_REQUIRE_PEERS=1 makes this a failure"
+)]
+async fn chromium_page_to_tokio_server_deflate() {
+    let test = "chromium_page_to_tokio_server_deflate";
+    let chromium = peer(test, chromium(), INSTALL);
+    let page = std::fs::read_to_string(peers_dir().join("chromium").join("interop.html"))
+        .expect("read interop.html");
+    let (http, loads) = page_server(page).await;
+    let mut server = TokioServer::start().await;
+    let profile = TempDir::new("chromium-profile");
+    let url = format!("http://{http}/?ws={}", server.addr.port());
+    let mut browser = headless(&chromium, &profile, &[], &url);
+    // The page's whole run: startup, ~2.3 MB each way, the close.
+    let report = tokio::time::timeout(Duration::from_secs(60), server.report()).await;
+    let stderr = browser.stderr();
+    browser.stop();
+    drop(profile);
+    let report = report.unwrap_or_else(|_| {
+        panic!(
+            "no WebSocket session from Chromium within 60 s (page loads: {}); chromium stderr:\n{stderr}",
+            loads.load(Ordering::Relaxed)
+        )
+    });
+    assert!(loads.load(Ordering::Relaxed) >= 1, "the page was served");
+    assert_page_session(&report, &stderr);
 }
 
 /// Which request the HTTP/2 test's server saw, and on which TCP connection.
@@ -312,26 +327,9 @@ async fn chromium_page_over_http2_to_tokio_server() {
         .expect("read interop.html");
     let (addr, seen, mut reports) = h2_server(page).await;
     let profile = TempDir::new("chromium-profile");
-    let mut browser = Peer::spawn_group(
-        "chromium",
-        Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                // The server's certificate is generated for this run.
-                "--ignore-certificate-errors",
-            ])
-            .arg(format!("--user-data-dir={}", profile.0.display()))
-            .arg(format!("https://{addr}/")),
-    )
-    .expect("start chromium");
+    // The server's certificate is generated for this run.
+    let url = format!("https://{addr}/");
+    let mut browser = headless(&chromium, &profile, &["--ignore-certificate-errors"], &url);
     let report = tokio::time::timeout(Duration::from_secs(60), reports.recv()).await;
     let stderr = browser.stderr();
     browser.stop();
@@ -360,47 +358,6 @@ async fn chromium_page_over_http2_to_tokio_server() {
         (&hyper::Method::CONNECT, hyper::Version::HTTP_2, page.conn),
         "an extended CONNECT on the page's connection: {seen:#?}"
     );
-    assert_eq!(report.path, "/chromium");
-    assert_eq!(report.error, None, "server error; report {report:#?}");
-    assert!(
-        report.offered_extensions.contains("permessage-deflate"),
-        "Chromium offered {:?}",
-        report.offered_extensions
-    );
-    assert!(report.deflate, "compression negotiated on our side");
-    let verdict = report.results.first().unwrap_or_else(|| {
-        panic!("the page sent no verdict; report {report:#?}\nchromium stderr:\n{stderr}")
-    });
-    println!("page verdict: {verdict}");
-    assert!(
-        verdict.starts_with("RESULT PASS "),
-        "page verdict: {verdict}"
-    );
-    assert!(
-        verdict.contains("extensions=permessage-deflate"),
-        "the browser's negotiated extensions: {verdict}"
-    );
-    assert!(
-        verdict.ends_with(&format!("checks={}", SIZES.len() * 2 + 1)),
-        "{verdict}"
-    );
-    assert_eq!(report.messages, SIZES.len() * 2 + 2);
-    assert_eq!(
-        report.close,
-        Some(CloseFrame::new(CloseCode::NORMAL, "page done")),
-        "the browser's Close frame"
-    );
-    // The WebSocket's own bytes on its stream (the connection's counters).
-    assert_wire(
-        "chromium → server",
-        report.wire_read,
-        report.payload_bytes,
-        true,
-    );
-    assert_wire(
-        "server → chromium",
-        report.wire_written,
-        report.payload_bytes,
-        true,
-    );
+    // The wire bytes are the WebSocket's own on its stream (its counters).
+    assert_page_session(&report, &stderr);
 }
