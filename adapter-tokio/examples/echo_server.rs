@@ -26,6 +26,7 @@
 //! `http/1.1`) get the upgrade as usual, on the same port.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -45,14 +46,7 @@ async fn main() {
         }
     }
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9001".into());
-    let listener = match TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("echo_server: cannot listen on {addr}: {e}");
-            std::process::exit(1);
-        }
-    };
-    let local = listener.local_addr().expect("bound socket has an address");
+    let (listener, local) = listen(&addr).await;
     println!("listening on ws://{local}");
     let _ = std::io::stdout().flush();
     // One `Config` for every connection, shared: each holds a pointer to
@@ -64,22 +58,44 @@ async fn main() {
         ..Config::with_deflate()
     });
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // e.g. out of file descriptors: keep serving the others.
-                eprintln!("echo_server: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let (tcp, peer) = next_connection(&listener).await;
         let config = config.clone();
         tokio::spawn(async move {
             if let Err(e) = serve(tcp, config).await {
                 eprintln!("echo_server: {peer}: {e}");
             }
         });
+    }
+}
+
+/// Binds `addr`, or says why not and exits 1.
+async fn listen(addr: &str) -> (TcpListener, SocketAddr) {
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            let local = l.local_addr().expect("bound socket has an address");
+            (l, local)
+        }
+        Err(e) => {
+            eprintln!("echo_server: cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The next accepted connection, with Nagle off.
+async fn next_connection(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, peer);
+            }
+            Err(e) => {
+                // e.g. out of file descriptors: keep serving the others.
+                eprintln!("echo_server: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
@@ -124,20 +140,12 @@ mod h2 {
     use http_body_util::Full;
     use hyper::body::Incoming;
     use hyper::{Method, Request, Response, StatusCode};
-    use tokio::net::TcpListener;
     use wsmachine_tokio::hyper::WebSocketUpgrade;
     use wsmachine_tokio::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use wsmachine_tokio::{rustls, serve_connection, tokio_rustls::TlsAcceptor};
 
     pub(super) async fn main(addr: String) {
-        let listener = match TcpListener::bind(&addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("echo_server: cannot listen on {addr}: {e}");
-                std::process::exit(1);
-            }
-        };
-        let local = listener.local_addr().expect("bound socket has an address");
+        let (listener, local) = super::listen(&addr).await;
         let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
         let ck = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
         let pem = std::env::temp_dir().join(format!("wsmachine-echo-{}.pem", local.port()));
@@ -161,15 +169,7 @@ mod h2 {
         println!("certificate: {}", pem.display());
         let _ = std::io::Write::flush(&mut std::io::stdout());
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("echo_server: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
+            let (tcp, peer) = super::next_connection(&listener).await;
             let tls = tls.clone();
             tokio::spawn(async move {
                 let stream = match tls.accept(tcp).await {
