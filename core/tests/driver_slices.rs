@@ -14,53 +14,20 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use wsmachine::driver::{ByteStream, Error, Io, Runtime, Timer, WebSocket};
+use wsmachine::driver::{ByteStream, Error, Io, WebSocket};
 use wsmachine::internals::{Compressor, FrameHeader, RSV1};
 use wsmachine::{
     apply_mask, Config, ConnectionError, DeflateConfig, DeflateParams, Message, Negotiated, OpCode,
     ProtocolError, Role,
 };
 
-struct Rt;
-
-// A test runtime's clock: read once, then it stands still.
-#[allow(clippy::disallowed_methods)]
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-impl Runtime for Rt {
-    type Timer = NeverTimer;
-
-    fn now() -> Instant {
-        epoch()
-    }
-
-    fn timer() -> NeverTimer {
-        NeverTimer
-    }
-
-    fn fill_random(buf: &mut [u8]) {
-        buf.fill(0x5a);
-    }
-}
-
-struct NeverTimer;
-
-impl Timer for NeverTimer {
-    fn reset(&mut self, _at: Instant) {}
-
-    fn poll_elapsed(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
-        Poll::Pending
-    }
-}
+#[path = "support/still_runtime.rs"]
+mod still_runtime;
+use still_runtime::{Rt, Task};
 
 /// Bytes the connection may read; what it wrote. Reads and writes never
 /// wait for the other side, so every `Pending` comes from the driver.
@@ -124,16 +91,6 @@ impl Io<Transport> for Rt {
     }
 }
 
-/// A waker that counts its wake-ups.
-#[derive(Default)]
-struct Task(AtomicUsize);
-
-impl Wake for Task {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 const MIB: usize = 1 << 20;
 /// The message limit: 16 slices of 256 KiB.
 const LIMIT: usize = 4 * MIB;
@@ -178,19 +135,18 @@ fn bombed() -> (WebSocket<Transport, Rt>, Transport) {
 /// task (a yield, not a wait for I/O). Returns the output and how many
 /// polls it took.
 fn poll_yielding<F: Future>(fut: F) -> (F::Output, usize) {
-    let task = Arc::new(Task::default());
-    let waker = Waker::from(task.clone());
+    let (task, waker) = Task::new();
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
     let mut polls = 0;
     loop {
-        let woken = task.0.load(Ordering::SeqCst);
+        let woken = task.woken();
         polls += 1;
         assert!(polls < 10_000, "no end");
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(out) => return (out, polls),
             Poll::Pending => assert_eq!(
-                task.0.load(Ordering::SeqCst),
+                task.woken(),
                 woken + 1,
                 "poll {polls} returned Pending without waking its task"
             ),

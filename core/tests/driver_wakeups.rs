@@ -21,48 +21,15 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
-use wsmachine::driver::{ByteStream, Io, Runtime, Timer, WebSocket};
+use wsmachine::driver::{ByteStream, Io, WebSocket};
 use wsmachine::{Config, Message, Negotiated, Role};
 
-struct Rt;
-
-// A test runtime's clock: read once, then it stands still.
-#[allow(clippy::disallowed_methods)]
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-impl Runtime for Rt {
-    type Timer = NeverTimer;
-
-    fn now() -> Instant {
-        epoch()
-    }
-
-    fn timer() -> NeverTimer {
-        NeverTimer
-    }
-
-    fn fill_random(buf: &mut [u8]) {
-        buf.fill(0x5a);
-    }
-}
-
-struct NeverTimer;
-
-impl Timer for NeverTimer {
-    fn reset(&mut self, _at: Instant) {}
-
-    fn poll_elapsed(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
-        Poll::Pending
-    }
-}
+#[path = "support/still_runtime.rs"]
+mod still_runtime;
+use still_runtime::{Rt, Task};
 
 /// The test's side of the transport: what the connection may write and
 /// read next, and who waits.
@@ -182,28 +149,6 @@ impl Io<Transport> for Rt {
 
     fn poll_shutdown(_io: &mut Transport, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// A waker that counts its wake-ups: one per simulated task.
-#[derive(Default)]
-struct Task(AtomicUsize);
-
-impl Wake for Task {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl Task {
-    fn new() -> (Arc<Task>, Waker) {
-        let t = Arc::new(Task::default());
-        let w = Waker::from(t.clone());
-        (t, w)
-    }
-
-    fn woken(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
     }
 }
 
