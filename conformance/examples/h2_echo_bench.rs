@@ -20,15 +20,12 @@
 // A benchmark owns the clock.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wsmachine_conformance::bench::H2EchoServer;
 use wsmachine_tokio::h2::H2Connection;
-use wsmachine_tokio::rustls::pki_types::pem::PemObject;
-use wsmachine_tokio::rustls::pki_types::CertificateDer;
-use wsmachine_tokio::rustls::{self, ClientConfig, RootCertStore};
+use wsmachine_tokio::rustls::ClientConfig;
 use wsmachine_tokio::{ConnectBuilder, Message, WebSocket};
 
 struct Args {
@@ -176,35 +173,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let a = args();
-    let mut server = Command::new(&a.server)
-        .args(["--h2", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", a.server));
-    let pid = server.id();
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let listening = lines.next().expect("a line").expect("stdout");
-    let addr = listening
-        .strip_prefix("listening on https://")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {listening}"))
-        .to_owned();
-    let cert = lines.next().expect("a line").expect("stdout");
-    let cert = cert
-        .strip_prefix("certificate: ")
-        .expect("certificate line");
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(cert).expect("the server's certificate"))
-        .expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let server = H2EchoServer::start(std::path::Path::new(&a.server));
+    let (addr, tls, pid) = (server.addr.clone(), server.tls.clone(), server.pid());
     // One thread: the server keeps the other core.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -221,8 +191,7 @@ fn main() {
             }
         }
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let med = |v: &[(f64, f64)]| {
         (
             median(v.iter().map(|x| x.0).collect()),

@@ -133,3 +133,70 @@ pub fn parse_header(b: &[u8]) -> Option<(usize, u64, u8, bool)> {
     }
     (b.len() >= hlen).then_some((hlen, len, b[0], masked))
 }
+
+/// The tokio `echo_server` example in its HTTP/2 mode, started on a free
+/// loopback port: its address (from the `listening on https://ADDR` line)
+/// and a TLS client configuration that trusts the certificate it generated
+/// (from the `certificate: PATH` line). Ended, by its PID, when dropped.
+pub struct H2EchoServer {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Trusts the server's certificate only.
+    pub tls: std::sync::Arc<wsmachine_tokio::rustls::ClientConfig>,
+}
+
+impl H2EchoServer {
+    /// Starts `exe --h2 127.0.0.1:0` (an `echo_server` built with the
+    /// `http2` feature) and reads its first two lines. Panics, saying
+    /// what it read, when they are not what the example prints.
+    pub fn start(exe: &std::path::Path) -> H2EchoServer {
+        use std::io::{BufRead, BufReader};
+        use wsmachine_tokio::rustls::pki_types::{pem::PemObject, CertificateDer};
+        use wsmachine_tokio::rustls::{self, ClientConfig, RootCertStore};
+
+        let mut child = std::process::Command::new(exe)
+            .args(["--h2", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {} --h2: {e}", exe.display()));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut line = || lines.next().and_then(Result::ok).unwrap_or_default();
+        let (first, second) = (line(), line());
+        let printed = first
+            .strip_prefix("listening on https://")
+            .and_then(|rest| rest.split(' ').next())
+            .zip(second.strip_prefix("certificate: "));
+        let Some((addr, pem)) = printed else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("echo_server --h2 printed {first:?} and {second:?}");
+        };
+        let mut roots = RootCertStore::empty();
+        let cert = CertificateDer::from_pem_file(pem).expect("the printed certificate");
+        roots.add(cert).expect("a root");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        H2EchoServer {
+            child,
+            addr: addr.to_owned(),
+            tls: std::sync::Arc::new(tls),
+        }
+    }
+
+    /// The server's process id (for its CPU time in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for H2EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,61 +11,20 @@
 
 mod interop_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wsmachine_conformance::bench::H2EchoServer;
 use wsmachine_tokio::h2::H2Connection;
-use wsmachine_tokio::rustls::pki_types::pem::PemObject;
-use wsmachine_tokio::rustls::pki_types::{CertificateDer, ServerName};
-use wsmachine_tokio::rustls::{self, ClientConfig, RootCertStore};
+use wsmachine_tokio::rustls::pki_types::ServerName;
 use wsmachine_tokio::{CloseCode, ConnectBuilder, Message};
-
-/// Ends the example when the test ends, however it ends.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn echo_server_h2_mode_serves_both_versions_and_the_page() {
     let exe = interop_support::build_example_with("wsmachine-tokio", "echo_server", &["http2"]);
-    let mut child = Command::new(&exe)
-        .args(["--h2", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start echo_server --h2");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a first line").expect("stdout");
-    let addr = first
-        .strip_prefix("listening on https://")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_owned();
-    let second = lines.next().expect("a second line").expect("stdout");
-    let pem = second
-        .strip_prefix("certificate: ")
-        .unwrap_or_else(|| panic!("second line: {second}"));
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(pem).expect("the printed certificate"))
-        .expect("a root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = Arc::new(
-        ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let server = H2EchoServer::start(&exe);
+    let (addr, tls) = (server.addr.clone(), server.tls.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
