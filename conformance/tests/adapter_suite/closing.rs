@@ -24,7 +24,7 @@ macro_rules! send_until_error {
 }
 
 macro_rules! closing_tests {
-    ($(#[$no_fin:meta])*) => {
+    () => {
         use super::*;
         use crate::peer::{self, Peer};
         use std::net::SocketAddr;
@@ -205,7 +205,6 @@ macro_rules! closing_tests {
             }));
         }
         #[test]
-        $(#[$no_fin])*
         fn the_server_ends_the_tcp_stream_after_the_closing_handshake() {
             rt::block_on(rt::within_a_minute(async {
                 let (l, addr) = rt::listen().await;

@@ -350,8 +350,6 @@ macro_rules! fanout_tests {
                     other => panic!("recv after the limit: {other:?}"),
                 }
                 assert!(ws.recv().await.is_none());
-                // Dropped before the peer looks: on async-std the end of
-                // the stream reaches the peer only then (see `no_fin`).
                 drop(ws);
                 // Nothing was written (unsplit `try_send` leaves writing to
                 // the next operation): the peer meets the end of the
@@ -432,7 +430,7 @@ macro_rules! fanout_tests {
                     writer.try_send("more"),
                     Err(Error::Closed(Ended::Failed(e))) if e == limited
                 ));
-                drop(writer); // async-std: see `no_fin`
+                drop(writer);
                 go_tx.send(()).expect("the slow peer waits");
                 // What reached the peer's socket before the end, then the
                 // end of the stream (the read returns): less than the

@@ -127,11 +127,8 @@ mod streams;
 mod peer;
 
 /// Every concern's tests, for the runtime `$rt` and its adapter crate `$ws`.
-///
-/// `no_fin` marks the test of the server ending the TCP stream where that is
-/// a known bug (`#[ignore = ".."]`).
 macro_rules! suite {
-    ($rt:ident, $ws:ident $(, no_fin: #[$no_fin:meta])?) => {
+    ($rt:ident, $ws:ident) => {
         mod $rt {
             #[allow(unused_imports)]
             use super::*;
@@ -241,7 +238,7 @@ macro_rules! suite {
                 cancel_tests!();
             }
             mod closing {
-                closing_tests!($(#[$no_fin])?);
+                closing_tests!();
             }
             mod control {
                 control_tests!();
@@ -282,11 +279,7 @@ macro_rules! suite {
 
 suite!(tokio, wsmachine_tokio);
 suite!(smol, wsmachine_smol);
-suite!(
-    async_std,
-    wsmachine_async_std,
-    no_fin: #[ignore = "known bug: async-std's TcpStream::poll_close (async-io's Async<TcpStream>) only flushes, and wsmachine-smol's Io::poll_shutdown (adapter-smol/src/lib.rs:118), which wsmachine-async-std reuses, calls poll_close: no FIN is sent after the closing handshake, the peer sees the end only when the WebSocket is dropped"]
-);
+suite!(async_std, wsmachine_async_std);
 
 /// Alternates: every other read or write poll is `Pending` (waking itself
 /// at once), and a ready read or write moves at most 4 KiB.
