@@ -2598,3 +2598,88 @@ fn stats_agree_between_the_fast_path_and_the_full_path() {
         }
     }
 }
+
+/// A fragment of a message being reassembled joins the message as it
+/// arrives: the input buffer never grows to hold the frame (it would keep
+/// that allocation, uncounted by the memory budget, for as long as the
+/// message lasts), whatever the role and the mask offsets of the reads,
+/// and the message is the one sent, multi-byte characters cut across
+/// fragments and reads included.
+#[test]
+fn fragments_join_the_message_as_they_arrive() {
+    const MIB: usize = 1 << 20;
+    let unit = "aé€😀"; // 1 + 2 + 3 + 4 bytes
+    let text = unit.repeat(3 * MIB / unit.len());
+    let bytes = text.as_bytes();
+    // Cuts inside characters, so each fragment alone is not UTF-8.
+    let (a, b) = (MIB + 1, 2 * MIB + 2);
+    for role in [Role::Server, Role::Client] {
+        let mut wire = peer_frame(role, 0x01, &bytes[..a], 1);
+        wire.extend(peer_frame(role, 0x00, &bytes[a..b], 2));
+        wire.extend(peer_frame(role, 0x80, &bytes[b..], 3));
+        for read in [(64 << 10) + 1, 4093] {
+            let now = Instant::now();
+            let mask = (role == Role::Client).then(|| Box::new(SeededMask::new([5; 32])) as Box<_>);
+            let mut c =
+                Connection::upgraded(role, Config::default(), Negotiated::default(), mask, now);
+            let mut most = 0;
+            for piece in wire.chunks(read) {
+                c.receive(now, piece);
+                most = most.max(c.halves().0.input_capacity());
+            }
+            assert!(
+                most <= 2 * read.max(16 << 10),
+                "{role:?}, reads of {read}: input grew to {most}"
+            );
+            match c.poll_event() {
+                Some(Event::Text(t)) => assert!(t == text.as_str(), "{role:?}, reads of {read}"),
+                other => panic!("{role:?}, reads of {read}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// Fragments taken as they arrive and fragments taken whole give the same
+/// events, and invalid UTF-8 in a fragment fails at the same point, however
+/// the reads cut the frames (and their mask keys).
+#[test]
+fn fragments_taken_as_they_arrive_change_no_event() {
+    for role in [Role::Client, Role::Server] {
+        let mut good = Vec::new();
+        good.extend(peer_frame(role, 0x01, "fragmént one, ".as_bytes(), 1));
+        good.extend(peer_frame(role, 0x89, b"ping", 2));
+        good.extend(peer_frame(role, 0x00, "twø 😀 ".as_bytes(), 3));
+        good.extend(peer_frame(role, 0x80, "and thrée".as_bytes(), 4));
+        good.extend(peer_frame(role, 0x02, &[7; 37], 5));
+        good.extend(peer_frame(role, 0x80, &[9; 41], 6));
+        let mut bad = peer_frame(role, 0x01, "fine so far ".as_bytes(), 7);
+        bad.extend(peer_frame(
+            role,
+            0x00,
+            b"still fine \xc3\x28 and more after it",
+            8,
+        ));
+        bad.extend(peer_frame(role, 0x80, b"never reached", 9));
+        let bad_utf8 = Event::Error(ConnectionError::Protocol(ProtocolError::InvalidUtf8));
+        for (wire, last) in [(good, Event::Error(ConnectionError::Eof)), (bad, bad_utf8)] {
+            let cfg = Config::default();
+            let whole = run_core_taking(role, &cfg, true, &[&wire], usize::MAX, true).0;
+            assert_eq!(whole.last(), Some(&last), "{whole:?}");
+            if last == Event::Error(ConnectionError::Eof) {
+                assert_eq!(
+                    whole[..3],
+                    [
+                        Event::Ping(Bytes::from_static(b"ping")),
+                        Event::Text("fragmént one, twø 😀 and thrée".into()),
+                        Event::Binary([[7; 37].as_slice(), &[9; 41]].concat().into()),
+                    ]
+                );
+            }
+            for read in 1..=9 {
+                let pieces: Vec<&[u8]> = wire.chunks(read).collect();
+                let got = run_core_taking(role, &cfg, true, &pieces, usize::MAX, true).0;
+                assert_eq!(got, whole, "{role:?}, reads of {read}");
+            }
+        }
+    }
+}

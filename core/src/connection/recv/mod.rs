@@ -546,6 +546,12 @@ impl ReceiveHalf {
         self.current.data.len()
     }
 
+    /// The input buffer's allocation.
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The slice size: `INFLATE_QUANTUM`, or what a test set.
     #[inline]
     pub(super) fn quantum(&self) -> usize {
@@ -586,18 +592,74 @@ impl ReceiveHalf {
     /// validating them on the way: the same work as `parse` does on bytes
     /// already buffered, without a second pass over them.
     fn append_payload(&mut self, src: &[u8], h: FrameHeader) -> Result<(), ProtocolError> {
-        let start = self.buf.len();
+        let streams = self.buf.is_empty() && self.streams_into_message(&h);
+        let dst = if streams {
+            &mut self.current.data
+        } else {
+            &mut self.buf
+        };
+        let start = dst.len();
         match h.mask {
-            Some(m) => extend_masked(&mut self.buf, src, m, self.processed),
-            None => self.buf.extend_from_slice(src),
+            Some(m) => extend_masked(dst, src, m, self.processed),
+            None => dst.extend_from_slice(src),
         }
-        self.processed += src.len();
         if self.current.kind == Some(MessageKind::Text) && !self.current.compressed {
             self.utf8
-                .feed(&self.buf[start..])
+                .feed(&dst[start..])
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
+        if streams {
+            self.streamed(h, src.len());
+            // After the step's bytes arrived, as `parse` covers them: an
+            // invalid byte among them is the error, not the budget.
+            self.cover_ahead(h.payload_len as usize - src.len())?;
+        } else {
+            self.processed += src.len();
+        }
         Ok(())
+    }
+
+    /// Covers what the message holds and the next step of the `rest` of
+    /// its frame still to come (at most 1 MiB, so a header that declares a
+    /// huge frame does not reserve it all up front): a message reserves
+    /// before it grows. Covered at every read, not only when a buffer
+    /// grows: buffers grow by more than they are asked for, and the bytes
+    /// that fill that room are held all the same. Gives the step.
+    fn cover_ahead(&mut self, rest: usize) -> Result<usize, ProtocolError> {
+        let more = rest.min(1 << 20);
+        self.held.cover(&self.config, self.message_bytes() + more)?;
+        Ok(more)
+    }
+
+    /// Whether the payload of the data frame `h` goes into the message as
+    /// it arrives rather than waiting whole in the input buffer: a frame of
+    /// a fragmented message being reassembled, uncompressed (a compressed
+    /// frame is inflated whole). A message of one frame is handed out as
+    /// the input buffer's bytes (no copy), so it waits there instead.
+    ///
+    /// A fragment copied in only once complete would leave the input
+    /// buffer's allocation behind, as large as the frame and uncounted by
+    /// the memory budget, for as long as the message lasts.
+    #[inline]
+    fn streams_into_message(&self, h: &FrameHeader) -> bool {
+        // Most frames are whole messages: that test first.
+        (!h.fin || self.current.frames != 1)
+            && self.reassemble
+            && !h.opcode.is_control()
+            && !self.current.compressed
+    }
+
+    /// `n` bytes of the current frame (`h`, unmasked and validated) went
+    /// into the message: what remains of the frame is a frame of its own,
+    /// its mask key turned to start where they ended.
+    fn streamed(&mut self, mut h: FrameHeader, n: usize) {
+        debug_assert_eq!(self.processed, 0);
+        self.stats.bytes += n as u64;
+        h.payload_len -= n as u64;
+        if let Some(m) = h.mask.as_mut() {
+            m.rotate_left(n % 4);
+        }
+        self.header = Some(h);
     }
 
     /// The transport reached end of stream.

@@ -68,15 +68,13 @@ impl ReceiveHalf {
                 self.processed = avail;
             }
             if self.buf.len() < len {
+                if self.streams_into_message(&header) {
+                    return self.stream_into_message(len);
+                }
                 // Room for the rest of the frame, in steps, so a header that
                 // declares a huge frame does not reserve it all up front;
                 // the memory budget covers each step before it is taken.
-                let more = (len - self.buf.len()).min(1 << 20);
-                // Covered at every read, not only when the buffer grows: it
-                // grows by more than it is asked for, and the bytes that
-                // fill that room are held all the same.
-                let total = self.message_bytes() + more;
-                self.held.cover(&self.config, total)?;
+                let more = self.cover_ahead(len - self.buf.len())?;
                 if self.buf.capacity() - self.buf.len() < more {
                     self.buf.reserve(more);
                 }
@@ -97,6 +95,22 @@ impl ReceiveHalf {
                 return Ok(());
             }
         }
+        Ok(())
+    }
+
+    /// What arrived of a fragment (the current frame, `len` bytes in all)
+    /// is processed: it joins the message now, so the input buffer never
+    /// holds the frame (nor keeps its allocation once it is copied). Out of
+    /// line, taking the header from `self`: the loop above runs per frame.
+    #[inline(never)]
+    fn stream_into_message(&mut self, len: usize) -> Result<(), ProtocolError> {
+        let header = self.header.expect("a frame in progress");
+        let n = self.buf.len();
+        self.current.data.extend_from_slice(&self.buf);
+        self.buf.advance(n);
+        self.processed = 0;
+        self.streamed(header, n);
+        self.cover_ahead(len - n)?;
         Ok(())
     }
 
