@@ -258,7 +258,11 @@ impl SendHalf {
                 self.release_drained_chunks();
                 b
             }
-            None if !self.out.is_empty() => self.out.split().freeze(),
+            None if !self.out.is_empty() => {
+                let b = self.out.split().freeze();
+                self.release_drained_output();
+                b
+            }
             None => return None,
         };
         self.queued -= b.len();
@@ -368,6 +372,23 @@ impl SendHalf {
             self.out.advance(k);
             self.queued -= k;
             self.stats.written += k as u64;
+            self.release_drained_output();
+        }
+    }
+
+    /// A connection whose compressor comes from the thread's pool (no
+    /// context takeover our way, as with `DeflateConfig::shared()`) keeps
+    /// no output buffer between messages, as its receiving half keeps no
+    /// input buffer: no memory per idle connection beyond its state.
+    #[inline]
+    fn release_drained_output(&mut self) {
+        if self.out.is_empty()
+            && self
+                .compressor
+                .as_ref()
+                .is_some_and(|c| c.shared_class().is_some())
+        {
+            self.out = BytesMut::new();
         }
     }
 

@@ -142,6 +142,13 @@ impl Decompressor {
         }
     }
 
+    /// Whether each message starts on a stream of the thread's pool (the
+    /// peer keeps no context): the connection holds no zlib memory
+    /// between messages.
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.no_context_takeover
+    }
+
     /// Whether the zlib stream is allocated.
     pub fn is_allocated(&self) -> bool {
         self.stream.is_some()

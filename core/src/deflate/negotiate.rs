@@ -93,14 +93,16 @@ const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 ///
 /// | preset | compressed / plain | per connection, busy | per connection, idle | per thread | when to use |
 /// |---|---|---|---|---|---|
-/// | [`shared()`](Self::shared) | 0.338 | 16 KiB | 4.4 KiB | 209 KiB | many connections, fan-out, memory first: no zlib stream per connection, each message compressed on its own (a [`PreparedMessage`](crate::PreparedMessage) is compressed once for all of them) |
+/// | [`shared()`](Self::shared) | 0.338 | 1.4 KiB | 1.4 KiB | 209 KiB | many connections, fan-out, memory first: no zlib stream per connection, each message compressed on its own (a [`PreparedMessage`](crate::PreparedMessage) is compressed once for all of them) |
 /// | [`small_windows()`](Self::small_windows) | 0.312 | 215 KiB | 6.4 KiB | — | mostly idle connections of small, repetitive messages where the bytes on the wire count: context takeover over a 1 KiB window |
 /// | [`default()`](Self::default) | 0.285 | 232 KiB | 12 KiB | — | fewer, busier connections: context takeover over a 4 KiB window, the best ratio of the three |
 /// | no compression | 1 | 11.5 KiB | 11.5 KiB | — | already-compressed or tiny payloads |
 ///
-/// "busy" for `shared()` is message buffers, not zlib state: mostly the
-/// inflate output of the last message received, freed on idle like the
-/// streams (the buffer a message is compressed into is the thread's). A dedicated connection
+/// A `shared()` connection keeps no buffer between messages: its input,
+/// output and inflate output buffers go as soon as they are drained (an
+/// allocation more per read and per message, small beside inflating and
+/// deflating), and the buffer a message is compressed into is the
+/// thread's; what stays is the connection's state. A dedicated connection
 /// costs over 200 KiB busy whatever its window, as zlib-rs's 128 KiB hash
 /// table does not shrink with it (see the table above); small windows pay
 /// off once idle, when only the `2^w`-byte history per direction stays.

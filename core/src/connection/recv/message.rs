@@ -182,8 +182,11 @@ impl ReceiveHalf {
                 last: fin,
             }));
         } else if fin {
+            // Not the inflate output buffer either (see
+            // `keeps_nothing_between_messages`).
+            let lean = cur.compressed && self.inflate.as_ref().is_some_and(|i| i.codec.is_pooled());
             let bytes = data.unwrap_or_else(|| {
-                if cur.data.capacity() > KEEP_INPUT_PEAK {
+                if lean || cur.data.capacity() > KEEP_INPUT_PEAK {
                     // Handed out whole: a split would leave the spare room
                     // here, pinning the message's allocation after the
                     // application drops it. Small buffers stay for reuse.

@@ -945,12 +945,24 @@ impl ReceiveHalf {
     }
 
     fn release_idle_buffer(&mut self) {
-        if self.buf.is_empty() && (self.buffer_peaked || self.buf.capacity() > KEEP_INPUT_CAPACITY)
+        if self.buf.is_empty()
+            && (self.buffer_peaked
+                || self.buf.capacity() > KEEP_INPUT_CAPACITY
+                || self.keeps_nothing_between_messages())
         {
             self.buf = BytesMut::new();
             self.large_buffer = false;
             self.buffer_peaked = false;
         }
+    }
+
+    /// With a pooled decompressor (the peer keeps no context, as with
+    /// `DeflateConfig::shared()`), the point is no memory per connection
+    /// between messages: the input and output buffers go too once drained,
+    /// at the cost of an allocation per read and per message, small beside
+    /// inflating.
+    fn keeps_nothing_between_messages(&self) -> bool {
+        self.inflate.as_ref().is_some_and(|i| i.codec.is_pooled())
     }
 
     /// The compressed message in progress, if any, will never complete: a
