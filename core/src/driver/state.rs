@@ -164,7 +164,7 @@ impl<R: Runtime> ReadState<R> {
     /// leaves them in the core). Behind unread messages it waits for
     /// `recv`, so that the answers to them go first.
     pub(crate) fn take_lone_event(&mut self) {
-        if self.rx.is_open() {
+        if self.rx.state() == State::Open {
             return;
         }
         if self.rx.pending_events() == 1 {

@@ -818,24 +818,6 @@ impl ReceiveHalf {
         self.link.has_replies()
     }
 
-    /// `state() == State::Open`, for the driver's per-message checks: the
-    /// common case answered from the flags without building the state.
-    #[inline]
-    pub(crate) fn is_open(&self) -> bool {
-        let open = self.open
-            && !self.failed
-            && !self.eof
-            && !self.transport_done
-            && self.closing.is_none()
-            && self.link.close_sent_at().is_none()
-            && !self.link.is_aborted();
-        // `closing` also holds what a failure or a close left: only its
-        // `received_at` makes the state Closing, so the rest asks `state`.
-        let open = open || (self.closing.is_some() && self.state() == State::Open);
-        debug_assert_eq!(open, self.state() == State::Open);
-        open
-    }
-
     /// The connection state.
     pub fn state(&self) -> State {
         if !self.open && !self.failed {
