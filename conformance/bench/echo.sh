@@ -12,6 +12,7 @@
 #   SERVERS="wsmachine-tokio tokio-tungstenite raw-tcp" conformance/bench/echo.sh
 #   UWS_ECHO=/path/to/uws_echo conformance/bench/echo.sh   # uWebSockets too
 #   PIN=1 conformance/bench/echo.sh           # loadgen on CPU 1, servers on CPU 0
+#   BEFORE_BIN=/copy/of/old/bench-bin SERVERS="wsmachine-tokio wsmachine-tokio@before" ...
 #
 # uWebSockets (C++) is an optional peer, listed only when UWS_ECHO names its
 # echo binary (built outside the project by ../shared/peers/uws/build.sh;
