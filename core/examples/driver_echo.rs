@@ -22,7 +22,8 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use wsmachine::driver::{Io, Runtime, Timer, WebSocket};
@@ -61,6 +62,14 @@ impl Runtime for Rt {
     fn fill_random(buf: &mut [u8]) {
         buf.fill(0x5a);
     }
+}
+
+/// The loop polls by hand: nobody to wake (`Waker::noop` is newer than
+/// the crate's MSRV).
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
 }
 
 /// The socket: one batch readable per wake, writes always accepted.
@@ -157,7 +166,8 @@ fn main() {
     let config = Config::with_deflate();
     let mut ws: WebSocket<Mem, Rt> =
         WebSocket::from_upgraded(mem, Role::Server, Negotiated::default(), config);
-    let mut cx = Context::from_waker(Waker::noop());
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
     let mut echoed = 0;
     while echoed < n {
         ws.get_mut().readable = true;

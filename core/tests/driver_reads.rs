@@ -17,7 +17,7 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use wsmachine::driver::{ByteStream, Io, Runtime, Timer, WebSocket};
@@ -117,7 +117,11 @@ impl Io<Transport> for Rt {
         inner
     }
 
-    fn poll_read(t: &mut Transport, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        t: &mut Transport,
+        _cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let mut w = t.wire();
         w.reads += 1;
         if w.incoming.is_empty() {
@@ -186,8 +190,16 @@ fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// A waker that does nothing: the tests poll by hand (`Waker::noop` is
+/// newer than the crate's MSRV).
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
 fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
-    f.poll(&mut Context::from_waker(Waker::noop()))
+    f.poll(&mut Context::from_waker(&Waker::from(Arc::new(Noop))))
 }
 
 /// `recv` → `send` until `recv` pends; returns the messages echoed.
@@ -248,8 +260,14 @@ fn a_send_that_answers_no_batch_reads_ahead() {
     // The application only sends: a Ping waiting in the transport is read
     // and answered by the send.
     t.arrive(&client_frame(OpCode::Ping, b"p"));
-    assert!(matches!(poll(pin!(ws.send(Message::from(String::from("hi"))))), Poll::Ready(Ok(()))));
-    assert_eq!(t.take_written(), [&[0x8a, 1, b'p'][..], &[0x81, 2], b"hi"].concat());
+    assert!(matches!(
+        poll(pin!(ws.send(Message::from(String::from("hi"))))),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(
+        t.take_written(),
+        [&[0x8a, 1, b'p'][..], &[0x81, 2], b"hi"].concat()
+    );
     // Also the send after one that skipped its read (an echo loop's last
     // answer): the skip is once per batch.
     t.arrive(&client_frame(OpCode::Binary, b"one"));
@@ -259,8 +277,14 @@ fn a_send_that_answers_no_batch_reads_ahead() {
     t.arrive(&client_frame(OpCode::Ping, b"q"));
     assert!(matches!(poll(pin!(ws.send(msg))), Poll::Ready(Ok(()))));
     assert_eq!(t.take_written(), [&[0x82, 3][..], b"one"].concat());
-    assert!(matches!(poll(pin!(ws.send(Message::from(String::from("x"))))), Poll::Ready(Ok(()))));
-    assert_eq!(t.take_written(), [&[0x8a, 1, b'q'][..], &[0x81, 1], b"x"].concat());
+    assert!(matches!(
+        poll(pin!(ws.send(Message::from(String::from("x"))))),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(
+        t.take_written(),
+        [&[0x8a, 1, b'q'][..], &[0x81, 1], b"x"].concat()
+    );
 }
 
 #[test]
@@ -279,7 +303,11 @@ fn polls_before_the_timer_fires_read_no_clock() {
     for _ in 0..10 {
         assert!(poll(pin!(ws.recv())).is_pending());
     }
-    assert_eq!(clock_reads(), reads, "polls of an armed timer read the clock");
+    assert_eq!(
+        clock_reads(),
+        reads,
+        "polls of an armed timer read the clock"
+    );
     // The deadline passes, but the timer has not fired: nothing yet (the
     // timer is what says the deadline passed).
     advance(Duration::from_secs(31));
