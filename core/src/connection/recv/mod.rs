@@ -212,7 +212,7 @@ pub struct ReceiveHalf {
     /// Frames with a payload shorter than this may take the small-frame
     /// fast path (`parse_small`): at most 125 bytes, and never one that a
     /// configured limit would refuse (those take the full path and its error).
-    small_bound: u8,
+    small_bound: usize,
     /// The first `ready` bytes of `buf` are `ready_count` whole small
     /// frames that `parse_small` has checked, unmasked and validated but
     /// not yet turned into events: `poll_event` hands them out straight
@@ -221,14 +221,7 @@ pub struct ReceiveHalf {
     /// `events` is empty and `poll_event` takes it first, so it always
     /// comes before anything queued after it.
     ready: usize,
-    /// Frames in `region` and in the ready region of `buf`.
     ready_count: usize,
-    /// The ready frames `poll_event` is handing out, split off `buf` in one
-    /// piece when it took the first of them: each message is then a slice
-    /// of it (a reference count and two offsets) rather than a split of
-    /// the `BytesMut` of its own. They come before the ready region of
-    /// `buf`. Empty (and holding no buffer) once they are all taken.
-    region: Bytes,
     /// What the message in progress reserved from `config.memory_budget`.
     held: Held,
     /// A compressed frame is being inflated in slices (`Inflate::backlog`
@@ -288,13 +281,11 @@ impl ReceiveHalf {
             small_bound: if cfg.max_fragments == 0 {
                 0
             } else {
-                // At most 126: fits a byte (kept small: see `region`).
                 126.min(cfg.max_frame_size.saturating_add(1))
-                    .min(cfg.max_message_size.saturating_add(1)) as u8
+                    .min(cfg.max_message_size.saturating_add(1))
             },
             ready: 0,
             ready_count: 0,
-            region: Bytes::new(),
             held: Held::default(),
             backlog: false,
             #[cfg(test)]
@@ -365,30 +356,22 @@ impl ReceiveHalf {
     /// the full parser runs (it works at the front of the buffer) and
     /// before the buffer is dropped.
     fn materialize(&mut self) {
-        while self.ready_count > 0 {
+        while self.ready > 0 {
             let ev = self.take_ready();
             self.events.push_back(ev);
         }
     }
 
-    /// The event for the first ready frame (`ready_count > 0`).
+    /// The event for the first frame of the ready region.
     #[inline]
     fn take_ready(&mut self) -> Event {
-        if self.region.is_empty() {
-            // One split and one reference per read's worth of frames.
-            self.region = self.buf.split_to(self.ready).freeze();
-            self.ready = 0;
-        }
-        let b0 = self.region[0];
+        let b0 = self.buf[0];
         let hlen = if self.role == Role::Server { 6 } else { 2 };
-        let len = usize::from(self.region[1] & 0x7F);
-        self.region.advance(hlen);
-        let frame = self.region.split_to(len);
+        let total = hlen + usize::from(self.buf[1] & 0x7F);
+        let mut frame = self.buf.split_to(total).freeze();
+        frame.advance(hlen);
+        self.ready -= total;
         self.ready_count -= 1;
-        if self.region.is_empty() {
-            // Holds no reference to the input buffer once taken.
-            self.region = Bytes::new();
-        }
         self.small_event(b0, frame)
     }
 
@@ -652,9 +635,9 @@ impl ReceiveHalf {
     #[must_use]
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.ready_count > 0 {
+        if self.ready > 0 {
             let ev = self.take_ready();
-            if self.ready_count == 0 {
+            if self.ready == 0 {
                 self.release_idle_buffer();
             }
             return Some(ev);

@@ -24,7 +24,7 @@ impl ReceiveHalf {
         }
         while !self.failed && !self.close_received() {
             if self.header.is_none() && self.current.kind.is_none() {
-                if self.parse_small()? && self.ready_count > 0 {
+                if self.parse_small()? && self.ready > 0 {
                     // Only a partial small frame follows the ready region:
                     // it completes with the next read, but invalid UTF-8
                     // in what arrived of it fails now, as it would had the
@@ -156,7 +156,7 @@ impl ReceiveHalf {
             let len = (b1 & 0x7F) as usize;
             let total = hlen + len;
             // `small_bound` is at most 126: 16/64-bit lengths never get here.
-            if len >= usize::from(self.small_bound) {
+            if len >= self.small_bound {
                 return Ok(false);
             }
             if buf.len() < total {
