@@ -66,11 +66,22 @@ server_cmd() {
     tokio-websockets) echo "$BIN/peer_tokio_websockets_echo" ;;
     wtx) echo "$BIN/peer_wtx_echo" ;;
     raw-tcp) echo "$BIN/loadgen --max-secs 3600 --raw-echo-server" ;;
+    # uWebSockets (C++), optional: never built here; UWS_ECHO names a binary
+    # built by ../shared/peers/uws/build.sh (echo.sh lists it only then).
+    uws)
+      [ -n "${UWS_ECHO:-}" ] || { echo "server uws needs UWS_ECHO=/path/to/uws_echo" >&2; return 1; }
+      echo "$UWS_ECHO" ;;
     # Compressed echo (deflate_echo.sh): wtx and Node ws with permessage-deflate.
     wtx+deflate) echo "WTX_DEFLATE=1 $BIN/peer_wtx_echo" ;;
     node-ws+deflate) echo "NODE_PATH=$NODE_MODULES node $ROOT/conformance/bench/node_ws_echo.js deflate" ;;
     # A wsmachine echo server with a deflate preset (memory_presets.sh).
     preset-*) echo "$BIN/fanout_server --variant echo --max-secs 3600 --preset ${1#preset-}" ;;
+    # NAME@before: the same server from binaries frozen earlier in
+    # BEFORE_BIN (a copy of an older target/bench-bin), for an A/B in one run.
+    *@before)
+      [ -n "${BEFORE_BIN:-}" ] || { echo "server $1 needs BEFORE_BIN=/dir/of/older/bench-bin" >&2; return 1; }
+      local BIN=$BEFORE_BIN
+      server_cmd "${1%@before}" ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac
 }

@@ -11,6 +11,7 @@ import statistics
 import sys
 
 PEERS = [
+    "uws",
     "tokio-tungstenite",
     "tokio-tungstenite-send-each",
     "fastwebsockets",
@@ -67,13 +68,17 @@ def echo(path):
         print(f"\n### {sc} ({rows[[r['scenario'] for r in rows].index(sc)]['conns']} connections)\n")
         head = ["server", "runs", "msg/s (median)", "MB/s", "p50 µs", "p99 µs", "server CPU µs/msg"]
         head += [f"× {p}" for p in peers]
+        # Issue 18: server CPU per message against uWebSockets' (below 1: less).
+        if "uws" in labels:
+            head.append("CPU ÷ uws")
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
-        medians = {}
+        medians, cpu = {}, {}
         for lab in labels:
             rs = [r for r in rows if r["scenario"] == sc and r["label"] == lab]
             if rs:
                 medians[lab] = med(rs, "msgs_per_s")
+                cpu[lab] = med(rs, "server_cpu_us")
         for lab in labels:
             rs = [r for r in rows if r["scenario"] == sc and r["label"] == lab]
             if not rs:
@@ -91,6 +96,8 @@ def echo(path):
             for p in peers:
                 pm = medians.get(p, float("nan"))
                 cells.append(fmt(m / pm, 2) if pm == pm and pm > 0 else "–")
+            if "uws" in labels:
+                cells.append(ratio(cpu[lab], cpu.get("uws", float("nan"))))
             print("| " + " | ".join(cells) + " |")
     if failed:
         print("\nfailed runs: " + ", ".join(f"{r['label']}/{r['scenario']}#{r['round']}" for r in failed))

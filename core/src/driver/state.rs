@@ -66,6 +66,9 @@ pub(crate) struct ReadState<R: Runtime> {
     eof: bool,
     /// A read went through since [`ReadState::take_read`] last looked.
     read: bool,
+    /// The last read returned less than it asked for: the transport had
+    /// nothing more at that moment (see `WebSocket::poll_ready_send`).
+    drained: bool,
     end: Option<Box<EndState>>,
     /// The `tracing` feature's view of the receiving side (zero-sized
     /// without it).
@@ -96,6 +99,7 @@ impl<R: Runtime> ReadState<R> {
             timer_at: None,
             eof: false,
             read: false,
+            drained: false,
             end: None,
             trace: ReadTrace::new(span),
             _rt: PhantomData,
@@ -126,6 +130,7 @@ impl<R: Runtime> ReadState<R> {
         self.taken_len() > 0 || self.rx.pending_events() > 0
     }
 
+    #[cold]
     fn note(&mut self, ev: &Event) {
         self.trace.event(ev);
         match ev {
@@ -143,7 +148,10 @@ impl<R: Runtime> ReadState<R> {
             return Some(ev);
         }
         let ev = self.rx.poll_event()?;
-        self.note(&ev);
+        // Only the Close and the error are remembered (and traced).
+        if matches!(ev, Event::Close(_) | Event::Error(_)) {
+            self.note(&ev);
+        }
         Some(ev)
     }
 
@@ -199,6 +207,12 @@ impl<R: Runtime> ReadState<R> {
         } else {
             Ended::Closing
         }
+    }
+
+    /// Whether the last read found the transport emptied (it returned
+    /// less than the buffer holds).
+    pub(crate) fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Whether a read went through since the last call (see
@@ -259,9 +273,16 @@ impl<R: Runtime> ReadState<R> {
                 self.timer_at = None;
                 return false;
             };
-            // Trust the clock, not the timer: it may fire late or early
-            // relative to what the core considers due, and the core treats
-            // an early call as a no-op anyway.
+            // Armed for this deadline already: until the timer fires, the
+            // deadline has not passed, and the clock need not be read
+            // (every poll would otherwise read it, several times per
+            // batch of messages).
+            if self.timer_at == Some(deadline) && self.timer.poll_elapsed(cx).is_pending() {
+                return false;
+            }
+            // Fired (or a new deadline): trust the clock, not the timer. It
+            // may fire early relative to what the core considers due, and
+            // the core treats an early call as a no-op anyway.
             let now = R::now();
             if now >= deadline {
                 self.rx.handle_timeout(now);
@@ -293,6 +314,7 @@ impl<R: Runtime> ReadState<R> {
             return Poll::Ready(Ok(()));
         }
         with_read_buf(|buf| {
+            self.drained = false;
             let n = match R::poll_read(io, cx, buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) => n,
@@ -307,6 +329,7 @@ impl<R: Runtime> ReadState<R> {
                 }
             };
             self.read = true;
+            self.drained = n < buf.len();
             if n == 0 {
                 self.eof = true;
                 self.rx.receive_eof(R::now());

@@ -75,6 +75,10 @@ pub struct WebSocket<S, R: Runtime> {
     /// The last event handed out left more waiting: the next `send` only
     /// queues, and the `recv` that finds nothing left writes the batch.
     batching: bool,
+    /// `recv` just handed out the last event of a read that emptied the
+    /// transport: the `send` answering it need not read ahead (see
+    /// `poll_ready_send`).
+    after_batch: bool,
     /// Output that an operation promised to deliver without waiting for it
     /// (`send`, `ping`, byte-stream writes, or a flush whose future was
     /// dropped): any later operation writes it. Messages queued with the
@@ -199,6 +203,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             closing: false,
             io_reported: false,
             batching: false,
+            after_batch: false,
             deferred: false,
             waker: Waker::from(wakers.clone()),
             wakers,
@@ -691,6 +696,7 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             }
         }
         self.batching = self.r.has_events();
+        self.after_batch = !self.batching && ev.is_some() && self.r.drained();
         if matches!(ev, Some(Event::Close(_) | Event::Error(_))) {
             // Taking this event released our Close frame (the echo, or the
             // answer to a protocol error): best effort to get it onto the
@@ -736,10 +742,22 @@ impl<S, R: Io<S>> WebSocket<S, R> {
             // once and reads and runs the timers for the whole batch.
             return Poll::Ready(Ok(()));
         }
+        // Right after `recv` handed out the last message of a read that
+        // emptied the transport (an echo loop answering its batch), a read
+        // ahead would find nothing: on a futures-io runtime it is a `recv`
+        // system call failing with EAGAIN, once per batch (tokio knows the
+        // socket is empty and does not ask). The `recv` that follows reads;
+        // with room for the message this send does not wait, so nothing
+        // needs the read's wake-up registered here.
+        let skip_read =
+            std::mem::take(&mut self.after_batch) && self.w.pending() <= self.w.high_water();
         with_waker!(self, SEND, cx);
-        let background = self
-            .r
-            .poll_background(&mut self.io, cx, ReadState::wants_read_ahead);
+        let background = if skip_read {
+            Ok(())
+        } else {
+            self.r
+                .poll_background(&mut self.io, cx, ReadState::wants_read_ahead)
+        };
         let room = match background {
             Ok(()) => self.w.poll_room::<R, S>(&mut self.io, cx),
             Err(e) => Poll::Ready(Err(e)),
