@@ -17,6 +17,7 @@ mod connection;
 mod deflate;
 mod frame;
 mod handshake;
+mod http_request;
 mod round_trip;
 pub mod seeds;
 mod setup;
@@ -27,6 +28,7 @@ pub use connection::{connection, ConnInput};
 pub use deflate::{extensions, inflate};
 pub use frame::frame_decode;
 pub use handshake::{client_handshake, server_handshake, CLIENT_ACCEPT, CLIENT_KEY};
+pub use http_request::http_request;
 pub use round_trip::{round_trip, RtInput};
 pub use setup::DeflateSetup;
 #[cfg(feature = "trace")]
@@ -40,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame_decode", frame_decode),
     ("server_handshake", server_handshake),
     ("client_handshake", client_handshake),
+    ("http_request", http_request),
     ("connection", connection),
     ("inflate", inflate),
     ("round_trip", round_trip),

@@ -29,6 +29,7 @@ pub fn all() -> Vec<Seed> {
     client_handshakes(&mut out);
     inflate(&mut out);
     extensions(&mut out);
+    http_requests(&mut out);
     out
 }
 
@@ -478,4 +479,58 @@ pub fn from_traces(dir: &std::path::Path) -> std::io::Result<Vec<Seed>> {
         }
     }
     Ok(out)
+}
+
+/// `http_request`: heads an HTTP/2 server or hyper hands over, accepted and
+/// refused (see that target's input format).
+fn http_requests(out: &mut Vec<Seed>) {
+    const H2: u8 = 4 | 8; // CONNECT over HTTP/2 with a `:protocol`
+    let cases: [(&str, u8, &str); 9] = [
+        (
+            "h2",
+            H2,
+            "https://example.com/chat?room=1\nwebsocket\nsec-websocket-version:13\n\
+             sec-websocket-protocol:chat, superchat\nsec-websocket-extensions:permessage-deflate; client_max_window_bits",
+        ),
+        (
+            "h2-deflate",
+            H2 | 16,
+            "https://example.com:8443/\nWebSocket\nsec-websocket-version:13\n\
+             sec-websocket-extensions:permessage-deflate; client_no_context_takeover",
+        ),
+        (
+            "h1",
+            1,
+            "/chat\nhost:example.com\nupgrade:websocket\nconnection:Upgrade\n\
+             sec-websocket-key:dGhlIHNhbXBsZSBub25jZQ==\nsec-websocket-version:13\nsec-websocket-protocol:chat",
+        ),
+        (
+            "h1-deflate",
+            1 | 16,
+            "/\nhost:a\nupgrade:websocket\nconnection:Upgrade\nsec-websocket-key:dGhlIHNhbXBsZSBub25jZQ==\n\
+             sec-websocket-version:13\nsec-websocket-extensions:permessage-deflate",
+        ),
+        (
+            "h2-upgrade-field",
+            H2,
+            "https://a/\nwebsocket\nsec-websocket-version:13\nupgrade:websocket",
+        ),
+        ("h2-version-8", H2, "https://a/\nwebsocket\nsec-websocket-version:8"),
+        ("h2-get", 1 | 4 | 8, "https://a/\nwebsocket\nsec-websocket-version:13"),
+        (
+            "h2-host-mismatch",
+            H2,
+            "https://a/\nwebsocket\nsec-websocket-version:13\nhost:b",
+        ),
+        (
+            "h2-small-limits",
+            H2 | 32,
+            "https://a/\nh2c\nsec-websocket-version:13\nx-a:1\nx-b:2\nx-c:3\nx-d:4\nx-e:5\nx-f:6\nx-g:7\nx-h:8",
+        ),
+    ];
+    for (name, cfg, text) in cases {
+        let mut data = vec![cfg];
+        data.extend_from_slice(text.as_bytes());
+        out.push(("http_request", name.to_string(), data));
+    }
 }
