@@ -113,8 +113,11 @@ fn idle_server_connection_heap_cost() {
         // keepalive timer (112), the link between the core's halves (88),
         // the adapter's wakers (56), and the input and output buffers with
         // the header the input shares with the payloads it hands out.
+        // With the `tracing` feature each connection also holds its span
+        // (about 300 bytes with no subscriber installed).
+        let bound = if cfg!(feature = "tracing") { 1920 } else { 1536 };
         assert!(
-            per_conn <= 1536,
+            per_conn <= bound,
             "{per_conn} heap bytes per idle connection"
         );
     });
