@@ -115,7 +115,11 @@ fn idle_server_connection_heap_cost() {
         // the header the input shares with the payloads it hands out.
         // With the `tracing` feature each connection also holds its span
         // (about 300 bytes with no subscriber installed).
-        let bound = if cfg!(feature = "tracing") { 1920 } else { 1536 };
+        let bound = if cfg!(feature = "tracing") {
+            1920
+        } else {
+            1536
+        };
         assert!(
             per_conn <= bound,
             "{per_conn} heap bytes per idle connection"
