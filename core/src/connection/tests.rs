@@ -1266,18 +1266,8 @@ fn rfc7692_decompression_bomb_fails_with_1009() {
         deflate: Some(params),
     };
     let mut s = Connection::upgraded(Role::Server, cfg, negotiated, None, now);
-    let mut frame = BytesMut::new();
-    FrameHeader {
-        fin: true,
-        rsv: crate::frame::RSV1,
-        opcode: OpCode::Binary,
-        mask: Some([1, 2, 3, 4]),
-        payload_len: bomb.len() as u64,
-    }
-    .encode(&mut frame);
-    let start = frame.len();
-    frame.extend_from_slice(&bomb);
-    apply_mask(&mut frame[start..], [1, 2, 3, 4], 0);
+    // A final compressed Binary frame (FIN, RSV1), masked.
+    let frame = client_frame(0xC2, &bomb);
     // Inflated a slice per call: the first call stops at the quantum, and
     // says that work is left without new input.
     s.receive(now, &frame);
@@ -1337,18 +1327,8 @@ fn a_failure_between_slices_ends_the_inflate_and_its_reservation() {
     let mut comp = Compressor::new(&params, &DeflateConfig::default(), Role::Client);
     let mut bomb = BytesMut::new();
     comp.compress(&vec![0u8; 8 << 20], true, &mut bomb);
-    let mut frame = BytesMut::new();
-    FrameHeader {
-        fin: true,
-        rsv: crate::frame::RSV1,
-        opcode: OpCode::Binary,
-        mask: Some([1, 2, 3, 4]),
-        payload_len: bomb.len() as u64,
-    }
-    .encode(&mut frame);
-    let start = frame.len();
-    frame.extend_from_slice(&bomb);
-    apply_mask(&mut frame[start..], [1, 2, 3, 4], 0);
+    // A final compressed Binary frame (FIN, RSV1), masked.
+    let frame = client_frame(0xC2, &bomb);
     let budget = MemoryBudget::new(64 << 20);
     let cfg = Config {
         memory_budget: Some(budget.clone()),
