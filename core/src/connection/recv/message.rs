@@ -168,8 +168,7 @@ impl ReceiveHalf {
     /// not take.
     #[inline(always)]
     fn end_frame(&mut self, fin: bool, data: Option<Bytes>) -> Result<(), ProtocolError> {
-        let cur = &mut self.current;
-        let kind = cur.kind.expect("set by check_header");
+        let kind = self.current.kind.expect("set by check_header");
         let text = kind == MessageKind::Text;
         if fin && text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -178,13 +177,13 @@ impl ReceiveHalf {
             self.events.push_back(Event::Fragment(Fragment {
                 kind,
                 data: data.unwrap_or_default(),
-                first: cur.frames == 1,
+                first: self.current.frames == 1,
                 last: fin,
             }));
         } else if fin {
-            // Not the inflate output buffer either (see
-            // `keeps_nothing_between_messages`).
-            let lean = cur.compressed && self.inflate.as_ref().is_some_and(|i| i.codec.is_pooled());
+            // Not the inflate output buffer either.
+            let lean = self.current.compressed && self.keeps_nothing_between_messages();
+            let cur = &mut self.current;
             let bytes = data.unwrap_or_else(|| {
                 if lean || cur.data.capacity() > KEEP_INPUT_PEAK {
                     // Handed out whole: a split would leave the spare room
@@ -201,7 +200,7 @@ impl ReceiveHalf {
             });
         }
         if fin {
-            cur.kind = None;
+            self.current.kind = None;
             self.stats.messages += 1;
         }
         Ok(())

@@ -609,10 +609,9 @@ impl ReceiveHalf {
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         if streams {
-            self.streamed(h, src.len());
             // After the step's bytes arrived, as `parse` covers them: an
             // invalid byte among them is the error, not the budget.
-            self.cover_ahead(h.payload_len as usize - src.len())?;
+            self.streamed(h, src.len())?;
         } else {
             self.processed += src.len();
         }
@@ -651,8 +650,9 @@ impl ReceiveHalf {
 
     /// `n` bytes of the current frame (`h`, unmasked and validated) went
     /// into the message: what remains of the frame is a frame of its own,
-    /// its mask key turned to start where they ended.
-    fn streamed(&mut self, mut h: FrameHeader, n: usize) {
+    /// its mask key turned to start where they ended, and the budget covers
+    /// the message and the next step of that rest.
+    fn streamed(&mut self, mut h: FrameHeader, n: usize) -> Result<(), ProtocolError> {
         debug_assert_eq!(self.processed, 0);
         self.stats.bytes += n as u64;
         h.payload_len -= n as u64;
@@ -660,6 +660,8 @@ impl ReceiveHalf {
             m.rotate_left(n % 4);
         }
         self.header = Some(h);
+        self.cover_ahead(h.payload_len as usize)?;
+        Ok(())
     }
 
     /// The transport reached end of stream.
@@ -961,7 +963,7 @@ impl ReceiveHalf {
     /// between messages: the input and output buffers go too once drained,
     /// at the cost of an allocation per read and per message, small beside
     /// inflating.
-    fn keeps_nothing_between_messages(&self) -> bool {
+    pub(super) fn keeps_nothing_between_messages(&self) -> bool {
         self.inflate.as_ref().is_some_and(|i| i.codec.is_pooled())
     }
 

@@ -69,7 +69,7 @@ impl ReceiveHalf {
             }
             if self.buf.len() < len {
                 if self.streams_into_message(&header) {
-                    return self.stream_into_message(len);
+                    return self.stream_into_message();
                 }
                 // Room for the rest of the frame, in steps, so a header that
                 // declares a huge frame does not reserve it all up front;
@@ -98,20 +98,18 @@ impl ReceiveHalf {
         Ok(())
     }
 
-    /// What arrived of a fragment (the current frame, `len` bytes in all)
-    /// is processed: it joins the message now, so the input buffer never
-    /// holds the frame (nor keeps its allocation once it is copied). Out of
-    /// line, taking the header from `self`: the loop above runs per frame.
+    /// What arrived of a fragment (the current frame) is processed: it
+    /// joins the message now, so the input buffer never holds the frame
+    /// (nor keeps its allocation once it is copied). Out of line, taking
+    /// the header from `self`: the loop above runs per frame.
     #[inline(never)]
-    fn stream_into_message(&mut self, len: usize) -> Result<(), ProtocolError> {
+    fn stream_into_message(&mut self) -> Result<(), ProtocolError> {
         let header = self.header.expect("a frame in progress");
         let n = self.buf.len();
         self.current.data.extend_from_slice(&self.buf);
         self.buf.advance(n);
         self.processed = 0;
-        self.streamed(header, n);
-        self.cover_ahead(len - n)?;
-        Ok(())
+        self.streamed(header, n)
     }
 
     /// The fast path for what most traffic is: whole small messages. Takes
