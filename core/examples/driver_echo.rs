@@ -26,8 +26,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
+use bytes::BytesMut;
 use wsmachine::driver::{Io, Runtime, Timer, WebSocket};
-use wsmachine::{apply_mask, Config, Negotiated, Role};
+use wsmachine::internals::FrameHeader;
+use wsmachine::{apply_mask, Config, Negotiated, OpCode, Role};
 
 thread_local! {
     static CLOCK_READS: Cell<usize> = const { Cell::new(0) };
@@ -127,23 +129,19 @@ impl Io<Mem> for Rt {
 
 /// One masked binary frame from a client.
 fn client_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![0x82];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
+    let mut out = BytesMut::new();
+    FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Binary,
+        mask: Some(mask),
+        payload_len: payload.len() as u64,
     }
-    out.extend_from_slice(&mask);
+    .encode(&mut out);
     let start = out.len();
     out.extend_from_slice(payload);
     apply_mask(&mut out[start..], mask, 0);
-    out
+    out.to_vec()
 }
 
 fn main() {

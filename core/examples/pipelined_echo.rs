@@ -20,8 +20,10 @@
 
 use std::time::Instant;
 
+use bytes::BytesMut;
+use wsmachine::internals::FrameHeader;
 use wsmachine::{
-    apply_mask, Config, Connection, DeflateConfig, DeflateParams, Event, Negotiated, Role,
+    apply_mask, Config, Connection, DeflateConfig, DeflateParams, Event, Negotiated, OpCode, Role,
     SeededMask,
 };
 
@@ -29,24 +31,20 @@ const BATCH: usize = 64;
 
 /// One masked binary frame from a client (mask `[1, 2, 3, 4]`).
 fn client_frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x82];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
     let mask = [1, 2, 3, 4];
-    out.extend_from_slice(&mask);
+    let mut out = BytesMut::new();
+    FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Binary,
+        mask: Some(mask),
+        payload_len: payload.len() as u64,
+    }
+    .encode(&mut out);
     let start = out.len();
     out.extend_from_slice(payload);
     apply_mask(&mut out[start..], mask, 0);
-    out
+    out.to_vec()
 }
 
 fn main() {
