@@ -14,7 +14,10 @@
 //! takeover, every message compressed, the same 64 frames each batch) or
 //! `ctx` (with context takeover, as a bare offer negotiates: the client's
 //! frames for all the messages are made first, which both counts of an A/B
-//! include alike). Compressed payloads are `abcdefgh` repeated.
+//! include alike) or `ctx-pooled` (the same with `release_after_idle` of
+//! zero: both ends' streams come from the thread's pool for each message,
+//! primed with the connection's window). Compressed payloads are
+//! `abcdefgh` repeated.
 // This is the event loop around the core: it owns the clock.
 #![allow(clippy::disallowed_methods)]
 
@@ -58,7 +61,7 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "plain".into());
     let now = Instant::now();
     if mode != "plain" {
-        return compressed(n, size, mode == "ctx", now);
+        return compressed(n, size, mode.starts_with("ctx"), mode == "ctx-pooled", now);
     }
     let config = Config {
         ping_interval: None,
@@ -101,11 +104,12 @@ fn echo(server: &mut Connection, batches: &[Vec<u8>], n: usize, size: usize, now
 
 /// The same loop with permessage-deflate both ways; client frames made by
 /// a client core (every message compressed, masked with a seeded source).
-fn compressed(n: usize, size: usize, takeover: bool, now: Instant) {
+fn compressed(n: usize, size: usize, takeover: bool, pooled: bool, now: Instant) {
     let deflate = DeflateConfig {
         client_no_context_takeover: !takeover,
         server_no_context_takeover: !takeover,
         min_compress_size: 0,
+        release_after_idle: Some(std::time::Duration::from_secs(if pooled { 0 } else { 1 })),
         ..DeflateConfig::default()
     };
     let params = DeflateParams {

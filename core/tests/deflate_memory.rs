@@ -350,17 +350,29 @@ mod idle_release {
     use super::handshake::{open, pump};
     use std::time::{Duration, Instant};
     use wsmachine::internals::FrameHeader;
-    use wsmachine::{ClientRequest, Config, Connection, Event, SeededMask};
+    use wsmachine::{ClientRequest, Config, Connection, DeflateConfig, Event, SeededMask};
+
+    /// Streams of the connection's own, freed after 1 s without traffic
+    /// (the default takes them from the thread's pool for each message).
+    fn dedicated() -> Config {
+        Config {
+            deflate: Some(DeflateConfig {
+                release_after_idle: Some(Duration::from_secs(1)),
+                ..DeflateConfig::default()
+            }),
+            ..Config::default()
+        }
+    }
 
     fn pair(now: Instant) -> (Connection, Connection) {
         let client = Connection::client(
-            Config::with_deflate(),
+            dedicated(),
             ClientRequest::new("h", "/"),
             [3; 16],
             SeededMask::new([4; 32]),
             now,
         );
-        let (client, server) = open(client, Config::with_deflate(), now);
+        let (client, server) = open(client, dedicated(), now);
         assert!(client.negotiated().deflate.is_some());
         (client, server)
     }

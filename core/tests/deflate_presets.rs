@@ -212,8 +212,17 @@ fn message(rng: &mut Rng, seq: u64) -> String {
 }
 
 fn open_pair(server_cfg: &Arc<Config>, now: Instant, i: usize) -> (Connection, Connection) {
+    // The client's streams are its own, so that the thread's pool holds
+    // only what the servers' preset puts there.
+    let client_cfg = Config {
+        deflate: Some(DeflateConfig {
+            release_after_idle: None,
+            ..DeflateConfig::default()
+        }),
+        ..Config::default()
+    };
     let client = Connection::client(
-        Config::with_deflate(),
+        client_cfg,
         ClientRequest::new("example.com", "/"),
         [i as u8; 16],
         SeededMask::new([i as u8; 32]),
@@ -337,6 +346,13 @@ fn presets_table() {
         ("`shared()`", Some(DeflateConfig::shared())),
         ("`small_windows()`", Some(DeflateConfig::small_windows())),
         ("`default()`", Some(DeflateConfig::default())),
+        (
+            "`default()`, streams of its own (`release_after_idle` 1 s)",
+            Some(DeflateConfig {
+                release_after_idle: Some(Duration::from_secs(1)),
+                ..DeflateConfig::default()
+            }),
+        ),
         ("no compression", None),
     ];
     eprintln!("| preset | compressed / plain | per connection, busy | per connection, idle | per thread |");
@@ -353,7 +369,7 @@ fn presets_table() {
         );
         rows.push(r);
     }
-    let [shared, small, full, none] = &rows[..] else {
+    let [shared, small, full, own, none] = &rows[..] else {
         unreachable!()
     };
     // What the table in DeflateConfig's doc claims, with room for other
@@ -370,10 +386,29 @@ fn presets_table() {
         "shared pool {}",
         shared.pool
     );
-    // Dedicated streams: over 100 KiB each while busy.
-    assert!(full.busy > 200 << 10, "default busy {}", full.busy);
-    assert!(small.busy < full.busy && small.idle < full.idle);
+    // The default and small windows: context takeover with the thread's
+    // streams, so a connection keeps its windows of plaintext (4 KiB per
+    // direction at window 12, 1 KiB at 10) and its state, busy or idle.
+    assert!(full.busy < 12 << 10, "default busy {}", full.busy);
+    assert!(full.idle <= full.busy, "default idle {}", full.idle);
+    assert!(small.busy < full.busy, "small busy {}", small.busy);
+    // The thread parks a stream per direction for each of a few
+    // connections (FREE_PER_CLASS), so that they go on without priming.
+    assert!(
+        (150 << 10..2 << 20).contains(&full.pool),
+        "default pool {}",
+        full.pool
+    );
+    // The same compression as streams of its own, which hold 200 KiB
+    // more per connection while busy.
+    assert!(
+        (full.ratio - own.ratio).abs() < 0.002,
+        "{} vs {}",
+        full.ratio,
+        own.ratio
+    );
+    assert!(own.busy > full.busy + (200 << 10), "own busy {}", own.busy);
+    assert_eq!(own.pool, 0);
     // Context takeover is what the memory buys.
     assert!(full.ratio < small.ratio && small.ratio < shared.ratio);
-    assert_eq!(full.pool, 0);
 }

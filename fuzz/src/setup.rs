@@ -46,11 +46,13 @@ impl DeflateSetup {
             // Mostly below the default of 128, so most messages compress.
             min_compress_size: usize::from(self.min_compress_size) * 2,
             request_server_max_window_bits: self.request_server_max_window_bits,
-            // Short idle periods, so the inputs' clock steps free and re-prime
-            // the zlib streams between messages.
-            release_after_idle: match self.level % 4 {
+            // Streams from the thread's pool for every message (zero, the
+            // default), or short idle periods, so the inputs' clock steps
+            // free and re-prime the zlib streams between messages.
+            release_after_idle: match self.level % 5 {
                 0 => None,
-                n => Some(std::time::Duration::from_millis(u64::from(n) * 20)),
+                1 => Some(std::time::Duration::ZERO),
+                n => Some(std::time::Duration::from_millis(u64::from(n - 1) * 20)),
             },
         }
     }

@@ -229,9 +229,13 @@ impl Connection {
             (Some(params), cfg) => {
                 let default = crate::deflate::DeflateConfig::default();
                 let cfg = cfg.as_ref().unwrap_or(&default);
+                let mut decompressor = Decompressor::new(params, self.role);
+                if cfg.release_after_idle == Some(std::time::Duration::ZERO) {
+                    decompressor.pool_between_messages();
+                }
                 (
                     Some(Compressor::new(params, cfg, self.role)),
-                    Some(Decompressor::new(params, self.role)),
+                    Some(decompressor),
                 )
             }
             (None, _) => (None, None),

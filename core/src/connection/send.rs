@@ -382,12 +382,7 @@ impl SendHalf {
     /// input buffer: no memory per idle connection beyond its state.
     #[inline]
     fn release_drained_output(&mut self) {
-        if self.out.is_empty()
-            && self
-                .compressor
-                .as_ref()
-                .is_some_and(|c| c.shared_class().is_some())
-        {
+        if self.out.is_empty() && self.compressor.as_ref().is_some_and(|c| c.is_pooled()) {
             self.out = BytesMut::new();
         }
     }

@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use zlib_rs::{Deflate, DeflateFlush};
 
 use super::history::History;
-use super::pool;
+use super::pool::{self, Tag, Taken};
 use super::{clamp_bits, DeflateConfig, DeflateParams, TRAILER};
 use crate::Role;
 
@@ -45,6 +45,18 @@ pub struct Compressor {
     history: History,
     /// A message is in progress (its stream must not be released).
     in_message: bool,
+    /// The stream comes from the thread's pool for each message and goes
+    /// back at its end: always without context takeover, and with it when
+    /// `release_after_idle` is zero (the stream is then primed with
+    /// `history` on the way out of the pool).
+    pooled: bool,
+    /// With context takeover and `pooled`: the name under which the stream
+    /// is parked between messages, so that the next message continues it
+    /// when no other connection of the thread took it meanwhile (then it is
+    /// primed from `history` instead). 0 otherwise.
+    owner: pool::Owner,
+    /// The tag of our last parking (see `pool::Tag`).
+    tag: Tag,
 }
 
 /// What determines a compressor's output when it carries no context
@@ -71,8 +83,10 @@ impl SharedClass {
 impl Drop for Compressor {
     fn drop(&mut self) {
         // A message cut short (the connection dropped mid-fragment) gives
-        // its pooled stream back for the next one.
-        self.give_back();
+        // its pooled stream back for the next one; a stream parked for us
+        // is reset for anyone.
+        self.give_back(false);
+        pool::disown_deflate(self.class(), self.owner);
     }
 }
 
@@ -102,6 +116,7 @@ impl Compressor {
             ),
         };
         let bits = clamp_bits(negotiated.min(ours));
+        let pooled_with_context = c.release_after_idle == Some(std::time::Duration::ZERO);
         let config = zlib_rs::DeflateConfig {
             level: c.level.min(9) as i32,
             method: zlib_rs::Method::Deflated,
@@ -119,6 +134,13 @@ impl Compressor {
             // The compressor's own window: it never reaches back further.
             history: History::for_window(bits, no_context_takeover),
             in_message: false,
+            pooled: no_context_takeover || pooled_with_context,
+            owner: if pooled_with_context && !no_context_takeover {
+                pool::new_owner()
+            } else {
+                0
+            },
+            tag: Tag::CLEAN,
         }
     }
 
@@ -174,16 +196,30 @@ impl Compressor {
     /// stream goes back to the pool now rather than when the connection is
     /// dropped. With context takeover nothing changes.
     pub(crate) fn abandon(&mut self) {
-        if self.no_context_takeover {
-            self.give_back();
+        if self.pooled {
+            self.give_back(false);
             self.in_message = false;
         }
     }
 
-    fn give_back(&mut self) {
-        if self.no_context_takeover {
+    /// Whether each message's stream comes from the thread's pool: the
+    /// compressor holds no zlib memory between messages.
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.pooled
+    }
+
+    /// Gives a pooled stream back: parked for this compressor to go on
+    /// with (`keep`, at the end of a message with context takeover), or
+    /// reset.
+    fn give_back(&mut self, keep: bool) {
+        if self.pooled {
             if let Some(stream) = self.stream.take() {
-                pool::give_back_deflate(self.class(), stream);
+                self.tag = if keep && self.owner != 0 {
+                    self.tag.next(self.owner)
+                } else {
+                    Tag::CLEAN
+                };
+                pool::give_back_deflate(self.class(), stream, self.tag);
             }
         }
     }
@@ -198,6 +234,9 @@ impl Compressor {
             min_compress_size: 0,
             history: History::default(),
             in_message: false,
+            pooled: true,
+            owner: 0,
+            tag: Tag::CLEAN,
         };
         c.compress(data, true, out);
     }
@@ -219,11 +258,20 @@ impl Compressor {
         let mut want = zlib_rs::compress_bound(input.len()) + 16;
         let (config, class) = (self.config, self.class());
         let history = &mut self.history;
+        let (pooled, no_context_takeover, tag) = (self.pooled, self.no_context_takeover, self.tag);
         let stream = self.stream.get_or_insert_with(|| {
-            if self.no_context_takeover {
-                pool::take_deflate(class)
+            let fresh = if pooled {
+                match pool::take_deflate(class, tag) {
+                    Taken::Own(stream) => return stream,
+                    Taken::Clean(stream) => stream,
+                }
             } else {
-                history.prime(Deflate::new_with_config(config), Deflate::set_dictionary)
+                Deflate::new_with_config(config)
+            };
+            if no_context_takeover {
+                fresh
+            } else {
+                history.prime(fresh, Deflate::set_dictionary)
             }
         });
         self.history.push(data);
@@ -266,8 +314,10 @@ impl Compressor {
                 out.extend_from_slice(&[0x00]);
             }
             // Reset on its way back to the pool: the next message, this
-            // connection's or another's, starts from an empty window.
-            self.give_back();
+            // connection's or another's, starts from an empty window (or,
+            // with context takeover, parked for this connection to go on
+            // with, or primed from its history if another took it).
+            self.give_back(true);
         }
     }
 }
@@ -308,7 +358,10 @@ mod tests {
     #[test]
     fn a_released_compressor_still_uses_context_takeover() {
         let p = params(false, false, 12, 12);
-        let cfg = DeflateConfig::default();
+        let cfg = DeflateConfig {
+            server_max_window_bits: 12,
+            ..cfg15()
+        };
         let m = text(2000, 5);
         let mut c = Compressor::new(&p, &cfg, Role::Server);
         let cold = compress_msg(&mut c, &m, 1).concat();

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use zlib_rs::{Inflate, InflateFlush, Status};
 
 use super::history::History;
-use super::pool;
+use super::pool::{self, Tag, Taken};
 use super::{DeflateParams, TRAILER};
 use crate::error::ProtocolError;
 use crate::Role;
@@ -53,6 +53,16 @@ pub struct Decompressor {
     ///
     /// [`decompress_slice`]: Self::decompress_slice
     paused: Option<usize>,
+    /// The stream comes from the thread's pool for each message and goes
+    /// back at its end: always when the peer keeps no context, and with
+    /// context takeover after [`pool_between_messages`](Self::pool_between_messages)
+    /// (primed with `history` on the way out of the pool).
+    pooled: bool,
+    /// With context takeover and `pooled`: the name under which the stream
+    /// is parked between messages (see `Compressor`'s); 0 otherwise.
+    owner: pool::Owner,
+    /// The tag of our last parking (see `pool::Tag`).
+    tag: Tag,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -67,8 +77,10 @@ impl std::fmt::Debug for Decompressor {
 impl Drop for Decompressor {
     fn drop(&mut self) {
         // A message cut short (the connection dropped mid-fragment) gives
-        // its pooled stream back for the next one.
-        self.give_back();
+        // its pooled stream back for the next one; a stream parked for us
+        // is reset for anyone.
+        self.give_back(false);
+        pool::disown_inflate(self.owner);
     }
 }
 
@@ -95,6 +107,23 @@ impl Decompressor {
             history: History::for_window(bits, no_context_takeover),
             in_message: false,
             paused: None,
+            pooled: no_context_takeover,
+            owner: 0,
+            tag: Tag::CLEAN,
+        }
+    }
+
+    /// With context takeover too, takes the stream from the thread's pool
+    /// for each message and gives it back at the message's end, keeping
+    /// only the peer's last window of plaintext in between
+    /// (`DeflateConfig::release_after_idle` of zero).
+    pub(crate) fn pool_between_messages(&mut self) {
+        if !self.in_message {
+            self.give_back_stream(false);
+        }
+        self.pooled = true;
+        if !self.no_context_takeover && self.owner == 0 {
+            self.owner = pool::new_owner();
         }
     }
 
@@ -126,7 +155,7 @@ impl Decompressor {
     /// middle of it): a pooled stream goes back to the pool now rather than
     /// when the connection is dropped, and the size count restarts.
     pub(crate) fn abandon(&mut self) {
-        self.give_back();
+        self.give_back(false);
         self.in_message = false;
         self.paused = None;
         self.total = 0;
@@ -134,19 +163,30 @@ impl Decompressor {
         self.tail_len = 0;
     }
 
-    fn give_back(&mut self) {
-        if self.no_context_takeover {
-            if let Some(stream) = self.stream.take() {
-                pool::give_back_inflate(stream);
-            }
+    /// Gives a pooled stream back: parked for this decompressor to go on
+    /// with (`keep`, after a message that ended on a block boundary with
+    /// context takeover), or reset.
+    fn give_back(&mut self, keep: bool) {
+        if self.pooled {
+            self.give_back_stream(keep);
         }
     }
 
-    /// Whether each message starts on a stream of the thread's pool (the
-    /// peer keeps no context): the connection holds no zlib memory
-    /// between messages.
+    fn give_back_stream(&mut self, keep: bool) {
+        if let Some(stream) = self.stream.take() {
+            self.tag = if keep && self.owner != 0 {
+                self.tag.next(self.owner)
+            } else {
+                Tag::CLEAN
+            };
+            pool::give_back_inflate(stream, self.tag);
+        }
+    }
+
+    /// Whether each message starts on a stream of the thread's pool: the
+    /// connection holds no zlib memory between messages.
     pub(crate) fn is_pooled(&self) -> bool {
-        self.no_context_takeover
+        self.pooled
     }
 
     /// Whether the zlib stream is allocated.
@@ -219,7 +259,7 @@ impl Decompressor {
         quantum: usize,
     ) -> Result<Option<usize>, ProtocolError> {
         let result = self.decompress_frame(input, fin, out, limit, grant, spent, quantum);
-        if result.is_err() && self.no_context_takeover {
+        if result.is_err() && self.pooled {
             // The message is over: its pooled stream goes back (reset, so
             // whatever state the error left it in is gone).
             self.abandon();
@@ -279,7 +319,13 @@ impl Decompressor {
             if self.no_context_takeover {
                 // Reset on its way back to the pool: the next message, this
                 // connection's or another's, starts from an empty window.
-                self.give_back();
+                self.give_back(false);
+            } else if self.pooled {
+                // Parked for the next message to go on with, unless the
+                // stream ended with a BFINAL block: then reset, and the
+                // next message's stream is primed with the window.
+                self.history.push(&out[start..]);
+                self.give_back(!self.ended);
             } else if self.ended {
                 // The peer ended its deflate stream but keeps its context
                 // (RFC 7692 §7.2.3.4 allows the BFINAL block, §7.2.1 the
@@ -341,14 +387,20 @@ impl Decompressor {
         let mut used = *spent;
         let limit64 = limit as u64;
         let history = &mut self.history;
+        let (pooled, no_context_takeover, tag) = (self.pooled, self.no_context_takeover, self.tag);
         let stream = self.stream.get_or_insert_with(|| {
-            if self.no_context_takeover {
-                pool::take_inflate()
+            let fresh = if pooled {
+                match pool::take_inflate(tag) {
+                    Taken::Own(stream) => return stream,
+                    Taken::Clean(stream) => stream,
+                }
             } else {
-                history.prime(
-                    Inflate::new(false, pool::INFLATE_BITS),
-                    Inflate::set_dictionary,
-                )
+                Inflate::new(false, pool::INFLATE_BITS)
+            };
+            if no_context_takeover {
+                fresh
+            } else {
+                history.prime(fresh, Inflate::set_dictionary)
             }
         });
         loop {

@@ -48,11 +48,10 @@ const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 /// decompressor's stream is 46 KiB whatever the window: zlib-rs always
 /// allocates a 32 KiB window. With context takeover each side also keeps a
 /// copy of its last `2^w` bytes of plaintext (the peer's `w` for the
-/// decompressor), which is what lets idle connections free their streams
-/// (see below). A connection has one of each once compression is
-/// negotiated and used; buffers for messages come on top.
+/// decompressor), which is what lets a connection go on without its
+/// streams (see below).
 ///
-/// | window bits | memLevel | compressor | decompressor | per connection, busy |
+/// | window bits | memLevel | compressor | decompressor | both streams |
 /// |---|---|---|---|---|
 /// | 15 | 8 | 403 KiB | 78 KiB | 482 KiB |
 /// | 15 | 5 | 305 KiB | 78 KiB | 384 KiB |
@@ -61,20 +60,23 @@ const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 /// | 10 | 5 | 150 KiB | 47 KiB | 198 KiB |
 /// | 9 or 8 | 1 | 135 KiB | 47 KiB | 181 KiB |
 ///
-/// Without context takeover in a direction, that direction's stream is not
-/// the connection's: it comes from a per-thread pool for each message and
-/// goes back, reset, at the message's end, so one compressor per class and
-/// one decompressor serve every such connection of a thread (a message in
-/// pieces holds its stream until its last piece; the pool keeps at most 4
-/// free streams per class and frees the rest). Steady-state sending and
-/// receiving still allocate no stream. With context takeover, what reduces
-/// the cost is idleness: after
-/// [`release_after_idle`](Self::release_after_idle) (1 s by default) without
-/// traffic both streams are freed, and a connection keeps only each
-/// direction's last window of plaintext for context takeover (`2^w` bytes
-/// per direction, 4 KiB each at the default window 12; nothing without
-/// context takeover). `core/tests/deflate_memory.rs` measures two connected
-/// ends at about 430 KiB busy and 18 KiB idle at the defaults.
+/// That is what a zlib stream costs, not what a connection keeps: by
+/// default no connection keeps one between messages. Each message takes a
+/// stream from a per-thread pool and gives it back at its end (a message
+/// in pieces holds it until its last piece). Without context takeover in a
+/// direction, the stream comes back reset and serves any connection of the
+/// thread. With context takeover the connection keeps its last window of
+/// plaintext (`2^w` bytes per direction, the peer's `w` for what it
+/// receives: 4 KiB each at the default window 12), and its stream is
+/// parked in the pool for it: if the connection's next message comes
+/// before the thread needed that stream for another connection, it goes on
+/// with it as if it were its own; otherwise it takes another, reset and
+/// primed with the window as its dictionary, which the peer cannot tell
+/// apart (RFC 7692 §7.2.3's context takeover, with the same window). The
+/// pool parks at most 4 streams of each class per thread and frees the
+/// rest, so a thread keeps about 0.8 MiB at the defaults however many
+/// connections it serves. Set [`release_after_idle`](Self::release_after_idle)
+/// to a non-zero period for streams a connection keeps as its own.
 ///
 /// # Presets
 ///
@@ -85,27 +87,32 @@ const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 /// back. "compressed / plain" is what the servers sent on the wire over
 /// the plain size (messages under `min_compress_size` go uncompressed);
 /// "busy" is the heap a server connection holds right after the traffic,
-/// everything counted (struct, buffers, zlib streams), "idle" after
-/// `release_after_idle`; "per thread" is the pool of shared streams, paid
-/// once per thread that sends or receives compressed messages. zlib-rs 0.6,
+/// everything counted (struct, buffers, windows), "idle" after
+/// `release_after_idle`; "per thread" is the pool of streams, paid once
+/// per thread that sends or receives compressed messages. zlib-rs 0.6,
 /// x86-64, reproduced by
 /// `cargo test -p wsmachine --release --test deflate_presets -- --nocapture`.
 ///
 /// | preset | compressed / plain | per connection, busy | per connection, idle | per thread | when to use |
 /// |---|---|---|---|---|---|
-/// | [`shared()`](Self::shared) | 0.338 | 1.4 KiB | 1.4 KiB | 209 KiB | many connections, fan-out, memory first: no zlib stream per connection, each message compressed on its own (a [`PreparedMessage`](crate::PreparedMessage) is compressed once for all of them) |
-/// | [`small_windows()`](Self::small_windows) | 0.312 | 215 KiB | 6.4 KiB | — | mostly idle connections of small, repetitive messages where the bytes on the wire count: context takeover over a 1 KiB window |
-/// | [`default()`](Self::default) | 0.285 | 232 KiB | 12 KiB | — | fewer, busier connections: context takeover over a 4 KiB window, the best ratio of the three |
+/// | [`shared()`](Self::shared) | 0.338 | 1.4 KiB | 1.4 KiB | 209 KiB | fan-out, CPU first: each message compressed on its own, so a [`PreparedMessage`](crate::PreparedMessage) is compressed once for every connection, and no window is kept or primed |
+/// | [`small_windows()`](Self::small_windows) | 0.312 | 3.3 KiB | 3.3 KiB | 784 KiB | many mostly idle connections of small, repetitive messages: context takeover over a 1 KiB window |
+/// | [`default()`](Self::default) | 0.285 | 9.3 KiB | 9.3 KiB | 832 KiB | the best ratio of the three: context takeover over a 4 KiB window |
+/// | `default()` with `release_after_idle` of 1 s | 0.285 | 232 KiB | 12 KiB | — | a few busy connections per thread, each with streams of its own |
 /// | no compression | 1 | 11.5 KiB | 11.5 KiB | — | already-compressed or tiny payloads |
 ///
-/// A `shared()` connection keeps no buffer between messages: its input,
-/// output and inflate output buffers go as soon as they are drained (an
-/// allocation more per read and per message, small beside inflating and
-/// deflating), and the buffer a message is compressed into is the
-/// thread's; what stays is the connection's state. A dedicated connection
-/// costs over 200 KiB busy whatever its window, as zlib-rs's 128 KiB hash
-/// table does not shrink with it (see the table above); small windows pay
-/// off once idle, when only the `2^w`-byte history per direction stays.
+/// The price of the pooled streams with context takeover is a priming
+/// when a connection's stream was taken by another one: re-hashing its
+/// window (about 16 instructions a byte, 4 KiB at the default) before the
+/// message. On the mix above, where 50 connections take turns on one
+/// thread and every message is primed, it costs no more CPU than 50
+/// connections with streams of their own (whose 230 KiB each fall out of
+/// the cache between their messages); a connection alone on its thread
+/// never primes. A connection whose decompressor or compressor is pooled
+/// also keeps no buffer between messages: its input, output and inflate
+/// output buffers go as soon as they are drained (an allocation more per
+/// read and per message, small beside inflating and deflating), and the
+/// buffer a message is compressed into is the thread's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeflateConfig {
     /// Client: ask the server not to keep its context; server: demand it.
@@ -134,28 +141,32 @@ pub struct DeflateConfig {
     /// parameter, so compression is still negotiated (with a larger server
     /// window) rather than lost.
     pub request_server_max_window_bits: bool,
-    /// Free both zlib streams of a connection that has neither sent nor
-    /// received anything for this long (they are freed between one and two
-    /// such periods after the last traffic), along with the buffers kept
-    /// for the next compressed message (its compressed payload, its
-    /// inflate output); `None` keeps them for the connection's life.
+    /// Zero (the default): a connection keeps no zlib stream between
+    /// messages; each message takes one from the thread's pool (see
+    /// [Memory per connection](Self#memory-per-connection)).
     ///
-    /// A released stream keeps only the last `2^window` bytes of its
-    /// plaintext (4 KiB at window 12; nothing without context takeover),
-    /// and the next message starts a fresh stream primed with them as its
-    /// dictionary, so context takeover goes on as if nothing had happened
-    /// (the peer sees the same protocol). An idle connection that used
-    /// compression then costs a few KiB instead of ~200 KiB; waking it costs
-    /// a stream allocation and a re-hash of the window (tens of µs), once
-    /// per idle period. Default: 1 s.
+    /// Non-zero: the connection's streams are its own, kept while it is
+    /// busy and freed once it has neither sent nor received anything for
+    /// this long (between one and two such periods after the last
+    /// traffic), along with the buffers kept for the next compressed
+    /// message (its compressed payload, its inflate output); `None` keeps
+    /// them for the connection's life. A released stream keeps only the
+    /// last `2^window` bytes of its plaintext (4 KiB at window 12; nothing
+    /// without context takeover), and the next message starts a fresh
+    /// stream primed with them as its dictionary, so context takeover goes
+    /// on as if nothing had happened (the peer sees the same protocol).
+    /// Waking costs a stream allocation and a re-hash of the window (tens
+    /// of µs), once per idle period.
     ///
-    /// Whether the process's resident memory drops too is the allocator's
-    /// business: glibc's malloc keeps freed blocks of this size in its heap
-    /// once its dynamic mmap threshold has risen past them (after the first
-    /// such block is freed). Servers holding many compressed connections
-    /// should pin the threshold (`MALLOC_MMAP_THRESHOLD_=65536` in the
-    /// environment, or `mallopt`) or use an allocator that returns memory;
-    /// `conformance/bench/idle_memory.sh` measures both.
+    /// Whether the process's resident memory drops when streams are freed
+    /// is the allocator's business: glibc's malloc keeps freed blocks of
+    /// this size in its heap once its dynamic mmap threshold has risen past
+    /// them (after the first such block is freed). Servers holding many
+    /// connections with streams of their own should pin the threshold
+    /// (`MALLOC_MMAP_THRESHOLD_=65536` in the environment, or `mallopt`) or
+    /// use an allocator that returns memory; `conformance/bench/idle_memory.sh`
+    /// measures both. The default's pooled streams are not freed, so they
+    /// do not depend on it.
     pub release_after_idle: Option<std::time::Duration>,
 }
 
@@ -170,7 +181,7 @@ impl Default for DeflateConfig {
             mem_level: 5,
             min_compress_size: 128,
             request_server_max_window_bits: false,
-            release_after_idle: Some(std::time::Duration::from_secs(1)),
+            release_after_idle: Some(std::time::Duration::ZERO),
         }
     }
 }
@@ -209,10 +220,11 @@ impl DeflateConfig {
     }
 
     /// Context takeover both ways with 1 KiB windows (10 bits) and memLevel
-    /// 5: each connection has its own streams, and when idle keeps only 1
-    /// KiB of history per direction (see [Presets](Self#presets)). Going
-    /// lower does not pay: memLevel 1 (at window 9 or 10) compresses the
-    /// mix worse than [`shared`](Self::shared) does, for under 15 KiB less.
+    /// 5: a connection keeps 1 KiB of history per direction between
+    /// messages, and priming a stream re-hashes 1 KiB rather than 4 (see
+    /// [Presets](Self#presets)). Going lower does not pay: memLevel 1 (at
+    /// window 9 or 10) compresses the mix worse than
+    /// [`shared`](Self::shared) does.
     ///
     /// ```
     /// use wsmachine::{parse_extensions, DeflateConfig};

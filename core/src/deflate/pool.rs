@@ -1,37 +1,47 @@
-//! zlib streams shared by the connections of a thread, for the directions
-//! that carry no context between messages.
+//! zlib streams shared by the connections of a thread.
 //!
-//! Without context takeover (RFC 7692 §7.1.1) nothing a stream holds after
-//! a message is of use to the next one, so a stream need not belong to a
-//! connection: [`Compressor`](super::Compressor) and
+//! A stream need not belong to a connection. Without context takeover
+//! (RFC 7692 §7.1.1) nothing a stream holds after a message is of use to
+//! the next one: [`Compressor`](super::Compressor) and
 //! [`Decompressor`](super::Decompressor) take one from their thread's free
-//! list when a message starts and give it back, reset, when it ends. A whole
-//! message is compressed in one call, so a thread sending whole messages
-//! needs one compressor per class however many connections it serves; a
-//! message sent or received in pieces holds its stream until its last
-//! piece, its failure, or the drop of its codec.
+//! list when a message starts and give it back, reset, when it ends. With
+//! context takeover and `DeflateConfig::release_after_idle` of zero (the
+//! default), they do the same but park the stream under their own [`Tag`]
+//! and keep the window of plaintext it would need: the next message goes
+//! on with the parked stream if it is still there, untouched, or takes a
+//! reset one and primes it with the window. A whole message is compressed
+//! in one call, so a thread sending whole messages needs one compressor
+//! per class however many connections it serves; a message sent or
+//! received in pieces holds its stream until its last piece, its failure,
+//! or the drop of its codec.
 //!
-//! A stream is reset before it joins a list, so what it serves next starts
-//! from an empty window: a decompressor then fails a distance that reaches
-//! back past the start of the message (another connection's data), exactly
-//! as a connection's own reset stream does, and a compressor's output
-//! never refers to another connection's data.
+//! A stream is reset before anyone but the codec that parked it takes it,
+//! so what it serves next starts from an empty window (or the window it is
+//! primed with): a decompressor then fails a distance that reaches back
+//! past what its own connection sent, exactly as a connection's own reset
+//! stream does, and a compressor's output never refers to another
+//! connection's data.
 //!
 //! Per thread rather than behind a lock: nothing is shared on the message
 //! path, and a stream's 46–400 KiB stay in the cache of the thread that
 //! keeps using them. A stream given back on another thread than the one it
-//! came from (a connection moved mid-message) joins that thread's list.
-//! The lists are bounded ([`FREE_PER_CLASS`] streams of each class, at
-//! most [`CLASSES`] classes); a stream that does not fit is freed.
+//! came from (a connection moved mid-message) joins that thread's list; the
+//! one its codec parked on the thread it left is out of date from its next
+//! message on, and is never continued (see [`Tag`]). The lists are bounded
+//! ([`FREE_PER_CLASS`] streams of each class, at most [`CLASSES`]
+//! classes); parking one more frees the least recently parked.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use zlib_rs::{Deflate, Inflate};
 
 use super::compress::SharedClass;
 
 /// Streams of one class kept free on a thread. One is enough for whole
-/// messages; the others serve messages in pieces that overlap.
+/// messages without context takeover; the others serve messages in pieces
+/// that overlap, and let a few connections with context takeover go on
+/// with their streams without priming.
 pub(crate) const FREE_PER_CLASS: usize = 4;
 
 /// Compressor classes a thread keeps free streams for: a server has one
@@ -44,30 +54,118 @@ pub(crate) const CLASSES: usize = 8;
 /// pooled decompressors are of this one class.
 pub(super) const INFLATE_BITS: u8 = 15;
 
-struct FreeList<K, S> {
-    classes: Vec<(K, Vec<S>)>,
+/// Who may continue a parked stream without resetting it: the codec
+/// (with context takeover) that gave it back, named by [`new_owner`]; 0 for
+/// a stream that was reset and serves anyone.
+pub(super) type Owner = u64;
+
+/// A parked stream's owner and which of its parkings this is: a codec
+/// continues only the stream it parked last. One it parked on another
+/// thread before (it has sent or received on a stream primed elsewhere
+/// since) is out of date, and is reset like anyone's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Tag {
+    pub(super) owner: Owner,
+    pub(super) parking: u64,
 }
 
-impl<K: Copy + PartialEq, S> FreeList<K, S> {
+impl Tag {
+    /// The tag of a stream that was reset.
+    pub(super) const CLEAN: Tag = Tag {
+        owner: 0,
+        parking: 0,
+    };
+
+    /// The tag for `owner`'s next parking.
+    pub(super) fn next(self, owner: Owner) -> Tag {
+        Tag {
+            owner,
+            parking: self.parking.wrapping_add(1),
+        }
+    }
+}
+
+/// A fresh owner name, never 0 and never given twice in the process.
+pub(super) fn new_owner() -> Owner {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A zlib stream that can be returned to its initial state.
+pub(super) trait Reset {
+    fn reset_stream(&mut self);
+}
+
+impl Reset for Deflate {
+    fn reset_stream(&mut self) {
+        self.reset();
+    }
+}
+
+impl Reset for Inflate {
+    fn reset_stream(&mut self) {
+        self.reset(false);
+    }
+}
+
+/// How a stream came out of a free list.
+pub(super) enum Taken<S> {
+    /// The one its owner parked, untouched since: it goes on where the
+    /// owner's last message ended.
+    Own(S),
+    /// At its initial state (reset): to be primed with the owner's window.
+    Clean(S),
+}
+
+struct Parked<S> {
+    stream: S,
+    tag: Tag,
+}
+
+struct FreeList<K, S> {
+    /// Per class, the parked streams, least recently parked first.
+    classes: Vec<(K, Vec<Parked<S>>)>,
+}
+
+impl<K: Copy + PartialEq, S: Reset> FreeList<K, S> {
     const fn new() -> Self {
         FreeList {
             classes: Vec::new(),
         }
     }
 
-    fn take(&mut self, key: K) -> Option<S> {
-        self.classes.iter_mut().find(|(k, _)| *k == key)?.1.pop()
+    /// The stream parked under `tag` if it is still here; else a reset one; else,
+    /// when the list is full, the least recently parked one, reset (its
+    /// owner primes a new one from its window when it comes back). `None`
+    /// while there is room for one more: a new stream is allocated, so up
+    /// to [`FREE_PER_CLASS`] owners on a thread keep theirs.
+    fn take(&mut self, key: K, tag: Tag) -> Option<Taken<S>> {
+        let list = &mut self.classes.iter_mut().find(|(k, _)| *k == key)?.1;
+        if tag != Tag::CLEAN {
+            if let Some(i) = list.iter().position(|p| p.tag == tag) {
+                return Some(Taken::Own(list.remove(i).stream));
+            }
+        }
+        if let Some(i) = list.iter().rposition(|p| p.tag == Tag::CLEAN) {
+            return Some(Taken::Clean(list.remove(i).stream));
+        }
+        if list.len() < FREE_PER_CLASS {
+            return None;
+        }
+        let mut stream = list.remove(0).stream;
+        stream.reset_stream();
+        Some(Taken::Clean(stream))
     }
 
-    /// Keeps `stream` if there is room for it; otherwise hands it back, to
+    /// Parks `stream` under `tag` ([`Tag::CLEAN`]: it was reset). A full
+    /// list makes room by handing back its least recently parked stream, to
     /// be freed once the list is no longer borrowed.
-    fn put(&mut self, key: K, stream: S) -> Option<S> {
+    fn put(&mut self, key: K, stream: S, tag: Tag) -> Option<S> {
+        let parked = Parked { stream, tag };
         if let Some((_, list)) = self.classes.iter_mut().find(|(k, _)| *k == key) {
-            if list.len() >= FREE_PER_CLASS {
-                return Some(stream);
-            }
-            list.push(stream);
-            return None;
+            let evicted = (list.len() >= FREE_PER_CLASS).then(|| list.remove(0).stream);
+            list.push(parked);
+            return evicted;
         }
         if self.classes.len() >= CLASSES {
             // Room is made only from a class that has nothing waiting, so a
@@ -76,13 +174,25 @@ impl<K: Copy + PartialEq, S> FreeList<K, S> {
             let empty = self.classes.iter().position(|(_, l)| l.is_empty());
             match empty {
                 Some(i) => drop(self.classes.swap_remove(i)),
-                None => return Some(stream),
+                None => return Some(parked.stream),
             }
         }
         let mut list = Vec::with_capacity(FREE_PER_CLASS);
-        list.push(stream);
+        list.push(parked);
         self.classes.push((key, list));
         None
+    }
+
+    fn disown(&mut self, key: K, owner: Owner) {
+        if owner == 0 {
+            return;
+        }
+        if let Some((_, list)) = self.classes.iter_mut().find(|(k, _)| *k == key) {
+            for p in list.iter_mut().filter(|p| p.tag.owner == owner) {
+                p.stream.reset_stream();
+                p.tag = Tag::CLEAN;
+            }
+        }
     }
 
     fn len(&self) -> usize {
@@ -95,39 +205,57 @@ thread_local! {
     static INFLATE: RefCell<FreeList<u8, Inflate>> = const { RefCell::new(FreeList::new()) };
 }
 
-/// A compressor of `class` at the start of a stream: a free one of this
-/// thread's, or a new one.
-pub(super) fn take_deflate(class: SharedClass) -> Deflate {
+/// A compressor of `class`: the one parked under `tag` on this thread, or
+/// one at the start of a stream, a free one of this thread's or a new one.
+pub(super) fn take_deflate(class: SharedClass, tag: Tag) -> Taken<Deflate> {
     // `try_with`: while the thread exits its list may already be gone.
-    let free = DEFLATE.try_with(|l| l.borrow_mut().take(class));
+    let free = DEFLATE.try_with(|l| l.borrow_mut().take(class, tag));
     free.ok()
         .flatten()
-        .unwrap_or_else(|| Deflate::new_with_config(class.zlib_config()))
+        .unwrap_or_else(|| Taken::Clean(Deflate::new_with_config(class.zlib_config())))
 }
 
-/// Resets `stream` and keeps it for the next message of `class` on this
-/// thread, or frees it when the list is full.
-pub(super) fn give_back_deflate(class: SharedClass, mut stream: Deflate) {
-    stream.reset();
-    let excess = DEFLATE.try_with(move |l| l.borrow_mut().put(class, stream));
+/// Keeps `stream` for the next message of `class` on this thread: parked
+/// under `tag` for its owner to go on with, or ([`Tag::CLEAN`]) reset for
+/// anyone. A full list frees its least recently parked stream.
+pub(super) fn give_back_deflate(class: SharedClass, mut stream: Deflate, tag: Tag) {
+    if tag == Tag::CLEAN {
+        stream.reset();
+    }
+    let excess = DEFLATE.try_with(move |l| l.borrow_mut().put(class, stream, tag));
     drop(excess);
 }
 
-/// A decompressor at the start of a stream, with a window of
-/// [`INFLATE_BITS`].
-pub(super) fn take_inflate() -> Inflate {
-    let free = INFLATE.try_with(|l| l.borrow_mut().take(INFLATE_BITS));
+/// A decompressor with a window of [`INFLATE_BITS`]: the one parked under
+/// `tag` on this thread, or one at the start of a stream.
+pub(super) fn take_inflate(tag: Tag) -> Taken<Inflate> {
+    let free = INFLATE.try_with(|l| l.borrow_mut().take(INFLATE_BITS, tag));
     free.ok()
         .flatten()
-        .unwrap_or_else(|| Inflate::new(false, INFLATE_BITS))
+        .unwrap_or_else(|| Taken::Clean(Inflate::new(false, INFLATE_BITS)))
 }
 
-/// Resets `stream` (whatever state a message or an error left it in) and
-/// keeps it for the next message on this thread, or frees it.
-pub(super) fn give_back_inflate(mut stream: Inflate) {
-    stream.reset(false);
-    let excess = INFLATE.try_with(move |l| l.borrow_mut().put(INFLATE_BITS, stream));
+/// Keeps `stream` for the next message on this thread: parked under `tag`
+/// for its owner to go on with, or ([`Tag::CLEAN`]) reset, whatever state
+/// a message or an error left it in, for anyone.
+pub(super) fn give_back_inflate(mut stream: Inflate, tag: Tag) {
+    if tag == Tag::CLEAN {
+        stream.reset(false);
+    }
+    let excess = INFLATE.try_with(move |l| l.borrow_mut().put(INFLATE_BITS, stream, tag));
     drop(excess);
+}
+
+/// A codec with context takeover goes away: the stream it parked on this
+/// thread, if any, is reset now (its window of the connection's data goes
+/// with it) and serves anyone.
+pub(super) fn disown_deflate(class: SharedClass, owner: Owner) {
+    let _ = DEFLATE.try_with(|l| l.borrow_mut().disown(class, owner));
+}
+
+/// [`disown_deflate`] for a decompressor.
+pub(super) fn disown_inflate(owner: Owner) {
+    let _ = INFLATE.try_with(|l| l.borrow_mut().disown(INFLATE_BITS, owner));
 }
 
 /// How many shared zlib streams wait in the calling thread's free lists:
@@ -493,24 +621,100 @@ mod tests {
         assert_eq!(thread_pool_len(), (0, 0));
     }
 
+    /// A stand-in stream: which one it is, and how often it was reset.
+    #[derive(Debug, PartialEq)]
+    struct Fake(u32, u32);
+
+    impl Reset for Fake {
+        fn reset_stream(&mut self) {
+            self.1 += 1;
+        }
+    }
+
+    fn own(t: Option<Taken<Fake>>) -> Option<Fake> {
+        match t {
+            Some(Taken::Own(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    fn clean(t: Option<Taken<Fake>>) -> Option<Fake> {
+        match t {
+            Some(Taken::Clean(f)) => Some(f),
+            _ => None,
+        }
+    }
+
     #[test]
     fn free_lists_are_bounded_per_class_and_in_classes() {
-        let mut l: FreeList<u32, u64> = FreeList::new();
+        let mut l: FreeList<u32, Fake> = FreeList::new();
         for i in 0..10 {
-            let refused = l.put(1, i);
-            assert_eq!(refused.is_some(), i >= FREE_PER_CLASS as u64, "{i}");
+            // Full: the least recently parked stream makes room.
+            let evicted = l.put(1, Fake(i, 0), Tag::CLEAN);
+            let want = (i >= FREE_PER_CLASS as u32).then(|| Fake(i - FREE_PER_CLASS as u32, 0));
+            assert_eq!(evicted, want, "{i}");
         }
         assert_eq!(l.len(), FREE_PER_CLASS);
         // New classes up to the bound; then only in place of an empty one.
         for k in 2..=CLASSES as u32 {
-            assert_eq!(l.put(k, 0), None);
+            assert_eq!(l.put(k, Fake(0, 0), Tag::CLEAN), None);
         }
-        assert_eq!(l.put(100, 7), Some(7));
-        assert_eq!(l.take(2), Some(0));
-        assert_eq!(l.put(100, 7), None);
+        assert_eq!(l.put(100, Fake(7, 0), Tag::CLEAN), Some(Fake(7, 0)));
+        assert_eq!(clean(l.take(2, Tag::CLEAN)), Some(Fake(0, 0)));
+        assert_eq!(l.put(100, Fake(7, 0), Tag::CLEAN), None);
         assert_eq!(l.classes.len(), CLASSES);
-        assert_eq!(l.take(100), Some(7));
-        assert_eq!(l.take(2), None);
-        assert_eq!(l.take(1), Some(FREE_PER_CLASS as u64 - 1));
+        assert_eq!(clean(l.take(100, Tag::CLEAN)), Some(Fake(7, 0)));
+        assert!(l.take(2, Tag::CLEAN).is_none());
+        assert_eq!(clean(l.take(1, Tag::CLEAN)), Some(Fake(9, 0)));
+    }
+
+    fn tag(owner: Owner, parking: u64) -> Tag {
+        Tag { owner, parking }
+    }
+
+    #[test]
+    fn a_parked_stream_goes_on_for_its_owner_and_is_reset_for_anyone_else() {
+        let mut l: FreeList<u32, Fake> = FreeList::new();
+        l.put(1, Fake(1, 0), tag(11, 1));
+        l.put(1, Fake(2, 0), tag(22, 1));
+        // Its owner gets it back untouched, whoever parked after it.
+        assert_eq!(own(l.take(1, tag(11, 1))), Some(Fake(1, 0)));
+        // Another owner, with room left for a stream of its own: none of
+        // the parked ones is taken from its owner (a new one is made).
+        assert!(l.take(1, tag(33, 1)).is_none());
+        // A reset stream is preferred to someone else's.
+        l.put(1, Fake(3, 1), Tag::CLEAN);
+        assert_eq!(clean(l.take(1, tag(33, 1))), Some(Fake(3, 1)));
+        // Full of other owners' streams: the least recently parked one is
+        // reset and handed over; its owner then finds nothing of its own.
+        for (f, o) in [(4, 44), (5, 55), (6, 66)] {
+            l.put(1, Fake(f, 0), tag(o, 1));
+        }
+        assert_eq!(l.len(), FREE_PER_CLASS);
+        assert_eq!(clean(l.take(1, tag(77, 1))), Some(Fake(2, 1)));
+        assert!(own(l.take(1, tag(22, 1))).is_none());
+        // A departed owner's stream is reset in place and serves anyone.
+        l.disown(1, 55);
+        assert_eq!(clean(l.take(1, Tag::CLEAN)), Some(Fake(5, 1)));
+        assert_eq!(own(l.take(1, tag(66, 1))), Some(Fake(6, 0)));
+    }
+
+    #[test]
+    fn an_owner_goes_on_only_with_the_stream_it_parked_last() {
+        // Owner 11 parked here at its first message, then went on
+        // elsewhere (another thread) and is now at its third parking:
+        // the stream here lacks what it sent meanwhile.
+        let mut l: FreeList<u32, Fake> = FreeList::new();
+        l.put(1, Fake(1, 0), tag(11, 1));
+        assert!(own(l.take(1, tag(11, 3))).is_none());
+        l.put(1, Fake(2, 0), tag(11, 3));
+        assert_eq!(own(l.take(1, tag(11, 3))), Some(Fake(2, 0)));
+        // Disowning resets every stream the owner left.
+        l.put(1, Fake(3, 0), tag(11, 4));
+        l.disown(1, 11);
+        assert_eq!(clean(l.take(1, Tag::CLEAN)), Some(Fake(3, 1)));
+        assert_eq!(clean(l.take(1, Tag::CLEAN)), Some(Fake(1, 1)));
+        assert_eq!(Tag::CLEAN.next(11), tag(11, 1));
+        assert_eq!(tag(11, 1).next(11), tag(11, 2));
     }
 }

@@ -6,10 +6,13 @@ use bytes::BytesMut;
 use super::*;
 use crate::Role;
 
+/// 15-bit windows, and streams that are the connection's own (released
+/// only when asked): what `release`'s tests need.
 pub(super) fn cfg15() -> DeflateConfig {
     DeflateConfig {
         server_max_window_bits: 15,
         client_max_window_bits: 15,
+        release_after_idle: Some(std::time::Duration::from_secs(1)),
         ..DeflateConfig::default()
     }
 }
@@ -208,4 +211,140 @@ fn no_context_takeover_keeps_no_history() {
         assert!(!c.release() && !d.release());
     }
     assert_eq!((c.history_bytes(), d.history_bytes()), (0, 0));
+}
+
+/// `n` connections' compressors and decompressors (one direction) whose
+/// streams come from the thread's pool with context takeover, as
+/// `DeflateConfig::default()` makes them, and a dedicated compressor per
+/// connection as the reference.
+fn pooled_pairs(
+    p: &DeflateParams,
+    bits: u8,
+    role: Role,
+    n: usize,
+) -> Vec<(Compressor, Decompressor, Compressor)> {
+    let peer = match role {
+        Role::Client => Role::Server,
+        Role::Server => Role::Client,
+    };
+    let pooled = DeflateConfig {
+        server_max_window_bits: bits,
+        client_max_window_bits: bits,
+        ..DeflateConfig::default()
+    };
+    let dedicated = DeflateConfig {
+        server_max_window_bits: bits,
+        client_max_window_bits: bits,
+        ..cfg15()
+    };
+    (0..n)
+        .map(|_| {
+            let mut d = Decompressor::new(p, peer);
+            d.pool_between_messages();
+            (
+                Compressor::new(p, &pooled, role),
+                d,
+                Compressor::new(p, &dedicated, role),
+            )
+        })
+        .collect()
+}
+
+/// Sends message `i` of `related_messages` on every pair in turn and checks
+/// what arrives, and that context takeover went on (the wire within a few
+/// bytes of the dedicated stream's). Returns whether every message was
+/// byte for byte the dedicated stream's.
+fn send_round(pairs: &mut [(Compressor, Decompressor, Compressor)], i: usize, ctx: &str) -> bool {
+    let m = &related_messages()[i];
+    let pieces = [1, 3][i % 2];
+    let mut identical = true;
+    for (k, (c, d, c_ref)) in pairs.iter_mut().enumerate() {
+        let reference = compress_msg(c_ref, m, pieces).concat();
+        let frames = compress_msg(c, m, pieces);
+        let mut out = BytesMut::new();
+        for (j, f) in frames.iter().enumerate() {
+            d.decompress(f, j + 1 == frames.len(), &mut out, m.len())
+                .unwrap();
+        }
+        assert!(out[..] == m[..], "{ctx} connection {k} msg {i}");
+        let wire = frames.concat();
+        assert!(
+            wire.len() <= reference.len() + 16,
+            "{ctx} connection {k} msg {i}: {} vs {}",
+            wire.len(),
+            reference.len()
+        );
+        identical &= wire == reference;
+        assert!(!c.is_allocated() && !d.is_allocated(), "{ctx}: held");
+    }
+    identical
+}
+
+#[test]
+fn pooled_streams_keep_context_takeover_across_interleaved_connections() {
+    // More connections than a thread parks streams for: streams are taken
+    // from one connection, reset and primed with another's window.
+    for bits in [8, 9, 12, 15] {
+        for role in [Role::Client, Role::Server] {
+            pool::clear_thread_pool();
+            let p = params(false, false, bits, bits);
+            let mut pairs = pooled_pairs(&p, bits, role, pool::FREE_PER_CLASS + 3);
+            for i in 0..related_messages().len() {
+                send_round(&mut pairs, i, &format!("bits {bits} {role:?}"));
+            }
+            let (deflate, inflate) = pool::thread_pool_len();
+            assert!(deflate <= pool::FREE_PER_CLASS && inflate <= pool::FREE_PER_CLASS);
+            assert!(pairs
+                .iter()
+                .all(|(c, d, _)| c.history_bytes() > 0 && d.history_bytes() > 0));
+        }
+    }
+}
+
+#[test]
+fn a_connection_alone_on_its_thread_goes_on_with_its_own_streams() {
+    // Nobody else takes the parked streams, so each message continues
+    // them as a dedicated stream would: the same bytes on the wire.
+    for bits in [9, 12, 15] {
+        pool::clear_thread_pool();
+        let p = params(false, false, bits, bits);
+        let mut pairs = pooled_pairs(&p, bits, Role::Server, 1);
+        for i in 0..related_messages().len() {
+            assert!(
+                send_round(&mut pairs, i, &format!("bits {bits}")),
+                "bits {bits} msg {i}: not the dedicated stream's bytes"
+            );
+            assert_eq!(pool::thread_pool_len(), (1, 1));
+        }
+        // Gone with its connection: the parked streams are reset for
+        // anyone (a later message on them starts from an empty window).
+        drop(pairs);
+        let (reused, _, _) = &mut pooled_pairs(&p, bits, Role::Server, 1)[0];
+        let m = text(3000, 1);
+        let mut wire = BytesMut::new();
+        reused.compress(&m, true, &mut wire);
+        assert_eq!(pool::thread_pool_len(), (1, 1));
+    }
+}
+
+#[test]
+fn a_pooled_connection_moves_between_threads_with_its_context() {
+    pool::clear_thread_pool();
+    let p = params(false, false, 12, 12);
+    let mut pairs = pooled_pairs(&p, 12, Role::Server, 2);
+    let n = related_messages().len();
+    for i in 0..n {
+        if i % 2 == 0 {
+            send_round(&mut pairs, i, "here");
+        } else {
+            // Another thread: what this one parked is not there, so the
+            // streams there are primed from the windows.
+            pairs = std::thread::spawn(move || {
+                send_round(&mut pairs, i, "there");
+                pairs
+            })
+            .join()
+            .unwrap();
+        }
+    }
 }
