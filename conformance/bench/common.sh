@@ -54,6 +54,13 @@ build_all() {
 # through env).
 server_cmd() {
   case "$1" in
+    # NAME@before: the same server from binaries frozen earlier in
+    # BEFORE_BIN (a copy of an older target/bench-bin), for an A/B in one run.
+    # First, so that it also applies to the patterns below (preset-*).
+    *@before)
+      [ -n "${BEFORE_BIN:-}" ] || { echo "server $1 needs BEFORE_BIN=/dir/of/older/bench-bin" >&2; return 1; }
+      local BIN=$BEFORE_BIN
+      server_cmd "${1%@before}" ;;
     wsmachine-tokio) echo "$BIN/echo_tokio" ;;
     wsmachine-smol) echo "$BIN/echo_smol" ;;
     wsmachine-async-std) echo "$BIN/echo_async-std" ;;
@@ -76,12 +83,6 @@ server_cmd() {
     node-ws+deflate) echo "NODE_PATH=$NODE_MODULES node $ROOT/conformance/bench/node_ws_echo.js deflate" ;;
     # A wsmachine echo server with a deflate preset (memory_presets.sh).
     preset-*) echo "$BIN/fanout_server --variant echo --max-secs 3600 --preset ${1#preset-}" ;;
-    # NAME@before: the same server from binaries frozen earlier in
-    # BEFORE_BIN (a copy of an older target/bench-bin), for an A/B in one run.
-    *@before)
-      [ -n "${BEFORE_BIN:-}" ] || { echo "server $1 needs BEFORE_BIN=/dir/of/older/bench-bin" >&2; return 1; }
-      local BIN=$BEFORE_BIN
-      server_cmd "${1%@before}" ;;
     *) echo "unknown server $1" >&2; return 1 ;;
   esac
 }

@@ -48,6 +48,11 @@ CASES=(
   "wsmachine-prepared-try+shared|wsmachine-prepared-try|shared|--deflate"
 )
 
+# More cases, same form: e.g. CASES_EXTRA="wsmachine+deflate@before|wsmachine|default|--deflate"
+# with BEFORE_BIN=<an older bench-bin> for an A/B in one run.
+# shellcheck disable=SC2206
+CASES+=(${CASES_EXTRA:-})
+
 if [ "${NO_BUILD:-0}" != 1 ]; then
   echo "==> building (release)" >&2
   cargo build --release -q -p wsmachine-conformance --bin fanout --example fanout_server
@@ -80,7 +85,10 @@ for n in $CONNS; do
       rm -f "$log"
       echo "==> $label: $n connections x $msgs messages, rep $rep" >&2
       # shellcheck disable=SC2086
-      taskset -c "$SERVER_CPU" "$BIN/fanout_server" "127.0.0.1:$port" --variant "$variant" \
+      # LABEL@before cases (in CASES_EXTRA) run BEFORE_BIN's server.
+      server_bin="$BIN/fanout_server"
+      [[ $label == *@before ]] && server_bin="${BEFORE_BIN:?LABEL@before needs BEFORE_BIN}/fanout_server"
+      taskset -c "$SERVER_CPU" "$server_bin" "127.0.0.1:$port" --variant "$variant" \
         --conns "$n" --messages "$msgs" --burst "$BURST" --preset "$preset" --max-secs 600 >"$log" 2>&1 &
       spid=$!
       STARTED+=("$spid")
