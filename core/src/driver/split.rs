@@ -43,8 +43,23 @@ impl WakerList {
     }
 
     fn wake_all(&self) {
-        let list = std::mem::take(&mut *self.lock());
-        for w in list {
+        let mut list = self.lock();
+        if list.len() <= 1 {
+            // The common case, one waiting task: `pop` keeps the list's
+            // allocation for its next `register` (a fan-out wakes every
+            // connection's reader once per burst; taking the list freed it
+            // and the reader's next wait allocated it again).
+            let one = list.pop();
+            drop(list);
+            if let Some(w) = one {
+                w.wake();
+            }
+            return;
+        }
+        // Woken outside the lock: a waker may run code that registers.
+        let all = std::mem::take(&mut *list);
+        drop(list);
+        for w in all {
             w.wake();
         }
     }
