@@ -1,7 +1,9 @@
 //! permessage-deflate (RFC 7692): negotiation ([`DeflateConfig`]) and the
-//! per-message codec ([`Compressor`], [`Decompressor`]). A direction
-//! without context takeover borrows its zlib stream from a per-thread pool
-//! for each message (`pool.rs`) instead of owning one per connection.
+//! per-message codec ([`Compressor`], [`Decompressor`]). By default a
+//! connection borrows its zlib streams from a per-thread pool for each
+//! message (`pool.rs`) instead of owning them: without context takeover a
+//! reset one, with it the one it parked if still there, else a reset one
+//! primed with the connection's window (`history.rs`).
 //!
 //! The codec drives `zlib-rs` directly (the same implementation flate2 uses
 //! here) rather than through flate2, for three reasons: flate2 does not
