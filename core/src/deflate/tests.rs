@@ -213,16 +213,19 @@ fn no_context_takeover_keeps_no_history() {
     assert_eq!((c.history_bytes(), d.history_bytes()), (0, 0));
 }
 
-/// `n` connections' compressors and decompressors (one direction) whose
-/// streams come from the thread's pool with context takeover, as
-/// `DeflateConfig::default()` makes them, and a dedicated compressor per
-/// connection as the reference.
-fn pooled_pairs(
-    p: &DeflateParams,
-    bits: u8,
-    role: Role,
-    n: usize,
-) -> Vec<(Compressor, Decompressor, Compressor)> {
+/// One connection's direction under test: a compressor and a
+/// decompressor whose streams come from the thread's pool with context
+/// takeover (as `DeflateConfig::default()` makes them), and two references
+/// that owe nothing to the pool: a dedicated compressor of the same
+/// settings, and zlib (flate2) inflating with the connection's context.
+struct Pooled {
+    c: Compressor,
+    d: Decompressor,
+    c_ref: Compressor,
+    zlib: flate2::Decompress,
+}
+
+fn pooled_pairs(p: &DeflateParams, bits: u8, role: Role, n: usize) -> Vec<Pooled> {
     let peer = match role {
         Role::Client => Role::Server,
         Role::Server => Role::Client,
@@ -241,33 +244,50 @@ fn pooled_pairs(
         .map(|_| {
             let mut d = Decompressor::new(p, peer);
             d.pool_between_messages();
-            (
-                Compressor::new(p, &pooled, role),
+            Pooled {
+                c: Compressor::new(p, &pooled, role),
                 d,
-                Compressor::new(p, &dedicated, role),
-            )
+                c_ref: Compressor::new(p, &dedicated, role),
+                zlib: flate2::Decompress::new(false),
+            }
         })
         .collect()
 }
 
-/// Sends message `i` of `related_messages` on every pair in turn and checks
-/// what arrives, and that context takeover went on (the wire within a few
-/// bytes of the dedicated stream's). Returns whether every message was
-/// byte for byte the dedicated stream's.
-fn send_round(pairs: &mut [(Compressor, Decompressor, Compressor)], i: usize, ctx: &str) -> bool {
+/// zlib's reading of one message with the context of those before it.
+fn zlib_inflate(z: &mut flate2::Decompress, frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut input = frames.concat();
+    input.extend_from_slice(&TRAILER);
+    let mut out = Vec::with_capacity(1 << 16);
+    z.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .expect("zlib inflates it");
+    out
+}
+
+/// Sends message `i` of `related_messages` on every connection in turn:
+/// what the pooled compressor sends must read right to zlib, and what the
+/// dedicated one sends must read right to the pooled decompressor, with
+/// context takeover (the pooled wire within a few bytes of the dedicated
+/// stream's). Returns whether every message was byte for byte the
+/// dedicated stream's.
+fn send_round(conns: &mut [Pooled], i: usize, ctx: &str) -> bool {
     let m = &related_messages()[i];
     let pieces = [1, 3][i % 2];
     let mut identical = true;
-    for (k, (c, d, c_ref)) in pairs.iter_mut().enumerate() {
-        let reference = compress_msg(c_ref, m, pieces).concat();
-        let frames = compress_msg(c, m, pieces);
+    for (k, x) in conns.iter_mut().enumerate() {
+        let reference = compress_msg(&mut x.c_ref, m, pieces);
+        let frames = compress_msg(&mut x.c, m, pieces);
+        assert!(
+            zlib_inflate(&mut x.zlib, &frames) == m[..],
+            "{ctx} connection {k} msg {i}: zlib reads another message"
+        );
         let mut out = BytesMut::new();
-        for (j, f) in frames.iter().enumerate() {
-            d.decompress(f, j + 1 == frames.len(), &mut out, m.len())
+        for (j, f) in reference.iter().enumerate() {
+            x.d.decompress(f, j + 1 == reference.len(), &mut out, m.len())
                 .unwrap();
         }
         assert!(out[..] == m[..], "{ctx} connection {k} msg {i}");
-        let wire = frames.concat();
+        let (wire, reference) = (frames.concat(), reference.concat());
         assert!(
             wire.len() <= reference.len() + 16,
             "{ctx} connection {k} msg {i}: {} vs {}",
@@ -275,7 +295,7 @@ fn send_round(pairs: &mut [(Compressor, Decompressor, Compressor)], i: usize, ct
             reference.len()
         );
         identical &= wire == reference;
-        assert!(!c.is_allocated() && !d.is_allocated(), "{ctx}: held");
+        assert!(!x.c.is_allocated() && !x.d.is_allocated(), "{ctx}: held");
     }
     identical
 }
@@ -296,7 +316,7 @@ fn pooled_streams_keep_context_takeover_across_interleaved_connections() {
             assert!(deflate <= pool::FREE_PER_CLASS && inflate <= pool::FREE_PER_CLASS);
             assert!(pairs
                 .iter()
-                .all(|(c, d, _)| c.history_bytes() > 0 && d.history_bytes() > 0));
+                .all(|x| x.c.history_bytes() > 0 && x.d.history_bytes() > 0));
         }
     }
 }
@@ -319,10 +339,10 @@ fn a_connection_alone_on_its_thread_goes_on_with_its_own_streams() {
         // Gone with its connection: the parked streams are reset for
         // anyone (a later message on them starts from an empty window).
         drop(pairs);
-        let (reused, _, _) = &mut pooled_pairs(&p, bits, Role::Server, 1)[0];
+        let reused = &mut pooled_pairs(&p, bits, Role::Server, 1)[0];
         let m = text(3000, 1);
         let mut wire = BytesMut::new();
-        reused.compress(&m, true, &mut wire);
+        reused.c.compress(&m, true, &mut wire);
         assert_eq!(pool::thread_pool_len(), (1, 1));
     }
 }
