@@ -247,10 +247,7 @@ fn fragmented(msg: usize, frag: usize, opcode: OpCode) -> (Vec<u8>, usize) {
                 mask: Some(mask),
                 payload_len: part.len() as u64,
             }
-            .encode(&mut out);
-            let start = out.len();
-            out.extend_from_slice(part);
-            apply_mask(&mut out[start..], mask, 0);
+            .encode_frame(part, &mut out);
         }
     }
     (out.to_vec(), count)
@@ -344,10 +341,7 @@ fn text_messages(size: usize, compressed: bool) -> (Vec<u8>, usize) {
             mask: Some(mask),
             payload_len: body.len() as u64,
         }
-        .encode(&mut out);
-        let start = out.len();
-        out.extend_from_slice(&body);
-        apply_mask(&mut out[start..], mask, 0);
+        .encode_frame(&body, &mut out);
     }
     (out.to_vec(), count)
 }

@@ -29,7 +29,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use wsmachine::driver::{Io, Runtime, Timer, WebSocket};
 use wsmachine::internals::FrameHeader;
-use wsmachine::{apply_mask, Config, Negotiated, OpCode, Role};
+use wsmachine::{Config, Negotiated, OpCode, Role};
 
 thread_local! {
     static CLOCK_READS: Cell<usize> = const { Cell::new(0) };
@@ -137,10 +137,7 @@ fn client_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         mask: Some(mask),
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask, 0);
+    .encode_frame(payload, &mut out);
     out.to_vec()
 }
 

@@ -26,8 +26,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use wsmachine::internals::FrameHeader;
 use wsmachine::{
-    apply_mask, Config, Connection, DeflateConfig, DeflateParams, Event, Negotiated, OpCode, Role,
-    SeededMask,
+    Config, Connection, DeflateConfig, DeflateParams, Event, Negotiated, OpCode, Role, SeededMask,
 };
 
 const BATCH: usize = 64;
@@ -43,10 +42,7 @@ fn client_frame(payload: &[u8]) -> Vec<u8> {
         mask: Some(mask),
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask, 0);
+    .encode_frame(payload, &mut out);
     out.to_vec()
 }
 

@@ -1,6 +1,6 @@
 //! Frame header codec (RFC 6455 §5.2).
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 
 use crate::error::ProtocolError;
 
@@ -198,6 +198,21 @@ impl FrameHeader {
         n
     }
 
+    /// Appends a whole frame: the header, then `payload` masked with the
+    /// header's key if it has one (a client's frame as it goes on the
+    /// wire). `payload_len` must be `payload`'s length. For the tests,
+    /// benches and tools that write a peer's frames by hand; a connection
+    /// encodes its own.
+    pub fn encode_frame(&self, payload: &[u8], dst: &mut BytesMut) {
+        debug_assert_eq!(self.payload_len, payload.len() as u64);
+        self.encode(dst);
+        let start = dst.len();
+        dst.extend_from_slice(payload);
+        if let Some(key) = self.mask {
+            crate::mask::apply_mask(&mut dst[start..], key, 0);
+        }
+    }
+
     /// Appends the header in its minimal encoding.
     pub fn encode<B: BufMut>(&self, dst: &mut B) {
         let b0 = (self.fin as u8) << 7 | (self.rsv & 0b111) << 4 | self.opcode.as_u8();
@@ -316,6 +331,31 @@ mod tests {
                 let n = h.encode_to(&mut arr);
                 assert_eq!(&arr[..n], &buf[..]);
                 assert_eq!(dec(&buf).unwrap().unwrap(), (h, buf.len()));
+            }
+        }
+    }
+
+    #[test]
+    fn encode_frame_masks_the_payload_with_the_headers_key() {
+        let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        for mask in [None, Some([0x37, 0xfa, 0x21, 0x3d])] {
+            let h = FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: OpCode::Text,
+                mask,
+                payload_len: payload.len() as u64,
+            };
+            let mut out = BytesMut::from(&b"before"[..]);
+            h.encode_frame(&payload, &mut out);
+            assert_eq!(&out[..6], b"before");
+            let (got, n) = dec(&out[6..]).unwrap().unwrap();
+            assert_eq!(got, h);
+            let body = &out[6 + n..];
+            assert_eq!(body.len(), payload.len());
+            for (i, (&b, &p)) in body.iter().zip(&payload).enumerate() {
+                let key = mask.map_or(0, |m| m[i % 4]);
+                assert_eq!(b ^ key, p, "byte {i}");
             }
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use wsmachine::driver::{ByteStream, Io, Runtime, Timer, WebSocket};
 use wsmachine::internals::FrameHeader;
-use wsmachine::{apply_mask, Config, Message, Negotiated, OpCode, Role};
+use wsmachine::{Config, Message, Negotiated, OpCode, Role};
 
 thread_local! {
     // Each test runs on its own thread: its own clock.
@@ -183,10 +183,7 @@ fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         mask: Some(mask),
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask, 0);
+    .encode_frame(payload, &mut out);
     out.to_vec()
 }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use wsmachine::internals::FrameHeader;
-use wsmachine::{apply_mask, Accept, Config, Connection, Event, OpCode};
+use wsmachine::{Accept, Config, Connection, Event, OpCode};
 
 #[path = "support/live_bytes.rs"]
 mod live_bytes;
@@ -46,10 +46,7 @@ fn masked_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         mask: Some(m),
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], m, 0);
+    .encode_frame(payload, &mut out);
     out.to_vec()
 }
 

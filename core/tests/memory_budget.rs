@@ -11,8 +11,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 use wsmachine::internals::{Compressor, FrameHeader, RSV1};
 use wsmachine::{
-    apply_mask, CloseCode, Config, Connection, ConnectionError, DeflateConfig, DeflateParams,
-    Event, MemoryBudget, Negotiated, OpCode, ProtocolError, Role,
+    CloseCode, Config, Connection, ConnectionError, DeflateConfig, DeflateParams, Event,
+    MemoryBudget, Negotiated, OpCode, ProtocolError, Role,
 };
 
 const MIB: usize = 1 << 20;
@@ -44,10 +44,7 @@ fn frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
         mask: Some(mask),
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask, 0);
+    .encode_frame(payload, &mut out);
     out.to_vec()
 }
 

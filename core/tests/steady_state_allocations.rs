@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use wsmachine::internals::FrameHeader;
-use wsmachine::{apply_mask, Config, Connection, Event, Negotiated, OpCode, Role};
+use wsmachine::{Config, Connection, Event, Negotiated, OpCode, Role};
 
 struct Counting;
 
@@ -55,10 +55,7 @@ fn masked_frames(opcode: OpCode, payload: &[u8], count: usize) -> Vec<u8> {
             mask: Some(m),
             payload_len: payload.len() as u64,
         }
-        .encode(&mut out);
-        let start = out.len();
-        out.extend_from_slice(payload);
-        apply_mask(&mut out[start..], m, 0);
+        .encode_frame(payload, &mut out);
     }
     out.to_vec()
 }

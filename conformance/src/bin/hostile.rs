@@ -111,7 +111,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use wsmachine::internals::{Compressor, FrameHeader, RSV1};
-use wsmachine::{apply_mask, DeflateConfig, DeflateParams, OpCode, Role};
+use wsmachine::{DeflateConfig, DeflateParams, OpCode, Role};
 
 const MASK: [u8; 4] = [0x5a, 0x13, 0xc7, 0x2e];
 const MIB: usize = 1 << 20;
@@ -308,23 +308,16 @@ fn main() {
 
 // ---------------------------------------------------------------- frames
 
-fn header(fin: bool, rsv: u8, opcode: OpCode, len: usize, out: &mut BytesMut) {
+/// A masked client frame.
+fn frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
     FrameHeader {
         fin,
         rsv,
         opcode,
         mask: Some(MASK),
-        payload_len: len as u64,
+        payload_len: payload.len() as u64,
     }
-    .encode(out);
-}
-
-/// A masked client frame.
-fn frame(fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
-    header(fin, rsv, opcode, payload.len(), out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], MASK, 0);
+    .encode_frame(payload, out);
 }
 
 /// `len` zeros deflated in one no-context-takeover stream, as the payload
@@ -1335,7 +1328,7 @@ fn run_scenario(a: &Args, s: Scenario, payload: Arc<Vec<u8>>) -> Result<Report, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsmachine::{Config, Connection, Negotiated, State};
+    use wsmachine::{apply_mask, Config, Connection, Negotiated, State};
 
     #[test]
     fn server_frame_parses_lengths() {

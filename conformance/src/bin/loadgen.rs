@@ -70,7 +70,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use wsmachine::internals::{Compressor, FrameHeader, RSV1};
-use wsmachine::{apply_mask, DeflateConfig, DeflateParams, OpCode, Role};
+use wsmachine::{DeflateConfig, DeflateParams, OpCode, Role};
 use wsmachine_conformance::bench::{json_message, parse_header};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -252,10 +252,7 @@ fn masked_frame(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
         mask: Some(MASK),
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], MASK, 0);
+    .encode_frame(payload, &mut out);
     out.to_vec()
 }
 

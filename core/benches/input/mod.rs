@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 use wsmachine::internals::FrameHeader;
-use wsmachine::{apply_mask, OpCode};
+use wsmachine::OpCode;
 
 /// Back-to-back frames totalling about 4 MiB (at least 8 frames).
 pub(crate) fn frames(size: usize, masked: bool, opcode: OpCode) -> (Vec<u8>, usize) {
@@ -21,12 +21,7 @@ pub(crate) fn frames(size: usize, masked: bool, opcode: OpCode) -> (Vec<u8>, usi
             mask,
             payload_len: size as u64,
         }
-        .encode(&mut out);
-        let start = out.len();
-        out.extend_from_slice(&payload);
-        if let Some(m) = mask {
-            apply_mask(&mut out[start..], m, 0);
-        }
+        .encode_frame(&payload, &mut out);
     }
     (out.to_vec(), count)
 }

@@ -657,13 +657,10 @@ fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
         mask: Some([0x11, 0x22, 0x33, 0x44]),
         payload_len: payload.len() as u64,
     };
-    h.encode(&mut out);
+    h.encode_frame(payload, &mut out);
     if first & 0xF != h.opcode.as_u8() {
         out[0] = first; // reserved opcodes cannot be built through OpCode
     }
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], [0x11, 0x22, 0x33, 0x44], 0);
     out.to_vec()
 }
 
@@ -1826,13 +1823,8 @@ fn peer_frame(role: Role, first: u8, payload: &[u8], seed: u32) -> Vec<u8> {
         mask,
         payload_len: payload.len() as u64,
     }
-    .encode(&mut out);
+    .encode_frame(payload, &mut out);
     out[0] = first; // reserved opcodes cannot be built through OpCode
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(m) = mask {
-        apply_mask(&mut out[start..], m, 0);
-    }
     out.to_vec()
 }
 
