@@ -230,7 +230,7 @@ impl Connection {
                 let default = crate::deflate::DeflateConfig::default();
                 let cfg = cfg.as_ref().unwrap_or(&default);
                 let mut decompressor = Decompressor::new(params, self.role);
-                if cfg.release_after_idle == Some(std::time::Duration::ZERO) {
+                if cfg.pools_streams() {
                     decompressor.pool_between_messages();
                 }
                 (

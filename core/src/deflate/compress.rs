@@ -116,7 +116,7 @@ impl Compressor {
             ),
         };
         let bits = clamp_bits(negotiated.min(ours));
-        let pooled_with_context = c.release_after_idle == Some(std::time::Duration::ZERO);
+        let pooled_with_context = c.pools_streams();
         let config = zlib_rs::DeflateConfig {
             level: c.level.min(9) as i32,
             method: zlib_rs::Method::Deflated,
@@ -258,21 +258,14 @@ impl Compressor {
         let mut want = zlib_rs::compress_bound(input.len()) + 16;
         let (config, class) = (self.config, self.class());
         let history = &mut self.history;
-        let (pooled, no_context_takeover, tag) = (self.pooled, self.no_context_takeover, self.tag);
+        let (pooled, tag) = (self.pooled, self.tag);
         let stream = self.stream.get_or_insert_with(|| {
-            let fresh = if pooled {
-                match pool::take_deflate(class, tag) {
-                    Taken::Own(stream) => return stream,
-                    Taken::Clean(stream) => stream,
-                }
+            let taken = if pooled {
+                pool::take_deflate(class, tag)
             } else {
-                Deflate::new_with_config(config)
+                Taken::Clean(Deflate::new_with_config(config))
             };
-            if no_context_takeover {
-                fresh
-            } else {
-                history.prime(fresh, Deflate::set_dictionary)
-            }
+            history.resume(taken, Deflate::set_dictionary)
         });
         self.history.push(data);
         self.in_message = !fin;

@@ -2,6 +2,7 @@
 //! re-created mid-connection with context takeover intact.
 
 use super::clamp_bits;
+use super::pool::Taken;
 
 /// The last `cap` bytes of one direction's plaintext: the LZ77 window a
 /// fresh zlib stream is primed with after
@@ -51,6 +52,21 @@ impl History {
             debug_assert!(primed.is_ok(), "set_dictionary: {primed:?}");
         }
         stream
+    }
+
+    /// The stream for the next message out of what the pool (or a new
+    /// stream) gave: one its owner parked goes on as it was; one at its
+    /// start is primed with the window (nothing without context takeover,
+    /// whose history is empty).
+    pub(super) fn resume<S, E: std::fmt::Debug>(
+        &mut self,
+        taken: Taken<S>,
+        set_dictionary: impl FnOnce(&mut S, &[u8]) -> Result<u32, E>,
+    ) -> S {
+        match taken {
+            Taken::Own(stream) => stream,
+            Taken::Clean(stream) => self.prime(stream, set_dictionary),
+        }
     }
 
     pub(super) fn push(&mut self, mut data: &[u8]) {

@@ -118,12 +118,12 @@ impl Decompressor {
     /// only the peer's last window of plaintext in between
     /// (`DeflateConfig::release_after_idle` of zero).
     pub(crate) fn pool_between_messages(&mut self) {
-        if !self.in_message {
-            self.give_back_stream(false);
-        }
         self.pooled = true;
         if !self.no_context_takeover && self.owner == 0 {
             self.owner = pool::new_owner();
+        }
+        if !self.in_message {
+            self.give_back(false);
         }
     }
 
@@ -167,12 +167,9 @@ impl Decompressor {
     /// with (`keep`, after a message that ended on a block boundary with
     /// context takeover), or reset.
     fn give_back(&mut self, keep: bool) {
-        if self.pooled {
-            self.give_back_stream(keep);
+        if !self.pooled {
+            return;
         }
-    }
-
-    fn give_back_stream(&mut self, keep: bool) {
         if let Some(stream) = self.stream.take() {
             self.tag = if keep && self.owner != 0 {
                 self.tag.next(self.owner)
@@ -387,21 +384,14 @@ impl Decompressor {
         let mut used = *spent;
         let limit64 = limit as u64;
         let history = &mut self.history;
-        let (pooled, no_context_takeover, tag) = (self.pooled, self.no_context_takeover, self.tag);
+        let (pooled, tag) = (self.pooled, self.tag);
         let stream = self.stream.get_or_insert_with(|| {
-            let fresh = if pooled {
-                match pool::take_inflate(tag) {
-                    Taken::Own(stream) => return stream,
-                    Taken::Clean(stream) => stream,
-                }
+            let taken = if pooled {
+                pool::take_inflate(tag)
             } else {
-                Inflate::new(false, pool::INFLATE_BITS)
+                Taken::Clean(Inflate::new(false, pool::INFLATE_BITS))
             };
-            if no_context_takeover {
-                fresh
-            } else {
-                history.prime(fresh, Inflate::set_dictionary)
-            }
+            history.resume(taken, Inflate::set_dictionary)
         });
         loop {
             // One byte more than the limit allows, so passing it is seen.

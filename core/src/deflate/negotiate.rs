@@ -187,6 +187,18 @@ impl Default for DeflateConfig {
 }
 
 impl DeflateConfig {
+    /// `release_after_idle` of zero: every message takes its streams from
+    /// the thread's pool.
+    pub(crate) fn pools_streams(&self) -> bool {
+        self.release_after_idle == Some(std::time::Duration::ZERO)
+    }
+
+    /// When a connection's own streams are freed for idleness: never when
+    /// they come from the pool.
+    pub(crate) fn idle_release(&self) -> Option<std::time::Duration> {
+        self.release_after_idle.filter(|idle| !idle.is_zero())
+    }
+
     /// No context takeover either way, so both directions use the
     /// thread's shared streams: no zlib memory per connection (see
     /// [Presets](Self#presets)). The defaults otherwise (window 12,

@@ -304,10 +304,7 @@ impl ReceiveHalf {
             .config
             .deflate
             .as_ref()
-            .and_then(|d| d.release_after_idle)
-            // Zero: the streams go back to the pool after every message,
-            // so there is nothing for a timer to free.
-            .filter(|idle| !idle.is_zero());
+            .and_then(crate::DeflateConfig::idle_release);
         self.inflate = decompressor.map(|codec| {
             Box::new(Inflate {
                 codec,
